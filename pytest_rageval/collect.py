@@ -1,0 +1,48 @@
+"""Collecting question set files: one test item per question."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_rageval.keys import QUESTION_FILE_KEY, QUESTION_KEY, SESSION_KEY
+from pytest_rageval.questions import QuestionFileError, is_question_file, load_file
+
+
+def matches(path: Path, patterns: tuple[str, ...]) -> bool:
+    return is_question_file(path) and any(fnmatch.fnmatch(path.name, p) for p in patterns)
+
+
+def rag_data_question(request: pytest.FixtureRequest) -> None:
+    """Ask one question of a data file and judge the answer (a pytest-rageval item)."""
+    __tracebackhide__ = True
+    request.config.stash[SESSION_KEY].ask(request.node, request)
+
+
+class RagFile(pytest.File):
+    """A question set file; its questions become :class:`RagItem` items."""
+
+    def collect(self) -> Iterator[RagItem]:
+        question_file = load_file(self.path, display=self.nodeid)
+        for question in question_file.questions:
+            item = RagItem.from_parent(self, name=question.id, callobj=rag_data_question)
+            item.stash[QUESTION_KEY] = question
+            item.stash[QUESTION_FILE_KEY] = question_file
+            yield item
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, QuestionFileError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+
+class RagItem(pytest.Function):
+    """One question of a data file, run as a test function so that fixtures resolve."""
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        question = self.stash[QUESTION_KEY]
+        return self.path, (question.line - 1 if question.line else None), question.id

@@ -1,0 +1,83 @@
+"""The fixtures pytest-rageval provides; every one can be overridden in a conftest.py."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from pytest_rageval.keys import QUESTION_KEY, SESSION_KEY
+from pytest_rageval.runner import QuestionResult, Runner
+from pytest_rageval.session import RagSetupError
+
+
+@pytest.fixture
+def rag_query_engine() -> Any:
+    """The application under test. Override it in conftest.py: return a llama-index query
+    engine, or any callable (sync or async) taking the query string and returning a
+    string or a llama-index ``Response``."""
+    raise RagSetupError(
+        "no query engine: define a fixture named 'rag_query_engine' in your conftest.py "
+        "that returns your llama-index query engine (or a callable taking the query string)"
+    )
+
+
+@pytest.fixture(scope="session")
+def rag_judge_llm(request: pytest.FixtureRequest) -> Any:
+    """The LLM that judges answers: OpenAI's ``rag_judge_model`` (ini, default
+    gpt-4o-mini) at temperature 0. Needs ``OPENAI_API_KEY`` (and honours
+    ``OPENAI_API_BASE`` for compatible servers); override it to judge with another LLM."""
+    if not os.environ.get("OPENAI_API_KEY"):
+        raise RagSetupError(
+            "no judge: OPENAI_API_KEY is not set. Set it (and OPENAI_API_BASE for an "
+            "OpenAI-compatible server), or override the 'rag_judge_llm' fixture (or "
+            "'rag_evaluators') in your conftest.py"
+        )
+    from llama_index.llms.openai import OpenAI
+
+    settings = request.config.stash[SESSION_KEY].settings
+    # the runner owns time-outs and retries; the client's own retries would multiply them
+    return OpenAI(
+        model=settings.judge_model, temperature=0.0, max_retries=0, timeout=settings.timeout
+    )
+
+
+@pytest.fixture(scope="session")
+def rag_evaluators(rag_judge_llm: Any) -> dict[str, Any]:
+    """Metric name -> llama-index evaluator: faithfulness, relevancy and correctness
+    judged by ``rag_judge_llm``. Correctness applies only to questions with a reference."""
+    from llama_index.core.evaluation import (
+        CorrectnessEvaluator,
+        FaithfulnessEvaluator,
+        RelevancyEvaluator,
+    )
+
+    return {
+        "faithfulness": FaithfulnessEvaluator(llm=rag_judge_llm),
+        "relevancy": RelevancyEvaluator(llm=rag_judge_llm),
+        "correctness": CorrectnessEvaluator(llm=rag_judge_llm),
+    }
+
+
+@pytest.fixture(scope="session")
+def rag_runner(request: pytest.FixtureRequest) -> Runner:
+    """The process's shared runner (one event loop thread, ``--rag-workers`` slots)."""
+    return request.config.stash[SESSION_KEY].runner
+
+
+@pytest.fixture
+def rag_result(request: pytest.FixtureRequest, rag_question: Any) -> QuestionResult:
+    """``rag_question`` asked and judged through the shared runner: ``.response``,
+    ``.contexts`` and ``.evaluations`` (metric -> llama-index ``EvaluationResult``).
+    The pass-rate verdict is applied after the test body."""
+    result = request.config.stash[SESSION_KEY].ask(request.node, request)
+    if result is None:  # the reason fails the test in its call phase
+        return QuestionResult(request.node.stash.get(QUESTION_KEY, None) or _placeholder())
+    return result
+
+
+def _placeholder() -> Any:
+    from pytest_rageval.questions import Question
+
+    return Question(query="(not evaluated)")

@@ -1,0 +1,187 @@
+"""Calling evaluators: which apply to a question, and a direct path for llama-index's judges.
+
+llama-index's ``FaithfulnessEvaluator`` and ``RelevancyEvaluator`` build a ``SummaryIndex``
+and a response synthesizer for every single evaluation, which costs ~2 ms of CPU each.
+When the contexts fit in one prompt (the usual case), all that machinery sends exactly one
+LLM call: the evaluator's current ``eval_template`` (from ``get_prompts()``, so custom
+templates are honoured) filled with the query and the joined contexts. :func:`aevaluate`
+sends that same call directly and falls back to the evaluator's own ``aevaluate`` whenever
+the contexts might be split or refined (too long, custom node parser or prompt helper, a
+subclass that overrides ``aevaluate``). ``tests/test_judges.py`` checks that both paths
+send the same prompts and give the same verdicts.
+
+llama-index is imported lazily here, never at import time.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pytest_rageval.questions import Question
+
+SAFETY_TOKENS = 16
+"""Slack kept below every token limit, so the direct path is only taken when it surely fits."""
+
+
+def applies(evaluator: Any, question: Question) -> bool:
+    """Whether ``evaluator`` has what it needs from ``question`` (reference, contexts)."""
+    needs_reference = getattr(evaluator, "requires_reference", False) or _is_correctness(evaluator)
+    if needs_reference and question.reference is None:
+        return False
+    return not (getattr(evaluator, "requires_reference_contexts", False) and not question.contexts)
+
+
+def reference_kwargs(question: Question) -> dict[str, Any]:
+    """The keyword arguments every evaluator gets besides query, response and contexts."""
+    kwargs: dict[str, Any] = {}
+    if question.reference is not None:
+        kwargs["reference"] = question.reference
+    if question.contexts is not None:
+        kwargs["reference_contexts"] = list(question.contexts)
+    return kwargs
+
+
+def response_parts(response: Any) -> tuple[str, list[str]]:
+    """The answer text and retrieved contexts of a string or a llama-index ``Response``."""
+    if isinstance(response, str):
+        return response, []
+    if hasattr(response, "source_nodes") and hasattr(response, "response"):
+        text = response.response
+        if not isinstance(text, str):
+            raise TypeError(
+                f"the query engine returned a {type(response).__name__} without answer text "
+                "(a streaming response?); build the query engine with streaming=False"
+            )
+        return text, [node.get_content() for node in response.source_nodes]
+    raise TypeError(
+        "the query engine must return a string or a llama-index Response, "
+        f"got {type(response).__name__}"
+    )
+
+
+async def aevaluate(
+    evaluator: Any,
+    *,
+    query: str | None,
+    response: str | None,
+    contexts: Sequence[str] | None,
+    **kwargs: Any,
+) -> Any:
+    """Evaluate one answer, directly when that sends exactly what llama-index would send."""
+    cls: type = type(evaluator)
+    kind = _direct_kind(cls)
+    if kind is not None and response is not None and contexts is not None:
+        query_str = (
+            response if kind == "faithfulness" else f"Question: {query}\nResponse: {response}"
+        )
+        if kind == "faithfulness" or query is not None:
+            result = await _direct(evaluator, query, response, contexts, query_str)
+            if result is not None:
+                return result
+    if hasattr(evaluator, "aevaluate"):
+        return await evaluator.aevaluate(
+            query=query, response=response, contexts=contexts, **kwargs
+        )
+    raise TypeError(
+        f"evaluators must be llama-index BaseEvaluator objects (with aevaluate), "
+        f"got {type(evaluator).__name__}"
+    )
+
+
+async def _direct(
+    evaluator: Any, query: str | None, response: str, contexts: Sequence[str], query_str: str
+) -> Any:
+    """One LLM call with the evaluator's own templates, or None when it might not fit."""
+    from llama_index.core.evaluation import EvaluationResult
+
+    chunks = [context.strip() for context in contexts if context.strip()]
+    prompts = evaluator.get_prompts()
+    qa_template = prompts["eval_template"].partial_format(query_str=query_str)
+    refine_template = prompts["refine_template"].partial_format(query_str=query_str)
+    llm = evaluator._llm
+    if not chunks or not _fits(llm, qa_template, refine_template, chunks):
+        return None
+    raw = await llm.apredict(qa_template, context_str="\n\n".join(chunks))
+    # what the response synthesizer does with an empty answer
+    feedback = raw if isinstance(raw, str) and raw else "Empty Response"
+    passing = "yes" in feedback.lower()
+    if not passing and evaluator._raise_error:
+        raise ValueError("The response is invalid")
+    return EvaluationResult(
+        query=query,
+        response=response,
+        contexts=contexts,
+        passing=passing,
+        score=1.0 if passing else 0.0,
+        feedback=feedback,
+    )
+
+
+def _fits(llm: Any, qa_template: Any, refine_template: Any, chunks: list[str]) -> bool:
+    """True when llama-index would keep each context whole and send one prompt."""
+    from llama_index.core.node_parser import SentenceSplitter
+    from llama_index.core.prompts.prompt_utils import get_empty_prompt_txt
+    from llama_index.core.settings import Settings
+    from llama_index.core.utils import get_tokenizer
+
+    if Settings._prompt_helper is not None or Settings._transformations is not None:
+        return False
+    splitter = Settings._node_parser
+    if splitter is not None and type(splitter) is not SentenceSplitter:
+        return False
+    node_limit = splitter.chunk_size if splitter is not None else _default_chunk_size()
+    node_limit -= SAFETY_TOKENS
+    metadata = llm.metadata
+    tokenizer = get_tokenizer()
+    prompt_tokens = max(
+        len(tokenizer(get_empty_prompt_txt(qa_template))),
+        len(tokenizer(get_empty_prompt_txt(refine_template))),
+    )
+    window = metadata.context_window - metadata.num_output - prompt_tokens - 5 - SAFETY_TOKENS
+
+    def tokens_within(text: str, limit: int) -> bool:
+        # every token covers at least one byte, so a short text needs no tokenizing
+        return len(text.encode()) <= limit or len(tokenizer(text)) <= limit
+
+    if not all(tokens_within(chunk, node_limit) for chunk in chunks):
+        return False
+    return tokens_within("\n\n".join(chunks), window)
+
+
+@functools.cache
+def _default_chunk_size() -> int:
+    from llama_index.core.node_parser import SentenceSplitter
+
+    return int(SentenceSplitter().chunk_size)
+
+
+def _evaluation_class(name: str) -> Any:
+    """A class of ``llama_index.core.evaluation`` if that is loaded; nothing can be an
+    instance of it otherwise, and importing it here would cost a second for nothing."""
+    module = sys.modules.get("llama_index.core.evaluation")
+    return getattr(module, name, None)
+
+
+@functools.cache
+def _direct_kind(cls: type) -> str | None:
+    """ "faithfulness" / "relevancy" for llama-index's own judges whose aevaluate is untouched."""
+    for kind, name in (
+        ("faithfulness", "FaithfulnessEvaluator"),
+        ("relevancy", "RelevancyEvaluator"),
+    ):
+        base = _evaluation_class(name)
+        if (
+            base is not None
+            and issubclass(cls, base)
+            and getattr(cls, "aevaluate", None) is base.aevaluate
+        ):
+            return kind
+    return None
+
+
+def _is_correctness(evaluator: Any) -> bool:
+    cls = _evaluation_class("CorrectnessEvaluator")
+    return cls is not None and isinstance(evaluator, cls)

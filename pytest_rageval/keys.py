@@ -1,0 +1,23 @@
+"""Typed stash keys: all per-run state lives in ``config.stash`` and ``item.stash``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from pytest_rageval.options import Settings
+    from pytest_rageval.questions import Question, QuestionFile
+    from pytest_rageval.session import RagSession, RagSet
+
+SETTINGS_KEY: pytest.StashKey[Settings] = pytest.StashKey()
+SESSION_KEY: pytest.StashKey[RagSession] = pytest.StashKey()
+QUESTION_KEY: pytest.StashKey[Question] = pytest.StashKey()
+"""The question of a data-file item, or of a Python test parametrized with rag_question."""
+QUESTION_FILE_KEY: pytest.StashKey[QuestionFile] = pytest.StashKey()
+SET_KEY: pytest.StashKey[RagSet] = pytest.StashKey()
+PROBLEM_KEY: pytest.StashKey[str] = pytest.StashKey()
+"""Why an item could not be evaluated (no query engine, no judge key...); fails its call."""
+RECORD_KEY: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
+"""The JSON-safe record of an item's question once judged; copied onto its call report."""

@@ -1,0 +1,59 @@
+"""The pytest entry point: options, markers, hooks and fixtures, wired and nothing more."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_rageval import collect, options
+from pytest_rageval.fixtures import (  # noqa: F401 - fixtures are found by their names here
+    rag_evaluators,
+    rag_judge_llm,
+    rag_query_engine,
+    rag_result,
+    rag_runner,
+)
+from pytest_rageval.keys import SESSION_KEY, SETTINGS_KEY
+from pytest_rageval.questions import Question
+from pytest_rageval.session import RagSession
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    options.add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_rageval import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    options.add_markers(config)
+    settings = options.resolve_settings(config)
+    config.stash[SETTINGS_KEY] = settings
+    session = RagSession(config, settings)
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(session, "rageval-session")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    settings = config.stash[SETTINGS_KEY]
+    return (
+        f"rageval: workers={settings.workers}, timeout={settings.timeout:g}s, "
+        f"retries={settings.retries}"
+    )
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if collect.matches(file_path, parent.config.stash[SETTINGS_KEY].files):
+        return collect.RagFile.from_parent(parent, path=file_path)
+    return None
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: Any, argname: str) -> str | None:
+    if isinstance(val, Question):
+        return val.id
+    return None

@@ -1,0 +1,381 @@
+"""Loading question sets from YAML, JSON, JSONL, CSV and llama-index datasets (no pytest here)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pytest_rageval.thresholds import ThresholdError, check_thresholds
+
+QUESTION_KEYS = ("id", "query", "reference", "contexts", "must_pass", "tags")
+FILE_KEYS = ("questions", "thresholds", "evaluators", "query_engine")
+CSV_COLUMNS = ("id", "query", "reference", "must_pass", "tags")
+DEFAULT_QUERY_ENGINE = "rag_query_engine"
+SUFFIXES = (".yaml", ".yml", ".json", ".jsonl", ".csv")
+
+
+class QuestionFileError(ValueError):
+    """A question file that cannot be loaded; the message names the file, the line and the fix."""
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question of a set: what is asked and what it is judged against."""
+
+    query: str
+    id: str = ""
+    reference: str | None = None
+    contexts: tuple[str, ...] | None = None
+    must_pass: bool = False
+    tags: tuple[str, ...] = ()
+    source: str | None = field(default=None, compare=False)
+    """The file the question came from, as messages name it."""
+    line: int | None = field(default=None, compare=False)
+    file_thresholds: Mapping[str, float] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", slugify(self.query))
+
+    @property
+    def where(self) -> str:
+        """``path:line`` (or just the path) of the question, for messages."""
+        if self.source is None:
+            return "<python>"
+        return f"{self.source}:{self.line}" if self.line else self.source
+
+
+@dataclass(frozen=True)
+class QuestionFile:
+    """A loaded data file: its questions and the settings it carries."""
+
+    path: Path
+    questions: list[Question]
+    thresholds: dict[str, float] = field(default_factory=dict)
+    evaluators: tuple[str, ...] | None = None
+    query_engine: str = DEFAULT_QUERY_ENGINE
+
+
+def as_question(value: object) -> Question:
+    """Accept a :class:`Question` or a plain query string."""
+    if isinstance(value, Question):
+        return value
+    if isinstance(value, str) and value.strip():
+        return Question(query=value)
+    raise TypeError(
+        f"rag_question must be a pytest_rageval.Question or a non-empty query string, got {value!r}"
+    )
+
+
+def slugify(text: str, limit: int = 60) -> str:
+    """A readable test id from a query: lower case words joined by dashes."""
+    words = re.findall(r"[0-9a-z]+", text.lower())
+    slug = ""
+    for word in words:
+        candidate = f"{slug}-{word}" if slug else word
+        if len(candidate) > limit:
+            break
+        slug = candidate
+    return slug or (words[0][:limit] if words else "question")
+
+
+def is_question_file(path: Path) -> bool:
+    return path.suffix.lower() in SUFFIXES
+
+
+def load_file(path: Path, display: str | None = None) -> QuestionFile:
+    """Load any supported question file. ``display`` is how messages name it."""
+    __tracebackhide__ = True
+    name = display or str(path)
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise QuestionFileError(f"{name}: no such question file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise QuestionFileError(f"{name}: cannot read the file as UTF-8 text: {exc}") from None
+    if suffix in (".yaml", ".yml"):
+        return _from_document(path, name, _parse_yaml(text, name))
+    if suffix == ".json":
+        return _from_document(path, name, _parse_json(text, name))
+    if suffix == ".jsonl":
+        return _from_jsonl(path, name, text)
+    if suffix == ".csv":
+        return _from_csv(path, name, text)
+    raise QuestionFileError(
+        f"{name}: unsupported file type {suffix!r}; use one of {', '.join(SUFFIXES)}"
+    )
+
+
+# -- parsing -------------------------------------------------------------------------------
+
+LINE_KEY = "__line__"
+
+
+def _parse_yaml(text: str, name: str) -> Any:
+    import yaml
+
+    class LineLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader: LineLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+        mapping = loader.construct_mapping(node, deep=True)
+        mapping[LINE_KEY] = node.start_mark.line + 1
+        return mapping
+
+    LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    try:
+        return yaml.load(text, Loader=LineLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise QuestionFileError(
+            f"{name}{line}: not valid YAML: {exc.problem or exc}; fix the syntax at that line"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise QuestionFileError(f"{name}: not valid YAML: {exc}") from None
+
+
+def _parse_json(text: str, name: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise QuestionFileError(
+            f"{name}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno}); "
+            "fix the syntax at that line"
+        ) from None
+
+
+def _from_document(path: Path, name: str, data: Any) -> QuestionFile:
+    if not isinstance(data, dict):
+        raise QuestionFileError(
+            f"{name}: expected a mapping with a 'questions' list at the top level "
+            f"(or a llama-index LabelledRagDataset with 'examples'), got {type(data).__name__}"
+        )
+    data.pop(LINE_KEY, None)
+    if "examples" in data and "questions" not in data:
+        return _from_labelled_dataset(path, name, data)
+    unknown = [key for key in data if key not in FILE_KEYS]
+    if unknown:
+        raise QuestionFileError(
+            f"{name}: unknown top-level key {unknown[0]!r}; allowed keys: {', '.join(FILE_KEYS)}"
+        )
+    raw_questions = data.get("questions")
+    if not isinstance(raw_questions, list) or not raw_questions:
+        raise QuestionFileError(
+            f"{name}: 'questions' must be a non-empty list of questions "
+            "(each a mapping with at least a 'query')"
+        )
+    thresholds = _file_thresholds(name, data.get("thresholds"))
+    evaluators = _file_evaluators(name, data.get("evaluators"))
+    engine = data.get("query_engine", DEFAULT_QUERY_ENGINE)
+    if not isinstance(engine, str) or not engine.isidentifier():
+        raise QuestionFileError(
+            f"{name}: 'query_engine' must be the name of a fixture (an identifier), got {engine!r}"
+        )
+    questions = [
+        _question(name, raw, index, thresholds=thresholds, source=name)
+        for index, raw in enumerate(raw_questions)
+    ]
+    return QuestionFile(path, _unique(name, questions), thresholds, evaluators, engine)
+
+
+def _from_labelled_dataset(path: Path, name: str, data: dict[str, Any]) -> QuestionFile:
+    examples = data["examples"]
+    if not isinstance(examples, list) or not examples:
+        raise QuestionFileError(f"{name}: 'examples' must be a non-empty list")
+    questions = []
+    for index, example in enumerate(examples):
+        if not isinstance(example, dict):
+            raise QuestionFileError(f"{name}: example {index + 1} must be a mapping")
+        line = example.pop(LINE_KEY, None)
+        raw = {
+            "query": example.get("query"),
+            "reference": example.get("reference_answer"),
+            "contexts": example.get("reference_contexts"),
+        }
+        if line is not None:
+            raw[LINE_KEY] = line
+        questions.append(_question(name, raw, index, thresholds={}, source=name))
+    return QuestionFile(path, _unique(name, questions))
+
+
+def _from_jsonl(path: Path, name: str, text: str) -> QuestionFile:
+    questions: list[tuple[Question, bool]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise QuestionFileError(
+                f"{name}:{number}: not valid JSON: {exc.msg}; each line must be one JSON object"
+            ) from None
+        if isinstance(raw, dict):
+            raw[LINE_KEY] = number
+        questions.append(_question(name, raw, len(questions), thresholds={}, source=name))
+    if not questions:
+        raise QuestionFileError(f"{name}: no questions; write one JSON object per line")
+    return QuestionFile(path, _unique(name, questions))
+
+
+def _from_csv(path: Path, name: str, text: str) -> QuestionFile:
+    reader = csv.DictReader(text.splitlines())
+    columns = [column.strip() for column in reader.fieldnames or []]
+    if "query" not in columns:
+        raise QuestionFileError(
+            f"{name}:1: the header row must have a 'query' column "
+            f"(optional: {', '.join(c for c in CSV_COLUMNS if c != 'query')}), got {columns}"
+        )
+    unknown = [column for column in columns if column not in CSV_COLUMNS]
+    if unknown:
+        raise QuestionFileError(
+            f"{name}:1: unknown column {unknown[0]!r}; allowed columns: {', '.join(CSV_COLUMNS)}"
+        )
+    questions: list[tuple[Question, bool]] = []
+    for row in reader:
+        raw: dict[str, Any] = {}
+        for key, value in row.items():
+            if key is None or value is None:
+                raise QuestionFileError(
+                    f"{name}:{reader.line_num}: this row has a different number of fields "
+                    "than the header; quote values that contain commas"
+                )
+            value = value.strip()
+            key = key.strip()
+            if key == "must_pass":
+                raw[key] = _csv_bool(name, reader.line_num, value)
+            elif key == "tags":
+                raw[key] = [tag.strip() for tag in value.split(";") if tag.strip()]
+            elif value:
+                raw[key] = value
+        raw[LINE_KEY] = reader.line_num
+        questions.append(_question(name, raw, len(questions), thresholds={}, source=name))
+    if not questions:
+        raise QuestionFileError(f"{name}: no questions below the header row")
+    return QuestionFile(path, _unique(name, questions))
+
+
+def _csv_bool(name: str, line: int, value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("", "false", "no", "0"):
+        return False
+    if lowered in ("true", "yes", "1"):
+        return True
+    raise QuestionFileError(f"{name}:{line}: must_pass must be true or false, got {value!r}")
+
+
+# -- validation ----------------------------------------------------------------------------
+
+
+def _question(
+    name: str, raw: object, index: int, *, thresholds: Mapping[str, float], source: str
+) -> tuple[Question, bool]:
+    """Validate one raw question; also say whether its id was given explicitly."""
+    if not isinstance(raw, dict):
+        raise QuestionFileError(
+            f"{name}: question {index + 1} must be a mapping with a 'query', got {raw!r}"
+        )
+    line = raw.pop(LINE_KEY, None)
+    where = f"{name}:{line}" if line else f"{name}: question {index + 1}"
+    unknown = [key for key in raw if key not in QUESTION_KEYS]
+    if unknown:
+        raise QuestionFileError(
+            f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(QUESTION_KEYS)}"
+        )
+    query = raw.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise QuestionFileError(f"{where}: 'query' is required and must be a non-empty string")
+    qid = raw.get("id")
+    if qid is not None and (isinstance(qid, bool) or not isinstance(qid, (str, int))):
+        raise QuestionFileError(f"{where}: 'id' must be a string, got {qid!r}")
+    qid = str(qid).strip() if qid is not None else ""
+    if qid and not re.fullmatch(r"[^\s\[\]:/]+", qid):
+        raise QuestionFileError(
+            f"{where}: 'id' {qid!r} may not contain spaces, brackets, ':' or '/' "
+            "(it becomes part of the test's node id)"
+        )
+    reference = raw.get("reference")
+    if reference is not None and not isinstance(reference, str):
+        raise QuestionFileError(f"{where}: 'reference' must be a string, got {reference!r}")
+    contexts = raw.get("contexts")
+    if contexts is not None and (
+        not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts)
+    ):
+        raise QuestionFileError(f"{where}: 'contexts' must be a list of strings")
+    must_pass = raw.get("must_pass", False)
+    if not isinstance(must_pass, bool):
+        raise QuestionFileError(f"{where}: 'must_pass' must be true or false, got {must_pass!r}")
+    tags = raw.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise QuestionFileError(f"{where}: 'tags' must be a list of strings")
+    question = Question(
+        query=query,
+        id=qid,
+        reference=reference,
+        contexts=tuple(contexts) if contexts is not None else None,
+        must_pass=must_pass,
+        tags=tuple(tags),
+        source=source,
+        line=line,
+        file_thresholds=thresholds,
+    )
+    return question, bool(qid)
+
+
+def _unique(name: str, questions: list[tuple[Question, bool]]) -> list[Question]:
+    """Explicit ids must be unique; ids made from queries get ``-2``, ``-3``... on collision."""
+    first: dict[str, Question] = {}
+    for question, explicit in questions:
+        if not explicit:
+            continue
+        if question.id in first:
+            raise QuestionFileError(
+                f"{question.where}: duplicate question id {question.id!r} "
+                f"(first used at {first[question.id].where}); ids must be unique within {name}"
+            )
+        first[question.id] = question
+    taken = set(first)
+    result = []
+    for question, explicit in questions:
+        if not explicit:
+            qid, n = question.id, 2
+            while qid in taken:
+                qid, n = f"{question.id}-{n}", n + 1
+            taken.add(qid)
+            question = replace(question, id=qid)
+        result.append(question)
+    return result
+
+
+def _file_thresholds(name: str, value: object) -> dict[str, float]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise QuestionFileError(
+            f"{name}: 'thresholds' must map metric names to minimum pass rates, "
+            "e.g. {faithfulness: 0.9}"
+        )
+    line = value.pop(LINE_KEY, None)
+    try:
+        return check_thresholds(value, f"{name}:{line}" if line else name)
+    except ThresholdError as exc:
+        raise QuestionFileError(str(exc)) from None
+
+
+def _file_evaluators(name: str, value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Sequence) or isinstance(value, str) or not value:
+        raise QuestionFileError(
+            f"{name}: 'evaluators' must be a non-empty list of evaluator names, "
+            "e.g. [faithfulness, relevancy]"
+        )
+    if not all(isinstance(item, str) for item in value):
+        raise QuestionFileError(f"{name}: 'evaluators' must list evaluator names (strings)")
+    return tuple(value)

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+# numpy (under llama-index) cannot be imported twice in one process, and in-process
+# pytester runs restore sys.modules afterwards: import it once, here, for good.
+import llama_index.core  # noqa: F401
+import pytest
+
+pytest_plugins = ["pytester"]
+
+TESTS_DIR = Path(__file__).parent
+
+APP_CONFTEST = """
+import pytest
+from fakes import ScriptedApp, ScriptedLLM
+
+
+@pytest.fixture(scope="session")
+def rag_judge_llm():
+    return ScriptedLLM()
+
+
+@pytest.fixture(scope="session")
+def rag_query_engine():
+    return ScriptedApp()
+"""
+"""A project whose app answers every question and whose judge follows fakes.judge_answer."""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A throwaway project that can import ``fakes`` (in process and in subprocesses),
+    with the scripted app and judge as its fixtures and strict warnings."""
+    monkeypatch.syspath_prepend(str(TESTS_DIR))
+    monkeypatch.setenv("PYTHONPATH", str(TESTS_DIR))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_BASE", raising=False)
+    pytester.makeconftest(APP_CONFTEST)
+    pytester.makeini(
+        """
+        [pytest]
+        asyncio_default_fixture_loop_scope = function
+        filterwarnings = error
+        """
+    )
+    return pytester

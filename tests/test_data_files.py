@@ -1,0 +1,184 @@
+"""Question set files as users write them: every format, ids, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def test_yaml_questions_become_items_with_ids(project: pytest.Pytester) -> None:
+    project.makefile(
+        ".yaml",
+        rag_capitals="""
+        questions:
+          - id: france
+            query: What is the capital of France?
+          - query: What is the capital of Italy?
+          - query: What is the capital of Italy?
+        """,
+    )
+    result = project.runpytest("-v")
+    result.stdout.fnmatch_lines(
+        [
+            "rag_capitals.yaml::france PASSED*",
+            "rag_capitals.yaml::what-is-the-capital-of-italy PASSED*",
+            "rag_capitals.yaml::what-is-the-capital-of-italy-2 PASSED*",
+        ]
+    )
+    result.assert_outcomes(passed=3)
+
+
+def test_json_jsonl_and_csv_files(project: pytest.Pytester) -> None:
+    project.makefile(
+        ".json",
+        rag_one=json.dumps({"questions": [{"id": "a", "query": "Q one", "reference": "R"}]}),
+    )
+    project.makefile(
+        ".jsonl",
+        rag_two='{"id": "b", "query": "Q two"}\n\n{"query": "Q three", "tags": ["x"]}\n',
+    )
+    project.makefile(
+        ".csv",
+        rag_three='id,query,reference\nc,"Q four, with a comma",R four\n,Q five,\n',
+    )
+    result = project.runpytest("-v")
+    result.stdout.fnmatch_lines(
+        [
+            "rag_one.json::a PASSED*",
+            "rag_three.csv::c PASSED*",
+            "rag_three.csv::q-five PASSED*",
+            "rag_two.jsonl::b PASSED*",
+            "rag_two.jsonl::q-three PASSED*",
+        ]
+    )
+    result.assert_outcomes(passed=5)
+
+
+def test_labelled_rag_dataset_is_loaded_as_saved(project: pytest.Pytester) -> None:
+    # the layout LabelledRagDataset.save_json writes (llama_dataset left llama-index-core)
+    by = {"model_name": "gpt-4", "type": "ai"}
+    examples = [
+        {
+            "query": "What does the WRONG paper say?",
+            "query_by": by,
+            "reference_contexts": ["The paper says it."],
+            "reference_answer": "It says it.",
+            "reference_answer_by": by,
+        },
+        {
+            "query": "Who wrote the paper?",
+            "query_by": by,
+            "reference_contexts": ["Ada wrote the paper."],
+            "reference_answer": "Ada.",
+            "reference_answer_by": by,
+        },
+    ]
+    (project.path / "rag_dataset.json").write_text(json.dumps({"examples": examples}, indent=4))
+    project.makeconftest(
+        """
+        import pytest
+        from fakes import ScriptedApp
+        from pytest_rageval import ContainsEvaluator, ContextRecallEvaluator
+
+        @pytest.fixture(scope="session")
+        def rag_query_engine():
+            return ScriptedApp()
+
+        @pytest.fixture(scope="session")
+        def rag_evaluators():
+            return {"contains": ContainsEvaluator(), "recall": ContextRecallEvaluator()}
+        """
+    )
+    result = project.runpytest("-v", "--rag-report=report.json")
+    # the app answers "Answer: <query>": neither reference is in it; contexts differ too
+    result.assert_outcomes(failed=2)
+    report = json.loads((project.path / "report.json").read_text())
+    questions = report["sets"][0]["questions"]
+    assert [q["id"] for q in questions] == [
+        "what-does-the-wrong-paper-say",
+        "who-wrote-the-paper",
+    ]
+    assert questions[1]["reference"] == "Ada."
+    assert questions[1]["metrics"]["recall"]["feedback"].startswith(
+        "0 of 1 reference contexts retrieved; missing: 'Ada wrote the paper.'"
+    )
+
+
+def test_rag_files_ini_chooses_what_is_collected(project: pytest.Pytester) -> None:
+    project.makefile(".yaml", evalset="questions: [{query: Q}]")
+    project.makefile(".yaml", rag_other="questions: [{query: Q}]")
+    project.makeini(
+        """
+        [pytest]
+        asyncio_default_fixture_loop_scope = function
+        rag_files = evalset.yaml
+        """
+    )
+    result = project.runpytest("-v")
+    result.stdout.fnmatch_lines(["evalset.yaml::q PASSED*"])
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        (
+            "rag_bad.yaml",
+            "questions:\n  - query: fine\n  - query: [unclosed\n",
+            "rag_bad.yaml:4: not valid YAML: *; fix the syntax at that line",
+        ),
+        (
+            "rag_bad.yaml",
+            "questions:\n  - query: fine\n  - refrence: typo\n    query: Q\n",
+            "rag_bad.yaml:3: unknown key 'refrence'; allowed keys: id, query, reference, "
+            "contexts, must_pass, tags",
+        ),
+        (
+            "rag_bad.yaml",
+            "questions:\n  - id: a\n    query: one\n  - id: a\n    query: two\n",
+            "rag_bad.yaml:4: duplicate question id 'a' (first used at rag_bad.yaml:2); "
+            "ids must be unique within rag_bad.yaml",
+        ),
+        (
+            "rag_bad.yaml",
+            "thresholds: {faithfulness: 90}\nquestions: [{query: Q}]\n",
+            "rag_bad.yaml:1: threshold for 'faithfulness' must be in [0, 1] (a fraction: 0.9 "
+            "means 90% of questions must pass), got 90",
+        ),
+        (
+            "rag_bad.yaml",
+            "questions:\n  - reference: no query\n",
+            "rag_bad.yaml:2: 'query' is required and must be a non-empty string",
+        ),
+        (
+            "rag_bad.json",
+            '{"questions": [\n  {"query": "Q",}\n]}',
+            "rag_bad.json:2: not valid JSON: *; fix the syntax at that line",
+        ),
+        (
+            "rag_bad.jsonl",
+            '{"query": "one"}\n{"query": "two"\n',
+            "rag_bad.jsonl:2: not valid JSON: *; each line must be one JSON object",
+        ),
+        (
+            "rag_bad.csv",
+            "question,reference\nQ,R\n",
+            "rag_bad.csv:1: the header row must have a 'query' column*",
+        ),
+        (
+            "rag_bad.yaml",
+            "- query: a list is not the object form\n",
+            "rag_bad.yaml: expected a mapping with a 'questions' list at the top level*",
+        ),
+    ],
+)
+def test_bad_files_name_file_line_and_fix(
+    project: pytest.Pytester, name: str, content: str, message: str
+) -> None:
+    (project.path / name).write_text(content)
+    result = project.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*ERROR collecting {name}*", message])
+    result.stdout.no_fnmatch_line("*Traceback*")
+    result.stdout.no_fnmatch_line("*pytest_rageval/*")
