@@ -105,17 +105,17 @@ class RagSession:
             except TypeError as exc:
                 item.stash[PROBLEM_KEY] = str(exc)
                 continue
-            others = {k: v for k, v in callspec.indices.items() if k != "rag_question"}
+            others = {k: v for k, v in callspec.params.items() if k != "rag_question"}
             assert isinstance(item, pytest.Function)
             key = (
                 item.parent.nodeid if item.parent else "",
                 item.originalname,
-                *sorted(others.items()),
+                *((name, _identity(value)) for name, value in others.items()),
             )
             rset = sets.get(key)
             if rset is None:
                 rset = sets[key] = RagSet(
-                    name=_python_set_name(item, callspec.params, others),
+                    name=_python_set_name(item, others),
                     thresholds=self._thresholds(item, question.file_thresholds),
                 )
             rset.members[item.nodeid] = question
@@ -299,16 +299,22 @@ class RagSession:
             self._runner.close()
 
 
-def _python_set_name(
-    item: pytest.Function, params: Mapping[str, object], others: Mapping[str, int]
-) -> str:
+def _identity(value: object) -> object:
+    """Parameter values as a set key: equal when hashable, else the same object."""
+    try:
+        hash(value)
+    except TypeError:
+        return ("id", id(value))
+    return value
+
+
+def _python_set_name(item: pytest.Function, others: Mapping[str, object]) -> str:
+    """``file::test`` plus its other parameters, e.g. ``test_app.py::test_x[style=short]``."""
     base = f"{item.parent.nodeid}::{item.originalname}" if item.parent else item.originalname
     if not others:
         return base
     shown = [
-        f"{name}={params[name]}"
-        if isinstance(params[name], (str, int, float, bool))
-        else f"{name}{index}"
-        for name, index in others.items()
+        f"{name}={value}" if isinstance(value, (str, int, float, bool)) else name
+        for name, value in others.items()
     ]
     return f"{base}[{','.join(shown)}]"
