@@ -194,6 +194,14 @@ class Runner:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # HTTP clients (openai's httpx pools) keep connections open on this loop; nobody
+            # can close them once it is gone, and their ResourceWarnings fail `-W error` runs
+            transports = getattr(asyncio.get_running_loop(), "_transports", {})
+            for transport in list(transports.values()):
+                if transport is not None and not transport.is_closing():
+                    transport.close()
+            for _ in range(3):  # connection_lost callbacks close the sockets
+                await asyncio.sleep(0)
 
         with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
             asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout=10)

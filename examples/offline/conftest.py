@@ -1,0 +1,22 @@
+"""The two fixtures a team writes: the app under test and how to judge it."""
+
+from pathlib import Path
+
+import pytest
+from keyword_rag import build_query_engine
+
+from pytest_rageval import ContextRecallEvaluator, TokenF1Evaluator
+
+
+@pytest.fixture(scope="session")
+def rag_query_engine():
+    return build_query_engine(Path(__file__).parent / "corpus")
+
+
+@pytest.fixture(scope="session")
+def rag_evaluators():
+    # deterministic, LLM-free checks; swap in llama-index's judges when you have a key
+    return {
+        "f1": TokenF1Evaluator(threshold=0.3),
+        "context_recall": ContextRecallEvaluator(min_overlap=0.8),
+    }

@@ -1,0 +1,103 @@
+"""The default judge: llama-index's real OpenAI client over real HTTP on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from openai_server import FakeOpenAI, serve
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+@pytest.fixture
+def openai_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
+    with serve() as (url, state):
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+        monkeypatch.setenv("OPENAI_API_BASE", url)
+        yield state
+
+
+@pytest.fixture
+def http_project(project: pytest.Pytester, openai_server: FakeOpenAI) -> pytest.Pytester:
+    """The scripted app, judged by the plugin's default rag_judge_llm (gpt-4o-mini)."""
+    project.makeconftest(
+        """
+        import pytest
+        from fakes import ScriptedApp
+
+        @pytest.fixture(scope="session")
+        def rag_query_engine():
+            return ScriptedApp()
+        """
+    )
+    project.makefile(
+        ".yaml",
+        rag_set="""
+        thresholds: {faithfulness: 0.6}
+        questions:
+          - {id: paris, query: "Where is Paris?", reference: France}
+          - {id: rome, query: "Where is Rome?"}
+          - {id: atlantis, query: "Where is UNSUPPORTED Atlantis?"}
+        """,
+    )
+    return project
+
+
+def test_default_judge_over_http(http_project: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    result = http_project.runpytest_subprocess("-v", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(
+        [
+            "rag_set.yaml::paris PASSED*",
+            "rag_set.yaml::rome PASSED*",
+            "rag_set.yaml::atlantis TOLERATED*",
+        ]
+    )
+    assert result.parseoutcomes() == {"passed": 2, "tolerated": 1}
+    # the runner closes the client's connections: no ResourceWarning fails `-W error` runs
+    assert result.ret == 0
+    result.stderr.no_fnmatch_line("*ResourceWarning*")
+    # 3 x faithfulness + 3 x relevancy + 1 x correctness (only paris has a reference)
+    assert openai_server.chat_requests == 7
+    faithfulness = [p for p in openai_server.prompts if "supported by the context" in p]
+    assert any("Information: Answer: Where is Paris?" in p for p in faithfulness)
+
+
+def test_transient_http_errors_are_retried(
+    http_project: pytest.Pytester, openai_server: FakeOpenAI
+) -> None:
+    openai_server.fail_next = [500, 429]
+    result = http_project.runpytest_subprocess("-p", "no:cacheprovider", "--rag-workers=1")
+    assert result.parseoutcomes() == {"passed": 2, "tolerated": 1}
+    assert openai_server.chat_requests == 7 + 2
+
+
+def test_without_retries_the_error_is_that_questions_own(
+    http_project: pytest.Pytester, openai_server: FakeOpenAI
+) -> None:
+    openai_server.fail_next = [500]
+    result = http_project.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--rag-workers=1", "--rag-retries=0"
+    )
+    # exactly one request was refused: one question errs, the other two are judged, and
+    # the error counts against the set (1/3 < 0.6), so atlantis is no longer tolerated
+    assert result.parseoutcomes() == {"failed": 2, "passed": 1}
+    result.stdout.fnmatch_lines(
+        [
+            "rag question errored: evaluator 'faithfulness' raised InternalServerError: *injected 500*",
+            "*rag_set.yaml: faithfulness pass rate 1/3 = 0.33 < threshold 0.60",
+        ]
+    )
+
+
+def test_notebook_example_runs_against_a_compatible_server(
+    pytester: pytest.Pytester, openai_server: FakeOpenAI
+) -> None:
+    pytest.importorskip("llama_index.embeddings.openai")
+    result = pytester.runpytest_subprocess(
+        str(EXAMPLES / "openai_notebook"), "-p", "no:cacheprovider", "-v"
+    )
+    result.assert_outcomes(passed=8)
+    # the query engine's own LLM calls went to the server too
+    assert openai_server.chat_requests > 16
