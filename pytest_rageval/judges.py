@@ -127,11 +127,19 @@ def _fits(llm: Any, qa_template: Any, refine_template: Any, chunks: list[str]) -
     from llama_index.core.settings import Settings
     from llama_index.core.utils import get_tokenizer
 
-    if Settings._prompt_helper is not None or Settings._transformations is not None:
+    if Settings._prompt_helper is not None:
         return False
+    # llama-index fills these two in lazily with a default SentenceSplitter
     splitter = Settings._node_parser
     if splitter is not None and type(splitter) is not SentenceSplitter:
         return False
+    transformations = Settings._transformations
+    if transformations is not None and (
+        len(transformations) != 1 or type(transformations[0]) is not SentenceSplitter
+    ):
+        return False
+    if transformations is not None:
+        splitter = transformations[0]
     node_limit = splitter.chunk_size if splitter is not None else _default_chunk_size()
     node_limit -= SAFETY_TOKENS
     metadata = llm.metadata

@@ -1,0 +1,127 @@
+"""The direct judge path sends exactly what llama-index's own evaluators send."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from fakes import ScriptedLLM
+from llama_index.core.evaluation import FaithfulnessEvaluator, RelevancyEvaluator
+from llama_index.core.prompts import PromptTemplate
+
+from pytest_rageval import judges
+
+LONG_PARAGRAPH = "The lighthouse keeper trimmed the wick every evening at dusk. " * 40
+# case -> (contexts, whether the direct path applies)
+CASES = {
+    "one context": (["Paris is the capital of France."], True),
+    "padding and blanks": (["  Paris is in France.\n", "", "   ", "\nRome is in Italy.  "], True),
+    "paragraphs and unicode": (
+        ["Zürich liegt am See.\n\nİstanbul — 15 M people.", "日本の首都は東京です。"],
+        True,
+    ),
+    "long but one node": ([LONG_PARAGRAPH[:2400], "UNSUPPORTED claims are here."], True),
+    "too long for one node": ([LONG_PARAGRAPH * 3], False),
+    "too long for one prompt": ([(LONG_PARAGRAPH * 2)[:4300]] * 5, False),
+}
+
+
+@pytest.fixture
+def index_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts SummaryIndex builds: llama-index's path makes one per evaluation."""
+    from llama_index.core.indices import SummaryIndex
+
+    builds: list[int] = []
+    original = SummaryIndex.from_documents.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        builds.append(1)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(SummaryIndex, "from_documents", classmethod(counting))
+    return builds
+
+
+def run_both(make: type, query: str, response: str, contexts: list[str]) -> tuple[Any, ...]:
+    ours_llm, theirs_llm = ScriptedLLM(), ScriptedLLM()
+    ours = asyncio.run(
+        judges.aevaluate(make(llm=ours_llm), query=query, response=response, contexts=contexts)
+    )
+    theirs = asyncio.run(
+        make(llm=theirs_llm).aevaluate(query=query, response=response, contexts=contexts)
+    )
+    return ours, theirs, ours_llm.prompts, theirs_llm.prompts
+
+
+@pytest.mark.parametrize("evaluator", [FaithfulnessEvaluator, RelevancyEvaluator])
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("response", ["Paris is in France.", "UNSUPPORTED answer", "WRONG"])
+def test_same_prompts_and_verdicts(
+    evaluator: type, case: str, response: str, index_builds: list[int]
+) -> None:
+    contexts, direct = CASES[case]
+    ours, theirs, our_prompts, their_prompts = run_both(
+        evaluator, "Where is OFFTOPIC Paris?", response, contexts
+    )
+    # llama-index's own evaluator always builds one index; ours only when it falls back
+    assert len(index_builds) == (1 if direct else 2)
+    assert our_prompts == their_prompts
+    assert (ours.passing, ours.score, ours.feedback) == (
+        theirs.passing,
+        theirs.score,
+        theirs.feedback,
+    )
+
+
+def test_short_contexts_skip_the_summary_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_index(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the direct path must not build a SummaryIndex")
+
+    import llama_index.core.evaluation.faithfulness as faithfulness
+
+    monkeypatch.setattr(faithfulness.SummaryIndex, "from_documents", no_index)
+    llm = ScriptedLLM()
+    result = asyncio.run(
+        judges.aevaluate(
+            FaithfulnessEvaluator(llm=llm), query="Q", response="R", contexts=["Some context."]
+        )
+    )
+    assert result.passing is True
+    assert len(llm.prompts) == 1
+    # and the fallback is llama-index's own path, which does build one
+    with pytest.raises(AssertionError, match="must not build"):
+        asyncio.run(
+            judges.aevaluate(
+                FaithfulnessEvaluator(llm=llm),
+                query="Q",
+                response="R",
+                contexts=CASES["too long for one node"][0],
+            )
+        )
+
+
+def test_custom_templates_are_honoured() -> None:
+    template = PromptTemplate("Custom judge. Claim: {query_str}\nEvidence: {context_str}\nVerdict:")
+    evaluators = []
+    for _ in range(2):
+        evaluator = FaithfulnessEvaluator(llm=ScriptedLLM())
+        evaluator.update_prompts({"eval_template": template})
+        evaluators.append(evaluator)
+    asyncio.run(judges.aevaluate(evaluators[0], query="Q", response="R", contexts=["C"]))
+    asyncio.run(evaluators[1].aevaluate(query="Q", response="R", contexts=["C"]))
+    ours, theirs = (e._llm.prompts for e in evaluators)
+    assert ours == theirs == ["Custom judge. Claim: R\nEvidence: C\nVerdict:"]
+
+
+def test_subclasses_that_override_aevaluate_keep_their_own() -> None:
+    class Strict(FaithfulnessEvaluator):
+        async def aevaluate(self, *args: Any, **kwargs: Any) -> Any:
+            result = await super().aevaluate(*args, **kwargs)
+            result.feedback = "strict: " + (result.feedback or "")
+            return result
+
+    result = asyncio.run(
+        judges.aevaluate(Strict(llm=ScriptedLLM()), query="Q", response="R", contexts=["C"])
+    )
+    assert result.feedback == "strict: YES"
