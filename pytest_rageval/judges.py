@@ -129,17 +129,12 @@ def _fits(llm: Any, qa_template: Any, refine_template: Any, chunks: list[str]) -
 
     if Settings._prompt_helper is not None:
         return False
-    # llama-index fills these two in lazily with a default SentenceSplitter
-    splitter = Settings._node_parser
-    if splitter is not None and type(splitter) is not SentenceSplitter:
+    # what SummaryIndex.from_documents splits with; llama-index fills both in lazily
+    parsers = Settings._transformations or [p for p in [Settings._node_parser] if p is not None]
+    if len(parsers) > 1 or any(type(parser) is not SentenceSplitter for parser in parsers):
         return False
-    transformations = Settings._transformations
-    if transformations is not None and (
-        len(transformations) != 1 or type(transformations[0]) is not SentenceSplitter
-    ):
-        return False
-    if transformations is not None:
-        splitter = transformations[0]
+    splitter = parsers[0] if parsers else None
+    assert splitter is None or isinstance(splitter, SentenceSplitter)
     node_limit = splitter.chunk_size if splitter is not None else _default_chunk_size()
     node_limit -= SAFETY_TOKENS
     metadata = llm.metadata
