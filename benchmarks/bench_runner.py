@@ -114,7 +114,8 @@ def main() -> None:
     run_peer(engine, evaluators, queries[:4], 4)
 
     print(
-        f"# {args.queries} queries, faithfulness + relevancy, LLM latency {args.latency * 1000:g} ms"
+        f"# {args.queries} queries, faithfulness + relevancy, "
+        f"LLM latency {args.latency * 1000:g} ms"
         f" | python {platform.python_version()} | pytest-rageval {pytest_rageval.__version__}"
     )
     header = ("workers", "runner", "wall s", "ideal s", "ratio", "CPU ms/item", "LLM calls")
