@@ -1,6 +1,6 @@
 """Deterministic stand-ins for an LLM judge and a RAG app, whose verdicts the tests choose.
 
-Never llama-index's MockLLM: it echoes the prompt, the judge prompts contain "YES", and
+Never llama-index's mock LLM: it echoes the prompt, the judge prompts contain "YES", and
 every faithfulness/relevancy check would pass. Here the answer depends on words the
 test puts in the question:
 
