@@ -114,8 +114,17 @@ class RagSession:
             )
             rset = sets.get(key)
             if rset is None:
+                name = _python_set_name(item, others)
+                taken = {other.name for other in sets.values()}
+                # non-primitive parameters show only their name: keep set names apart,
+                # since reports group questions by set name
+                name = next(
+                    f"{name}#{n}" if n > 1 else name
+                    for n in range(1, len(taken) + 2)
+                    if (f"{name}#{n}" if n > 1 else name) not in taken
+                )
                 rset = sets[key] = RagSet(
-                    name=_python_set_name(item, others),
+                    name=name,
                     thresholds=self._thresholds(item, question.file_thresholds),
                 )
             rset.members[item.nodeid] = question

@@ -151,3 +151,24 @@ def test_rag_runner_is_usable_directly(project: pytest.Pytester) -> None:
         """
     )
     project.runpytest("--rag-workers=3").assert_outcomes(passed=1)
+
+
+def test_sets_with_unprintable_parameters_keep_apart(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_app="""
+        import pytest
+
+        @pytest.mark.parametrize("cfg", [{"k": 1}, {"k": 2}])
+        @pytest.mark.parametrize("rag_question", ["Where is Paris?"])
+        def test_answers(rag_question, cfg, rag_result):
+            pass
+        """
+    )
+    result = project.runpytest()
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "test_app.py::test_answers[[]cfg[]] * faithfulness  1 *",
+            "test_app.py::test_answers[[]cfg[]]#2 * faithfulness  1 *",
+        ]
+    )
