@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from pytest_rageval.questions import Question
 
 SAFETY_TOKENS = 16
 """Slack kept below every token limit, so the direct path is only taken when it surely fits."""
+
+SEAM_TOKENS = 4
+"""Most tokens that putting two texts side by side can add at the seam (3 seen in 200,000
+random trials with tiktoken's cl100k_base; tests/test_judges.py checks hard cases)."""
 
 
 def applies(evaluator: Any, question: Question) -> bool:
@@ -71,6 +75,24 @@ async def aevaluate(
     **kwargs: Any,
 ) -> Any:
     """Evaluate one answer, directly when that sends exactly what llama-index would send."""
+    call = prepare(evaluator, query=query, response=response, contexts=contexts, **kwargs)
+    return await call()
+
+
+def prepare(
+    evaluator: Any,
+    *,
+    query: str | None,
+    response: str | None,
+    contexts: Sequence[str] | None,
+    **kwargs: Any,
+) -> Callable[[], Awaitable[Any]]:
+    """The evaluation as a call to await (again on a retry), with its CPU work done now.
+
+    The runner prepares before it takes a pool slot, so a slot is held only while the
+    call waits on the LLM. For llama-index's Faithfulness / Relevancy with contexts that
+    fit one prompt the call is that one LLM request; otherwise the evaluator's aevaluate.
+    """
     cls: type = type(evaluator)
     kind = _direct_kind(cls)
     if kind is not None and response is not None and contexts is not None:
@@ -78,56 +100,79 @@ async def aevaluate(
             response if kind == "faithfulness" else f"Question: {query}\nResponse: {response}"
         )
         if kind == "faithfulness" or query is not None:
-            result = await _direct(evaluator, query, response, contexts, query_str)
-            if result is not None:
-                return result
-    if hasattr(evaluator, "aevaluate"):
-        return await evaluator.aevaluate(
-            query=query, response=response, contexts=contexts, **kwargs
+            direct = _direct(evaluator, query, response, contexts, query_str)
+            if direct is not None:
+                return direct
+    if not hasattr(evaluator, "aevaluate"):
+        raise TypeError(
+            f"evaluators must be llama-index BaseEvaluator objects (with aevaluate), "
+            f"got {type(evaluator).__name__}"
         )
-    raise TypeError(
-        f"evaluators must be llama-index BaseEvaluator objects (with aevaluate), "
-        f"got {type(evaluator).__name__}"
+    return functools.partial(
+        evaluator.aevaluate, query=query, response=response, contexts=contexts, **kwargs
     )
 
 
-async def _direct(
+def _direct(
     evaluator: Any, query: str | None, response: str, contexts: Sequence[str], query_str: str
-) -> Any:
+) -> Callable[[], Awaitable[Any]] | None:
     """One LLM call with the evaluator's own templates, or None when it might not fit."""
-    from llama_index.core.evaluation import EvaluationResult
-
     chunks = [context.strip() for context in contexts if context.strip()]
     prompts = evaluator.get_prompts()
-    qa_template = prompts["eval_template"].partial_format(query_str=query_str)
-    refine_template = prompts["refine_template"].partial_format(query_str=query_str)
+    qa_template, refine_template = prompts["eval_template"], prompts["refine_template"]
     llm = evaluator._llm
-    if not chunks or not _fits(llm, qa_template, refine_template, chunks):
+    if not chunks or not _fits(llm, (qa_template, refine_template), query_str, chunks):
         return None
-    raw = await llm.apredict(qa_template, context_str="\n\n".join(chunks))
-    # what the response synthesizer does with an empty answer
-    feedback = raw if isinstance(raw, str) and raw else "Empty Response"
-    passing = "yes" in feedback.lower()
-    if not passing and evaluator._raise_error:
-        raise ValueError("The response is invalid")
-    return EvaluationResult(
-        query=query,
-        response=response,
-        contexts=contexts,
-        passing=passing,
-        score=1.0 if passing else 0.0,
-        feedback=feedback,
-    )
+    context_str = "\n\n".join(chunks)
+    raise_error = evaluator._raise_error
+
+    async def call() -> Any:
+        from llama_index.core.evaluation import EvaluationResult
+
+        # format(query_str=..., context_str=...) gives the same text as llama-index's
+        # partial_format(query_str=...) then format(context_str=...), without a deep copy
+        raw = await llm.apredict(qa_template, query_str=query_str, context_str=context_str)
+        # what the response synthesizer does with an empty answer
+        feedback = raw if isinstance(raw, str) and raw else "Empty Response"
+        passing = "yes" in feedback.lower()
+        if not passing and raise_error:
+            raise ValueError("The response is invalid")
+        return EvaluationResult(
+            query=query,
+            response=response,
+            contexts=contexts,
+            passing=passing,
+            score=1.0 if passing else 0.0,
+            feedback=feedback,
+        )
+
+    return call
 
 
-def _fits(llm: Any, qa_template: Any, refine_template: Any, chunks: list[str]) -> bool:
-    """True when llama-index would keep each context whole and send one prompt."""
+def _fits(llm: Any, templates: Sequence[Any], query_str: str, chunks: list[str]) -> bool:
+    """True when llama-index would keep each context whole and send one prompt.
+
+    This mirrors ``CompactAndRefine``: the contexts, joined, must fit the room its
+    ``PromptHelper`` leaves for them (context window - output - the biggest template and
+    the LLM's system prompt - the synthesizer's response padding). Anything it cannot
+    mirror exactly (chat templates, structured LLMs, a custom prompt helper or node
+    parser) answers False, and the caller takes llama-index's own path.
+
+    Token counts are upper bounds built from cached counts of the parts (contexts repeat
+    across evaluators and questions, templates across the run): joining or inserting text
+    changes at most a few tokens at each seam (``SEAM_TOKENS``), and a bound that is
+    within the limit means the exact count is too.
+    """
+    from llama_index.core.llms.structured_llm import StructuredLLM
     from llama_index.core.node_parser import SentenceSplitter
+    from llama_index.core.prompts import PromptTemplate
     from llama_index.core.prompts.prompt_utils import get_empty_prompt_txt
     from llama_index.core.settings import Settings
     from llama_index.core.utils import get_tokenizer
 
-    if Settings._prompt_helper is not None:
+    if Settings._prompt_helper is not None or isinstance(llm, StructuredLLM):
+        return False
+    if not all(type(template) is PromptTemplate for template in templates):
         return False
     # what SummaryIndex.from_documents splits with; llama-index fills both in lazily
     parsers = Settings._transformations or [p for p in [Settings._node_parser] if p is not None]
@@ -137,21 +182,57 @@ def _fits(llm: Any, qa_template: Any, refine_template: Any, chunks: list[str]) -
     assert splitter is None or isinstance(splitter, SentenceSplitter)
     node_limit = splitter.chunk_size if splitter is not None else _default_chunk_size()
     node_limit -= SAFETY_TOKENS
-    metadata = llm.metadata
     tokenizer = get_tokenizer()
-    prompt_tokens = max(
-        len(tokenizer(get_empty_prompt_txt(qa_template))),
-        len(tokenizer(get_empty_prompt_txt(refine_template))),
-    )
-    window = metadata.context_window - metadata.num_output - prompt_tokens - 5 - SAFETY_TOKENS
 
-    def tokens_within(text: str, limit: int) -> bool:
+    def count(text: str) -> int:
+        return _token_count(tokenizer, text)
+
+    def within(text: str, limit: int) -> bool:
         # every token covers at least one byte, so a short text needs no tokenizing
-        return len(text.encode()) <= limit or len(tokenizer(text)) <= limit
+        return len(text.encode()) <= limit or count(text) <= limit
 
-    if not all(tokens_within(chunk, node_limit) for chunk in chunks):
+    if not all(within(chunk, node_limit) for chunk in chunks):
         return False
-    return tokens_within("\n\n".join(chunks), window)
+    prompt_tokens = 0
+    for template in templates:
+        if getattr(template, "function_mappings", None):
+            # a function may turn query_str into any text: count the real prompt
+            tokens = count(get_empty_prompt_txt(template.partial_format(query_str=query_str)))
+        else:
+            # the template with empty variables, plus query_str put in at one place
+            tokens = count(get_empty_prompt_txt(template)) + count(query_str) + 2 * SEAM_TOKENS
+        prompt_tokens = max(prompt_tokens, tokens)
+    prompt_tokens += count(llm.system_prompt or "")
+    metadata = llm.metadata
+    num_output = metadata.num_output if metadata.num_output != -1 else _default_num_output()
+    window: int = metadata.context_window - num_output - prompt_tokens - _padding() - SAFETY_TOKENS
+    joined = sum(count(chunk) for chunk in chunks) + (len(chunks) - 1) * (
+        count("\n\n") + 2 * SEAM_TOKENS
+    )
+    return joined <= window or count("\n\n".join(chunks)) <= window
+
+
+@functools.lru_cache(maxsize=8192)
+def _token_count(tokenizer: Callable[[str], list[Any]], text: str) -> int:
+    """Tokens in ``text``, cached: the tokenizer is most of what checking a fit costs."""
+    return len(tokenizer(text))
+
+
+@functools.cache
+def _padding() -> int:
+    """Tokens the response synthesizer keeps free below the window (500 in 0.14)."""
+    try:
+        from llama_index.core.response_synthesizers.refine import DEFAULT_RESPONSE_PADDING_SIZE
+    except ImportError:  # older llama-index padded by 5; more is only more careful
+        return 500
+    return max(int(DEFAULT_RESPONSE_PADDING_SIZE), 5)
+
+
+@functools.cache
+def _default_num_output() -> int:
+    from llama_index.core.constants import DEFAULT_NUM_OUTPUTS
+
+    return int(DEFAULT_NUM_OUTPUTS)
 
 
 @functools.cache

@@ -4,7 +4,9 @@ Nothing here imports pytest. A :class:`Runner` owns one event loop in its own th
 the life of the process, so llama-index's async clients are only ever used on that loop.
 Every LLM-bound task (a query or one evaluation) takes a slot of a priority semaphore of
 ``workers`` slots; older questions go first, so a question's evaluations start as soon as
-its own query has finished and results come back roughly in submission order.
+its own query has finished and results come back roughly in submission order. Queries run
+one pool's worth of questions ahead of that order, so near the end the last evaluations
+are not all left waiting on the last queries with the rest of the pool idle.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import functools
 import heapq
 import inspect
 import itertools
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -266,7 +269,8 @@ class Runner:
         result.skipped = tuple(name for name in evaluators if name not in applicable)
         try:
             response = await self._attempts(
-                (order, 0), functools.partial(self._call_engine, query_engine, question.query)
+                (order - self.workers, 0),
+                functools.partial(self._call_engine, query_engine, question.query),
             )
             result.response, result.contexts = judges.response_parts(response)
         except asyncio.CancelledError:
@@ -282,17 +286,15 @@ class Runner:
                 else judges.reference_kwargs(question)
             )
             try:
-                result.evaluations[name] = await self._attempts(
-                    (order, 1),
-                    functools.partial(
-                        judges.aevaluate,
-                        evaluator,
-                        query=question.query,
-                        response=result.response,
-                        contexts=result.contexts,
-                        **kwargs,
-                    ),
+                # prepared before taking a slot: the slot is for waiting on the LLM
+                call = judges.prepare(
+                    evaluator,
+                    query=question.query,
+                    response=result.response,
+                    contexts=result.contexts,
+                    **kwargs,
                 )
+                result.evaluations[name] = await self._attempts((order, 1), call)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -308,7 +310,7 @@ class Runner:
         for attempt in itertools.count():
             await semaphore.acquire(priority)
             try:
-                return await asyncio.wait_for(make(), self.timeout)
+                return await _within(self.timeout, make)
             except asyncio.TimeoutError:
                 error: Exception = TaskTimeout(f"no answer within {self.timeout:g} s")
             except Exception as exc:
@@ -351,3 +353,17 @@ def describe(exc: BaseException) -> str:
 
 async def _as_coroutine(awaitable: Awaitable[T]) -> T:
     return await awaitable
+
+
+if sys.version_info >= (3, 11):
+
+    async def _within(seconds: float, make: Callable[[], Awaitable[T]]) -> T:
+        """``await make()`` with a time limit, in the calling task: ``wait_for`` would start
+        a task per attempt, and each hop through the loop queues behind other work."""
+        async with asyncio.timeout(seconds):
+            return await make()
+
+else:  # pragma: no cover
+
+    async def _within(seconds: float, make: Callable[[], Awaitable[T]]) -> T:
+        return await asyncio.wait_for(make(), seconds)

@@ -125,3 +125,75 @@ def test_subclasses_that_override_aevaluate_keep_their_own() -> None:
         judges.aevaluate(Strict(llm=ScriptedLLM()), query="Q", response="R", contexts=["C"])
     )
     assert result.feedback == "strict: YES"
+
+
+@pytest.mark.parametrize(
+    ("left", "middle", "right"),
+    [
+        ("Zürich----", "'s4567\n\n日本lighthouse", "the —日本."),
+        ("lighthouse", "thedon'tdon'tlighthouse日本4567 日本the\t 日本 's !!", "lighthouse"),
+        ("Fact 12", "345", "678 more"),
+        ("ends with a space ", "   ", " and more spaces"),
+        ("http://example.com/", "path?query=1", "&other=2"),
+        ("=====", "=====", "====="),
+        ("", "", ""),
+    ],
+)
+def test_counts_at_a_seam_stay_within_the_bound(left: str, middle: str, right: str) -> None:
+    from llama_index.core.utils import get_tokenizer
+
+    def count(text: str) -> int:
+        return len(get_tokenizer()(text))
+
+    seam = judges.SEAM_TOKENS
+    # a value put into a template (two seams), and contexts joined (two seams per join)
+    assert count(left + middle + right) <= count(left + right) + count(middle) + 2 * seam
+    assert count(f"{left}\n\n{right}") <= count(left) + count(right) + count("\n\n") + 2 * seam
+
+
+@pytest.mark.parametrize("system_prompt", [None, "You are a careful, terse judge. " * 25])
+def test_same_prompts_on_both_sides_of_the_window(
+    system_prompt: str | None, index_builds: list[int]
+) -> None:
+    paragraph = "The keeper logged the weather, the ships and the oil used. "
+    paths = set()
+    for copies in range(1, 60, 3):
+        before = len(index_builds)
+        contexts = [paragraph * copies, "UNSUPPORTED claims are here."]
+        llms = [
+            ScriptedLLM(context_window=1400, system_prompt=system_prompt),
+            ScriptedLLM(context_window=1400, system_prompt=system_prompt),
+        ]
+        ours = asyncio.run(
+            judges.aevaluate(
+                FaithfulnessEvaluator(llm=llms[0]), query="Q", response="R", contexts=contexts
+            )
+        )
+        theirs = asyncio.run(
+            FaithfulnessEvaluator(llm=llms[1]).aevaluate(query="Q", response="R", contexts=contexts)
+        )
+        paths.add("fallback" if len(index_builds) - before == 2 else "direct")
+        assert llms[0].prompts == llms[1].prompts, f"{copies} copies"
+        assert (ours.passing, ours.feedback) == (theirs.passing, theirs.feedback)
+    assert paths == {"direct", "fallback"}
+
+
+def test_templates_whose_functions_read_the_query_are_counted_in_full(
+    index_builds: list[int],
+) -> None:
+    template = PromptTemplate(
+        "Judge. {claims}\nEvidence: {context_str}\nVerdict:",
+        function_mappings={"claims": lambda **kwargs: kwargs.get("query_str", "") * 1300},
+    )
+    prompts = []
+    for use_ours in (True, False):
+        evaluator = FaithfulnessEvaluator(llm=ScriptedLLM())
+        evaluator.update_prompts({"eval_template": template})
+        contexts = ["The keeper logged the weather. " * 140]
+        if use_ours:
+            asyncio.run(judges.aevaluate(evaluator, query="Q", response="R R R", contexts=contexts))
+        else:
+            asyncio.run(evaluator.aevaluate(query="Q", response="R R R", contexts=contexts))
+        prompts.append(evaluator._llm.prompts)
+    assert len(index_builds) == 2  # the long expansion sent ours down llama-index's path
+    assert prompts[0] == prompts[1]
