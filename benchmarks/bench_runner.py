@@ -1,12 +1,17 @@
 """pytest_rageval.BatchRunner against llama-index's BatchEvalRunner, same workload, one run.
 
-200 queries against a small vector index, faithfulness + relevancy, every LLM call (the
-query engine's answer and each judgement) answered by a CustomLLM that sleeps 50 ms. For
-each worker count the two runners alternate; the script prints wall time, the ideal
-(LLM calls x latency / workers), their ratio and CPU seconds per item, and checks that
-both gave the same verdicts.
+200 queries against a small vector index (chunks of ~600 tokens, top 2), faithfulness +
+relevancy, every LLM call (the query engine's answer and each judgement) answered by a
+CustomLLM that sleeps 50 ms. For each worker count the two runners alternate; the script
+prints wall time, the ideal (LLM calls x latency / workers), their ratio and CPU
+milliseconds per item, and checks that both gave the same verdicts.
+
+Two more rows per worker count show where the rest of the time goes, on our runner only:
+the same run with the judges replaced by ones that only sleep (what the app's own CPU
+costs), and with the app replaced too (what the event loop and timers cost on their own).
 
     python benchmarks/bench_runner.py [--queries 200] [--latency 0.05] [--repeat 2]
+                                      [--facts 40] [--workers 8 32]
 """
 
 from __future__ import annotations
@@ -20,7 +25,12 @@ from typing import Any
 
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.embeddings import MockEmbedding
-from llama_index.core.evaluation import BatchEvalRunner, FaithfulnessEvaluator, RelevancyEvaluator
+from llama_index.core.evaluation import (
+    BatchEvalRunner,
+    EvaluationResult,
+    FaithfulnessEvaluator,
+    RelevancyEvaluator,
+)
 from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 from llama_index.core.llms.callbacks import llm_completion_callback
 from pydantic import PrivateAttr
@@ -62,15 +72,15 @@ class SleepyLLM(CustomLLM):
         raise NotImplementedError
 
 
-def build(latency: float) -> tuple[Any, dict[str, Any], SleepyLLM]:
+def build(latency: float, facts: int = 40) -> tuple[Any, dict[str, Any], SleepyLLM]:
     llm = SleepyLLM(latency=latency)
     topics = ["honeybee", "volcano", "lighthouse", "glacier", "comet"]
-    # chunks of a realistic size (~400 tokens), as a real app retrieves them
+    # one chunk per document, of a realistic size: 40 facts are ~600 tokens
     documents = [
         Document(
             text=" ".join(
                 f"Fact {j} about the {topics[i % 5]} {i}: it has property {i * 7 + j}."
-                for j in range(40)
+                for j in range(facts)
             )
         )
         for i in range(40)
@@ -96,6 +106,27 @@ def run_peer(engine: Any, evaluators: dict[str, Any], queries: list[str], worker
     return asyncio.run(runner.aevaluate_queries(engine, queries=queries))
 
 
+class SleepOnlyJudge:
+    """A judge with no CPU to speak of: it waits one LLM latency and passes."""
+
+    def __init__(self, latency: float) -> None:
+        self.latency = latency
+
+    async def aevaluate(self, **kwargs: Any) -> Any:
+        await asyncio.sleep(self.latency)
+        return EvaluationResult(passing=True, score=1.0)
+
+
+def sleep_only_app(latency: float, response: Any) -> Any:
+    """An app with no CPU to speak of: it waits one LLM latency and gives ``response``."""
+
+    async def app(query: str) -> Any:
+        await asyncio.sleep(latency)
+        return response
+
+    return app
+
+
 def verdicts(results: dict[str, list[Any]]) -> dict[str, list[bool | None]]:
     return {name: [r.passing for r in rs] for name, rs in results.items()}
 
@@ -106,9 +137,10 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--workers", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--facts", type=int, default=40, help="facts per chunk (40: ~600 tokens)")
     args = parser.parse_args()
 
-    engine, evaluators, llm = build(args.latency)
+    engine, evaluators, llm = build(args.latency, args.facts)
     queries = [f"What property does the volcano {i} have?" for i in range(args.queries)]
     run_ours(engine, evaluators, queries[:4], 4)  # warm up imports and caches
     run_peer(engine, evaluators, queries[:4], 4)
@@ -143,6 +175,21 @@ def main() -> None:
                 )
         speedup = best["BatchEvalRunner"] / best["pytest-rageval"]
         print(f"| {workers} | speed-up (best of {args.repeat}) | | | {speedup:.2f}x | | |")
+        judges = {name: SleepOnlyJudge(args.latency) for name in evaluators}
+        app = sleep_only_app(args.latency, engine.query(queries[0]))
+        calls = len(queries) * (1 + len(judges))
+        ideal = calls * args.latency / workers
+        for name, query_engine in (
+            ("pytest-rageval, judges without CPU", engine),
+            ("pytest-rageval, app and judges without CPU", app),
+        ):
+            walls = []
+            for _ in range(args.repeat):
+                wall = time.perf_counter()
+                run_ours(query_engine, judges, queries, workers)
+                walls.append(time.perf_counter() - wall)
+            wall, ratio = min(walls), min(walls) / ideal
+            print(f"| {workers} | {name} | {wall:.2f} | {ideal:.2f} | {ratio:.2f}x | | {calls} |")
 
 
 if __name__ == "__main__":
