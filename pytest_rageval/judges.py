@@ -195,12 +195,16 @@ def _fits(llm: Any, templates: Sequence[Any], query_str: str, chunks: list[str])
         return False
     prompt_tokens = 0
     for template in templates:
-        if getattr(template, "function_mappings", None):
+        if template.function_mappings:
             # a function may turn query_str into any text: count the real prompt
             tokens = count(get_empty_prompt_txt(template.partial_format(query_str=query_str)))
         else:
-            # the template with empty variables, plus query_str put in at one place
-            tokens = count(get_empty_prompt_txt(template)) + count(query_str) + 2 * SEAM_TOKENS
+            # the template with empty variables, plus query_str wherever it goes
+            name = (template.template_var_mappings or {}).get("query_str", "query_str")
+            places = template.template_vars.count(name)
+            tokens = count(get_empty_prompt_txt(template)) + places * (
+                count(query_str) + 2 * SEAM_TOKENS
+            )
         prompt_tokens = max(prompt_tokens, tokens)
     prompt_tokens += count(llm.system_prompt or "")
     metadata = llm.metadata

@@ -197,3 +197,24 @@ def test_templates_whose_functions_read_the_query_are_counted_in_full(
         prompts.append(evaluator._llm.prompts)
     assert len(index_builds) == 2  # the long expansion sent ours down llama-index's path
     assert prompts[0] == prompts[1]
+
+
+def test_a_query_used_twice_in_a_template_is_counted_twice(index_builds: list[int]) -> None:
+    template = PromptTemplate(
+        "Claim: {query_str}\nEvidence: {context_str}\nThe claim again: {query_str}\nVerdict:"
+    )
+    response = "The keeper wrote the ships down. " * 40
+    paths = set()
+    for copies in range(1, 60, 3):
+        before = len(index_builds)
+        contexts = ["The keeper logged the weather, the ships and the oil used. " * copies]
+        prompts = []
+        for use_ours in (True, False):
+            evaluator = FaithfulnessEvaluator(llm=ScriptedLLM(context_window=1600))
+            evaluator.update_prompts({"eval_template": template})
+            evaluate = judges.aevaluate if use_ours else type(evaluator).aevaluate
+            asyncio.run(evaluate(evaluator, query="Q", response=response, contexts=contexts))
+            prompts.append(evaluator._llm.prompts)
+        paths.add("fallback" if len(index_builds) - before == 2 else "direct")
+        assert prompts[0] == prompts[1], f"{copies} copies"
+    assert paths == {"direct", "fallback"}
