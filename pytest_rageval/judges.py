@@ -4,8 +4,8 @@ llama-index's ``FaithfulnessEvaluator`` and ``RelevancyEvaluator`` build a ``Sum
 and a response synthesizer for every single evaluation, which costs ~2 ms of CPU each.
 When the contexts fit in one prompt (the usual case), all that machinery sends exactly one
 LLM call: the evaluator's current ``eval_template`` (from ``get_prompts()``, so custom
-templates are honoured) filled with the query and the joined contexts. :func:`aevaluate`
-sends that same call directly and falls back to the evaluator's own ``aevaluate`` whenever
+templates are honoured) filled with the query and the joined contexts. :func:`prepare`
+makes that same call directly and falls back to the evaluator's own ``aevaluate`` whenever
 the contexts might be split or refined (too long, custom node parser or prompt helper, a
 subclass that overrides ``aevaluate``). ``tests/test_judges.py`` checks that both paths
 send the same prompts and give the same verdicts.
@@ -64,19 +64,6 @@ def response_parts(response: Any) -> tuple[str, list[str]]:
         "the query engine must return a string or a llama-index Response, "
         f"got {type(response).__name__}"
     )
-
-
-async def aevaluate(
-    evaluator: Any,
-    *,
-    query: str | None,
-    response: str | None,
-    contexts: Sequence[str] | None,
-    **kwargs: Any,
-) -> Any:
-    """Evaluate one answer, directly when that sends exactly what llama-index would send."""
-    call = prepare(evaluator, query=query, response=response, contexts=contexts, **kwargs)
-    return await call()
 
 
 def prepare(

@@ -27,6 +27,11 @@ CASES = {
 }
 
 
+async def evaluate_ours(evaluator: Any, **kwargs: Any) -> Any:
+    """What the runner does with one evaluation: prepare it, then await the call."""
+    return await judges.prepare(evaluator, **kwargs)()
+
+
 @pytest.fixture
 def index_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts SummaryIndex builds: llama-index's path makes one per evaluation."""
@@ -46,7 +51,7 @@ def index_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def run_both(make: type, query: str, response: str, contexts: list[str]) -> tuple[Any, ...]:
     ours_llm, theirs_llm = ScriptedLLM(), ScriptedLLM()
     ours = asyncio.run(
-        judges.aevaluate(make(llm=ours_llm), query=query, response=response, contexts=contexts)
+        evaluate_ours(make(llm=ours_llm), query=query, response=response, contexts=contexts)
     )
     theirs = asyncio.run(
         make(llm=theirs_llm).aevaluate(query=query, response=response, contexts=contexts)
@@ -83,7 +88,7 @@ def test_short_contexts_skip_the_summary_index(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(faithfulness.SummaryIndex, "from_documents", no_index)
     llm = ScriptedLLM()
     result = asyncio.run(
-        judges.aevaluate(
+        evaluate_ours(
             FaithfulnessEvaluator(llm=llm), query="Q", response="R", contexts=["Some context."]
         )
     )
@@ -92,7 +97,7 @@ def test_short_contexts_skip_the_summary_index(monkeypatch: pytest.MonkeyPatch) 
     # and the fallback is llama-index's own path, which does build one
     with pytest.raises(AssertionError, match="must not build"):
         asyncio.run(
-            judges.aevaluate(
+            evaluate_ours(
                 FaithfulnessEvaluator(llm=llm),
                 query="Q",
                 response="R",
@@ -108,7 +113,7 @@ def test_custom_templates_are_honoured() -> None:
         evaluator = FaithfulnessEvaluator(llm=ScriptedLLM())
         evaluator.update_prompts({"eval_template": template})
         evaluators.append(evaluator)
-    asyncio.run(judges.aevaluate(evaluators[0], query="Q", response="R", contexts=["C"]))
+    asyncio.run(evaluate_ours(evaluators[0], query="Q", response="R", contexts=["C"]))
     asyncio.run(evaluators[1].aevaluate(query="Q", response="R", contexts=["C"]))
     ours, theirs = (e._llm.prompts for e in evaluators)
     assert ours == theirs == ["Custom judge. Claim: R\nEvidence: C\nVerdict:"]
@@ -122,7 +127,7 @@ def test_subclasses_that_override_aevaluate_keep_their_own() -> None:
             return result
 
     result = asyncio.run(
-        judges.aevaluate(Strict(llm=ScriptedLLM()), query="Q", response="R", contexts=["C"])
+        evaluate_ours(Strict(llm=ScriptedLLM()), query="Q", response="R", contexts=["C"])
     )
     assert result.feedback == "strict: YES"
 
@@ -165,7 +170,7 @@ def test_same_prompts_on_both_sides_of_the_window(
             ScriptedLLM(context_window=1400, system_prompt=system_prompt),
         ]
         ours = asyncio.run(
-            judges.aevaluate(
+            evaluate_ours(
                 FaithfulnessEvaluator(llm=llms[0]), query="Q", response="R", contexts=contexts
             )
         )
@@ -191,7 +196,7 @@ def test_templates_whose_functions_read_the_query_are_counted_in_full(
         evaluator.update_prompts({"eval_template": template})
         contexts = ["The keeper logged the weather. " * 140]
         if use_ours:
-            asyncio.run(judges.aevaluate(evaluator, query="Q", response="R R R", contexts=contexts))
+            asyncio.run(evaluate_ours(evaluator, query="Q", response="R R R", contexts=contexts))
         else:
             asyncio.run(evaluator.aevaluate(query="Q", response="R R R", contexts=contexts))
         prompts.append(evaluator._llm.prompts)
@@ -212,7 +217,7 @@ def test_a_query_used_twice_in_a_template_is_counted_twice(index_builds: list[in
         for use_ours in (True, False):
             evaluator = FaithfulnessEvaluator(llm=ScriptedLLM(context_window=1600))
             evaluator.update_prompts({"eval_template": template})
-            evaluate = judges.aevaluate if use_ours else type(evaluator).aevaluate
+            evaluate = evaluate_ours if use_ours else type(evaluator).aevaluate
             asyncio.run(evaluate(evaluator, query="Q", response=response, contexts=contexts))
             prompts.append(evaluator._llm.prompts)
         paths.add("fallback" if len(index_builds) - before == 2 else "direct")
