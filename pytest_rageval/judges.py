@@ -174,11 +174,8 @@ def _fits(llm: Any, templates: Sequence[Any], query_str: str, chunks: list[str])
     def count(text: str) -> int:
         return _token_count(tokenizer, text)
 
-    def within(text: str, limit: int) -> bool:
-        # every token covers at least one byte, so a short text needs no tokenizing
-        return len(text.encode()) <= limit or count(text) <= limit
-
-    if not all(within(chunk, node_limit) for chunk in chunks):
+    chunk_tokens = [count(chunk) for chunk in chunks]
+    if max(chunk_tokens) > node_limit:
         return False
     prompt_tokens = 0
     for template in templates:
@@ -197,9 +194,7 @@ def _fits(llm: Any, templates: Sequence[Any], query_str: str, chunks: list[str])
     metadata = llm.metadata
     num_output = metadata.num_output if metadata.num_output != -1 else _default_num_output()
     window: int = metadata.context_window - num_output - prompt_tokens - _padding() - SAFETY_TOKENS
-    joined = sum(count(chunk) for chunk in chunks) + (len(chunks) - 1) * (
-        count("\n\n") + 2 * SEAM_TOKENS
-    )
+    joined = sum(chunk_tokens) + (len(chunks) - 1) * (count("\n\n") + 2 * SEAM_TOKENS)
     return joined <= window or count("\n\n".join(chunks)) <= window
 
 
