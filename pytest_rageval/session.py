@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,15 +115,14 @@ class RagSession:
             )
             rset = sets.get(key)
             if rset is None:
-                name = _python_set_name(item, others)
+                name = base = _python_set_name(item, others)
                 taken = {other.name for other in sets.values()}
                 # non-primitive parameters show only their name: keep set names apart,
                 # since reports group questions by set name
-                name = next(
-                    f"{name}#{n}" if n > 1 else name
-                    for n in range(1, len(taken) + 2)
-                    if (f"{name}#{n}" if n > 1 else name) not in taken
-                )
+                for n in itertools.count(2):
+                    if name not in taken:
+                        break
+                    name = f"{base}#{n}"
                 rset = sets[key] = RagSet(
                     name=name,
                     thresholds=self._thresholds(item, question.file_thresholds),
