@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -48,15 +49,32 @@ def index_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return builds
 
 
-def run_both(make: type, query: str, response: str, contexts: list[str]) -> tuple[Any, ...]:
-    ours_llm, theirs_llm = ScriptedLLM(), ScriptedLLM()
+def run_both(
+    make: Callable[[], Any], query: str, response: str, contexts: list[str]
+) -> tuple[Any, ...]:
+    """A fresh evaluator from ``make`` on our path and another on llama-index's own."""
+    ours_evaluator, theirs_evaluator = make(), make()
     ours = asyncio.run(
-        evaluate_ours(make(llm=ours_llm), query=query, response=response, contexts=contexts)
+        evaluate_ours(ours_evaluator, query=query, response=response, contexts=contexts)
     )
     theirs = asyncio.run(
-        make(llm=theirs_llm).aevaluate(query=query, response=response, contexts=contexts)
+        theirs_evaluator.aevaluate(query=query, response=response, contexts=contexts)
     )
-    return ours, theirs, ours_llm.prompts, theirs_llm.prompts
+    return ours, theirs, ours_evaluator._llm.prompts, theirs_evaluator._llm.prompts
+
+
+def sweep_the_window_edge(
+    make: Callable[[], Any], response: str, contexts: Callable[[int], list[str]], builds: list[int]
+) -> set[str]:
+    """Contexts of growing size through both paths; the paths the direct side took."""
+    paths = set()
+    for copies in range(1, 60, 3):
+        before = len(builds)
+        ours, theirs, our_prompts, their_prompts = run_both(make, "Q", response, contexts(copies))
+        paths.add("fallback" if len(builds) - before == 2 else "direct")
+        assert our_prompts == their_prompts, f"{copies} copies"
+        assert (ours.passing, ours.feedback) == (theirs.passing, theirs.feedback)
+    return paths
 
 
 @pytest.mark.parametrize("evaluator", [FaithfulnessEvaluator, RelevancyEvaluator])
@@ -67,7 +85,7 @@ def test_same_prompts_and_verdicts(
 ) -> None:
     contexts, direct = CASES[case]
     ours, theirs, our_prompts, their_prompts = run_both(
-        evaluator, "Where is OFFTOPIC Paris?", response, contexts
+        lambda: evaluator(llm=ScriptedLLM()), "Where is OFFTOPIC Paris?", response, contexts
     )
     # llama-index's own evaluator always builds one index; ours only when it falls back
     assert len(index_builds) == (1 if direct else 2)
@@ -108,14 +126,9 @@ def test_short_contexts_skip_the_summary_index(monkeypatch: pytest.MonkeyPatch) 
 
 def test_custom_templates_are_honoured() -> None:
     template = PromptTemplate("Custom judge. Claim: {query_str}\nEvidence: {context_str}\nVerdict:")
-    evaluators = []
-    for _ in range(2):
-        evaluator = FaithfulnessEvaluator(llm=ScriptedLLM())
-        evaluator.update_prompts({"eval_template": template})
-        evaluators.append(evaluator)
-    asyncio.run(evaluate_ours(evaluators[0], query="Q", response="R", contexts=["C"]))
-    asyncio.run(evaluators[1].aevaluate(query="Q", response="R", contexts=["C"]))
-    ours, theirs = (e._llm.prompts for e in evaluators)
+    _, _, ours, theirs = run_both(
+        lambda: with_template(FaithfulnessEvaluator(llm=ScriptedLLM()), template), "Q", "R", ["C"]
+    )
     assert ours == theirs == ["Custom judge. Claim: R\nEvidence: C\nVerdict:"]
 
 
@@ -161,25 +174,14 @@ def test_same_prompts_on_both_sides_of_the_window(
     system_prompt: str | None, index_builds: list[int]
 ) -> None:
     paragraph = "The keeper logged the weather, the ships and the oil used. "
-    paths = set()
-    for copies in range(1, 60, 3):
-        before = len(index_builds)
-        contexts = [paragraph * copies, "UNSUPPORTED claims are here."]
-        llms = [
-            ScriptedLLM(context_window=1400, system_prompt=system_prompt),
-            ScriptedLLM(context_window=1400, system_prompt=system_prompt),
-        ]
-        ours = asyncio.run(
-            evaluate_ours(
-                FaithfulnessEvaluator(llm=llms[0]), query="Q", response="R", contexts=contexts
-            )
-        )
-        theirs = asyncio.run(
-            FaithfulnessEvaluator(llm=llms[1]).aevaluate(query="Q", response="R", contexts=contexts)
-        )
-        paths.add("fallback" if len(index_builds) - before == 2 else "direct")
-        assert llms[0].prompts == llms[1].prompts, f"{copies} copies"
-        assert (ours.passing, ours.feedback) == (theirs.passing, theirs.feedback)
+    paths = sweep_the_window_edge(
+        lambda: FaithfulnessEvaluator(
+            llm=ScriptedLLM(context_window=1400, system_prompt=system_prompt)
+        ),
+        "R",
+        lambda copies: [paragraph * copies, "UNSUPPORTED claims are here."],
+        index_builds,
+    )
     assert paths == {"direct", "fallback"}
 
 
@@ -190,36 +192,31 @@ def test_templates_whose_functions_read_the_query_are_counted_in_full(
         "Judge. {claims}\nEvidence: {context_str}\nVerdict:",
         function_mappings={"claims": lambda **kwargs: kwargs.get("query_str", "") * 1300},
     )
-    prompts = []
-    for use_ours in (True, False):
-        evaluator = FaithfulnessEvaluator(llm=ScriptedLLM())
-        evaluator.update_prompts({"eval_template": template})
-        contexts = ["The keeper logged the weather. " * 140]
-        if use_ours:
-            asyncio.run(evaluate_ours(evaluator, query="Q", response="R R R", contexts=contexts))
-        else:
-            asyncio.run(evaluator.aevaluate(query="Q", response="R R R", contexts=contexts))
-        prompts.append(evaluator._llm.prompts)
+    _, _, our_prompts, their_prompts = run_both(
+        lambda: with_template(FaithfulnessEvaluator(llm=ScriptedLLM()), template),
+        "Q",
+        "R R R",
+        ["The keeper logged the weather. " * 140],
+    )
     assert len(index_builds) == 2  # the long expansion sent ours down llama-index's path
-    assert prompts[0] == prompts[1]
+    assert our_prompts == their_prompts
 
 
 def test_a_query_used_twice_in_a_template_is_counted_twice(index_builds: list[int]) -> None:
     template = PromptTemplate(
         "Claim: {query_str}\nEvidence: {context_str}\nThe claim again: {query_str}\nVerdict:"
     )
-    response = "The keeper wrote the ships down. " * 40
-    paths = set()
-    for copies in range(1, 60, 3):
-        before = len(index_builds)
-        contexts = ["The keeper logged the weather, the ships and the oil used. " * copies]
-        prompts = []
-        for use_ours in (True, False):
-            evaluator = FaithfulnessEvaluator(llm=ScriptedLLM(context_window=1600))
-            evaluator.update_prompts({"eval_template": template})
-            evaluate = evaluate_ours if use_ours else type(evaluator).aevaluate
-            asyncio.run(evaluate(evaluator, query="Q", response=response, contexts=contexts))
-            prompts.append(evaluator._llm.prompts)
-        paths.add("fallback" if len(index_builds) - before == 2 else "direct")
-        assert prompts[0] == prompts[1], f"{copies} copies"
+    paths = sweep_the_window_edge(
+        lambda: with_template(
+            FaithfulnessEvaluator(llm=ScriptedLLM(context_window=1600)), template
+        ),
+        "The keeper wrote the ships down. " * 40,
+        lambda copies: ["The keeper logged the weather, the ships and the oil used. " * copies],
+        index_builds,
+    )
     assert paths == {"direct", "fallback"}
+
+
+def with_template(evaluator: Any, template: PromptTemplate) -> Any:
+    evaluator.update_prompts({"eval_template": template})
+    return evaluator
