@@ -10,12 +10,20 @@ the contexts might be split or refined (too long, custom node parser or prompt h
 subclass that overrides ``aevaluate``). ``tests/test_judges.py`` checks that both paths
 send the same prompts and give the same verdicts.
 
+Judge answers are read strictly on both paths (:func:`read_verdict`): llama-index's own
+evaluators pass any answer that contains "yes" anywhere ("Garbage: eyes closed" passes)
+and crash or pass on odd correctness scores; here only a clear leading YES / NO, or a
+finite score within the evaluator's range, is a verdict. Anything else is *invalid*, with
+the judge's raw answer kept.
+
 llama-index is imported lazily here, never at import time.
 """
 
 from __future__ import annotations
 
 import functools
+import math
+import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -38,6 +46,16 @@ def applies(evaluator: Any, question: Question) -> bool:
     return not (getattr(evaluator, "requires_reference_contexts", False) and not question.contexts)
 
 
+def needs(evaluator: Any) -> str | None:
+    """What a question must have for ``evaluator`` to apply ("a reference"...), if anything."""
+    needs_reference = getattr(evaluator, "requires_reference", False) or _is_correctness(evaluator)
+    if needs_reference:
+        return "a reference"
+    if getattr(evaluator, "requires_reference_contexts", False):
+        return "reference contexts ('contexts')"
+    return None
+
+
 def reference_kwargs(question: Question) -> dict[str, Any]:
     """The keyword arguments every evaluator gets besides query, response and contexts."""
     kwargs: dict[str, Any] = {}
@@ -48,10 +66,24 @@ def reference_kwargs(question: Question) -> dict[str, Any]:
     return kwargs
 
 
-def response_parts(response: Any) -> tuple[str, list[str]]:
-    """The answer text and retrieved contexts of a string or a llama-index ``Response``."""
+def response_parts(response: Any) -> tuple[str, list[str] | None]:
+    """The answer text and retrieved contexts of what the app returned.
+
+    A llama-index ``Response`` gives its source nodes (maybe none); an ``(answer,
+    contexts)`` pair gives its contexts; a plain string has no contexts at all (None),
+    which context-based metrics report as invalid rather than judge.
+    """
     if isinstance(response, str):
-        return response, []
+        return response, None
+    if isinstance(response, tuple) and len(response) == 2 and isinstance(response[0], str):
+        answer, contexts = response
+        if isinstance(contexts, str) or not isinstance(contexts, Sequence):
+            raise TypeError(
+                "an (answer, contexts) pair needs a list of context strings as its second "
+                f"item, got {type(contexts).__name__}"
+            )
+        texts = [c if isinstance(c, str) else _node_text(c) for c in contexts]
+        return answer, texts
     if hasattr(response, "source_nodes") and hasattr(response, "response"):
         text = response.response
         if not isinstance(text, str):
@@ -61,9 +93,51 @@ def response_parts(response: Any) -> tuple[str, list[str]]:
             )
         return text, [node.get_content() for node in response.source_nodes]
     raise TypeError(
-        "the query engine must return a string or a llama-index Response, "
-        f"got {type(response).__name__}"
+        "the query engine must return a string, an (answer, [contexts]) pair or a "
+        f"llama-index Response, got {type(response).__name__}"
     )
+
+
+def _node_text(node: Any) -> str:
+    if hasattr(node, "get_content"):
+        return str(node.get_content())
+    raise TypeError(f"contexts must be strings or llama-index nodes, got {type(node).__name__}")
+
+
+NO_CONTEXTS = (
+    "the query engine returned a plain string, so there are no retrieved contexts to judge "
+    "{metric} against; return a llama-index Response (its source_nodes are the contexts) "
+    "or an (answer, [context, ...]) pair"
+)
+NO_CONTEXTS_RETRIEVED = "no contexts retrieved"
+CORRECTNESS_RANGE = (1.0, 5.0)
+"""The score range of llama-index's CorrectnessEvaluator prompt."""
+
+_YES_NO = re.compile(r"^[\W_]*(yes|no)\b", re.IGNORECASE)
+_SCORE = re.compile(
+    r"^[\W_]*(?:score\s*[:=]?\s*)?([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*(?:/\s*\d+(?:\.\d*)?)?"
+    r"\s*[.,;:*]*\s*$",
+    re.IGNORECASE,
+)
+
+
+def read_yes_no(answer: str | None) -> bool | None:
+    """True for a leading YES, False for a leading NO (case, white space and punctuation
+    around it tolerated), None for anything else: "Garbage: eyes closed" is no verdict."""
+    match = _YES_NO.match((answer or "").strip())
+    return None if match is None else match.group(1).lower() == "yes"
+
+
+def read_score(answer: str | None) -> tuple[float | None, str]:
+    """A correctness answer's score (its first line, alone) and its reasoning (the rest).
+
+    ``4`` alone is a score; ``inf``, ``nan`` and prose are not (None).
+    """
+    text = (answer or "").strip()
+    first, _, rest = text.partition("\n")
+    match = _SCORE.match(first.strip())
+    score = float(match.group(1)) if match else None
+    return score, rest.lstrip("\n")
 
 
 def prepare(
@@ -78,11 +152,24 @@ def prepare(
 
     The runner prepares before it takes a pool slot, so a slot is held only while the
     call waits on the LLM. For llama-index's Faithfulness / Relevancy with contexts that
-    fit one prompt the call is that one LLM request; otherwise the evaluator's aevaluate.
+    fit one prompt the call is that one LLM request; for its Correctness the one request
+    it makes; otherwise the evaluator's aevaluate. The answers of llama-index's judges
+    are read strictly on every path. ``contexts`` is None when the app returned a plain
+    string: context-based metrics are then invalid, and others get an empty list.
     """
     cls: type = type(evaluator)
     kind = _direct_kind(cls)
-    if kind is not None and response is not None and contexts is not None:
+    if contexts is None and (kind in ("faithfulness", "relevancy") or _needs_contexts(evaluator)):
+        return _settled(
+            _invalid(query, response, None, NO_CONTEXTS.format(metric=_metric_name(evaluator)))
+        )
+    if kind is not None and response is not None:
+        too_long = _too_long(evaluator._llm, response)
+        if too_long is not None:
+            return _settled(_invalid(query, response, contexts, too_long))
+    if kind in ("faithfulness", "relevancy") and response is not None and contexts is not None:
+        if not [context for context in contexts if context.strip()]:
+            return _settled(_no_contexts_result(query, response, contexts))
         query_str = (
             response if kind == "faithfulness" else f"Question: {query}\nResponse: {response}"
         )
@@ -90,14 +177,169 @@ def prepare(
             direct = _direct(evaluator, query, response, contexts, query_str)
             if direct is not None:
                 return direct
+    if kind == "correctness" and query is not None and response is not None:
+        return _correctness(evaluator, query, response, kwargs.get("reference"))
     if not hasattr(evaluator, "aevaluate"):
         raise TypeError(
             f"evaluators must be llama-index BaseEvaluator objects (with aevaluate), "
             f"got {type(evaluator).__name__}"
         )
-    return functools.partial(
-        evaluator.aevaluate, query=query, response=response, contexts=contexts, **kwargs
+    call = functools.partial(
+        evaluator.aevaluate,
+        query=query,
+        response=response,
+        contexts=list(contexts) if contexts is not None else [],
+        **kwargs,
     )
+    if kind in ("faithfulness", "relevancy"):
+        return _read_strictly(call, evaluator._llm)
+    return call
+
+
+def strict_result(result: Any) -> Any:
+    """A Faithfulness / Relevancy result as :func:`prepare` reads it: passing only on a
+    leading YES, failing on a leading NO, invalid otherwise (raw answer kept as feedback)."""
+    verdict = read_yes_no(result.feedback)
+    if verdict is None:
+        return _invalid(
+            result.query,
+            result.response,
+            result.contexts,
+            "the judge answered neither YES nor NO",
+            feedback=result.feedback,
+        )
+    if verdict == result.passing:
+        return result
+    return result.model_copy(update={"passing": verdict, "score": 1.0 if verdict else 0.0})
+
+
+def _read_strictly(call: Callable[[], Awaitable[Any]], llm: Any) -> Callable[[], Awaitable[Any]]:
+    async def read() -> Any:
+        try:
+            result = await call()
+        except ValueError as exc:
+            # llama-index's synthesizer, when the texts leave no room in the window
+            if "available context size" not in str(exc):
+                raise
+            return _invalid(None, None, None, f"the prompt does not fit the judge: {exc}")
+        return strict_result(result)
+
+    return read
+
+
+def _correctness(
+    evaluator: Any, query: str, response: str, reference: str | None
+) -> Callable[[], Awaitable[Any]]:
+    """llama-index's CorrectnessEvaluator's one LLM call, its answer read strictly."""
+    from llama_index.core.evaluation.eval_utils import default_parser
+
+    template = evaluator.get_prompts()["eval_template"]
+    llm, threshold = evaluator._llm, evaluator._score_threshold
+    parser = evaluator.parser_function
+    low, high = getattr(evaluator, "score_range", CORRECTNESS_RANGE)
+
+    async def call() -> Any:
+        from llama_index.core.evaluation import EvaluationResult
+
+        raw = await llm.apredict(
+            prompt=template,
+            query=query,
+            generated_answer=response,
+            reference_answer=reference or "(NO REFERENCE ANSWER SUPPLIED)",
+        )
+        if parser is default_parser:
+            score, reasoning = read_score(raw)
+        else:  # the user's own parser decides what a score is; its failure is no verdict
+            try:
+                score, reasoning = parser(raw)
+            except Exception as exc:
+                score, reasoning = None, f"{type(exc).__name__}: {exc}"
+        if not isinstance(score, (int, float)) or isinstance(score, bool):
+            why = "the judge's answer has no score on its first line"
+            return _invalid(query, response, None, why, feedback=raw)
+        if not math.isfinite(score) or not low <= score <= high:
+            why = f"the judge's score {score!r} is outside {low:g}-{high:g}"
+            return _invalid(query, response, None, why, feedback=raw)
+        return EvaluationResult(
+            query=query,
+            response=response,
+            passing=score >= threshold,
+            score=float(score),
+            feedback=reasoning,
+        )
+
+    return call
+
+
+def _invalid(
+    query: str | None,
+    response: str | None,
+    contexts: Sequence[str] | None,
+    reason: str,
+    feedback: str | None = None,
+) -> Any:
+    from llama_index.core.evaluation import EvaluationResult
+
+    return EvaluationResult(
+        query=query,
+        response=response,
+        contexts=list(contexts) if contexts is not None else None,
+        passing=None,
+        invalid_result=True,
+        invalid_reason=reason,
+        feedback=feedback,
+    )
+
+
+def _no_contexts_result(query: str | None, response: str, contexts: Sequence[str]) -> Any:
+    from llama_index.core.evaluation import EvaluationResult
+
+    return EvaluationResult(
+        query=query,
+        response=response,
+        contexts=list(contexts),
+        passing=False,
+        score=0.0,
+        feedback=NO_CONTEXTS_RETRIEVED,
+    )
+
+
+def _settled(result: Any) -> Callable[[], Awaitable[Any]]:
+    async def call() -> Any:
+        return result
+
+    return call
+
+
+def _too_long(llm: Any, response: str) -> str | None:
+    """Why ``response`` cannot be judged at all (more tokens than the judge's window)."""
+    try:
+        metadata = llm.metadata
+        window = int(metadata.context_window)
+    except Exception:
+        return None
+    # a token is at least one byte, a character at most four
+    if window <= 0 or len(response) * 4 < window // 2:
+        return None
+    from llama_index.core.utils import get_tokenizer
+
+    tokens = len(get_tokenizer()(response))
+    num_output = metadata.num_output if metadata.num_output > 0 else _default_num_output()
+    if tokens + num_output + _padding() <= window:
+        return None
+    return f"response too long for the judge ({tokens} tokens, window {window})"
+
+
+def _needs_contexts(evaluator: Any) -> bool:
+    """Evaluators that judge the retrieved contexts; they cannot work without any."""
+    if getattr(evaluator, "requires_contexts", False):
+        return True
+    return type(evaluator).__name__ == "ContextRecallEvaluator"
+
+
+def _metric_name(evaluator: Any) -> str:
+    name = type(evaluator).__name__.removesuffix("Evaluator")
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", name).lower() or "this metric"
 
 
 def _direct(
@@ -121,7 +363,11 @@ def _direct(
         raw = await llm.apredict(qa_template, query_str=query_str, context_str=context_str)
         # what the response synthesizer does with an empty answer
         feedback = raw if isinstance(raw, str) and raw else "Empty Response"
-        passing = "yes" in feedback.lower()
+        passing = read_yes_no(feedback)
+        if passing is None:
+            return _invalid(
+                query, response, contexts, "the judge answered neither YES nor NO", feedback
+            )
         if not passing and raise_error:
             raise ValueError("The response is invalid")
         return EvaluationResult(
@@ -237,10 +483,11 @@ def _evaluation_class(name: str) -> Any:
 
 @functools.cache
 def _direct_kind(cls: type) -> str | None:
-    """ "faithfulness" / "relevancy" for llama-index's own judges whose aevaluate is untouched."""
+    """The kind of llama-index's own judges whose aevaluate is untouched, else None."""
     for kind, name in (
         ("faithfulness", "FaithfulnessEvaluator"),
         ("relevancy", "RelevancyEvaluator"),
+        ("correctness", "CorrectnessEvaluator"),
     ):
         base = _evaluation_class(name)
         if (

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
-from pytest_rageval.thresholds import ThresholdError, parse_ini_thresholds
+from pytest_rageval.thresholds import ThresholdError, check_fraction, parse_ini_thresholds
 
 DEFAULT_FILES = "rag_*.yaml rag_*.yml rag_*.json rag_*.jsonl rag_*.csv"
 DEFAULT_WORKERS = 8
 DEFAULT_TIMEOUT = 120.0
 DEFAULT_RETRIES = 3
+DEFAULT_QUERY_RETRIES = 0
+DEFAULT_MAX_BACKOFF = 60.0
 DEFAULT_JUDGE_MODEL = "gpt-4o-mini"
+REPORT_TEXT_CHOICES = ("full", "truncate", "none")
+REPORT_TEXT_LIMIT = 2000
+"""Characters of each response and context the JSON report keeps with rag_report_text =
+truncate (the default)."""
 
 WORKERS_HELP = (
     "most LLM-bound tasks (queries and evaluations together) in flight at once "
@@ -21,13 +30,36 @@ WORKERS_HELP = (
 )
 TIMEOUT_HELP = f"seconds one query or evaluation attempt may take (default {DEFAULT_TIMEOUT:g})"
 RETRIES_HELP = (
-    "further attempts after a transient error such as a time-out, 429 or dropped "
-    f"connection (default {DEFAULT_RETRIES})"
+    "further attempts of an evaluation after a transient error (time-out, 429, 5xx, "
+    f"refused or dropped connection; default {DEFAULT_RETRIES})"
+)
+QUERY_RETRIES_HELP = (
+    "further attempts of the app's query after a transient error (default "
+    f"{DEFAULT_QUERY_RETRIES}: the app's own retry policy is part of the app under test)"
+)
+MAX_BACKOFF_HELP = (
+    f"most seconds to wait before a retry (default {DEFAULT_MAX_BACKOFF:g}); a server "
+    "asking for a longer Retry-After is not retried"
+)
+RPM_HELP = "start at most this many evaluation requests per minute (default: no limit)"
+DEADLINE_HELP = (
+    "seconds the whole run may take; questions unfinished then fail as "
+    "'not evaluated: deadline' (default: none)"
+)
+REASK_HELP = "ask a judge once more when its answer cannot be read"
+MAX_INVALID_HELP = (
+    "most invalid (unreadable) judgements a set's metric may have, as a fraction of its "
+    "questions (default: no limit)"
+)
+REPORT_TEXT_HELP = (
+    "how much of each response and context the JSON report keeps: full, truncate (the "
+    f"first {REPORT_TEXT_LIMIT} characters; the default) or none"
 )
 REPORT_HELP = "write a JSON report of every rag set and question to this path"
 THRESHOLD_MARKER = (
-    "rag_threshold(**metrics): minimum pass rate per metric for the rag questions of this "
-    "test, class or module, e.g. rag_threshold(faithfulness=0.9, relevancy=0.8)"
+    "rag_threshold(**metrics, max_invalid=None): minimum pass rate per metric for the rag "
+    "questions of this test, class or module, e.g. rag_threshold(faithfulness=0.9, "
+    "relevancy=0.8); max_invalid: most invalid judgements per metric, as a fraction"
 )
 
 
@@ -38,9 +70,17 @@ class Settings:
     workers: int = DEFAULT_WORKERS
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
+    query_retries: int = DEFAULT_QUERY_RETRIES
+    max_backoff: float = DEFAULT_MAX_BACKOFF
+    rpm: float | None = None
+    deadline: float | None = None
+    reask: bool = False
+    max_invalid: float | None = None
+    report_text: Literal["full", "truncate", "none"] = "truncate"
     report: Path | None = None
     judge_model: str = DEFAULT_JUDGE_MODEL
     thresholds: dict[str, float] = field(default_factory=dict)
+    thresholds_where: str = "rag_thresholds"
     files: tuple[str, ...] = tuple(DEFAULT_FILES.split())
 
 
@@ -50,11 +90,31 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--rag-timeout", dest="rag_timeout", default=None, help=TIMEOUT_HELP)
     group.addoption("--rag-retries", dest="rag_retries", default=None, help=RETRIES_HELP)
     group.addoption(
+        "--rag-query-retries", dest="rag_query_retries", default=None, help=QUERY_RETRIES_HELP
+    )
+    group.addoption(
+        "--rag-max-backoff", dest="rag_max_backoff", default=None, help=MAX_BACKOFF_HELP
+    )
+    group.addoption("--rag-rpm", dest="rag_rpm", default=None, help=RPM_HELP)
+    group.addoption(
+        "--rag-deadline", dest="rag_deadline", default=None, metavar="SECONDS", help=DEADLINE_HELP
+    )
+    group.addoption(
+        "--rag-reask", dest="rag_reask", action="store_true", default=None, help=REASK_HELP
+    )
+    group.addoption(
         "--rag-report", dest="rag_report", default=None, metavar="PATH", help=REPORT_HELP
     )
     parser.addini("rag_workers", WORKERS_HELP, default=None)
     parser.addini("rag_timeout", TIMEOUT_HELP, default=None)
     parser.addini("rag_retries", RETRIES_HELP, default=None)
+    parser.addini("rag_query_retries", QUERY_RETRIES_HELP, default=None)
+    parser.addini("rag_max_backoff", MAX_BACKOFF_HELP, default=None)
+    parser.addini("rag_rpm", RPM_HELP, default=None)
+    parser.addini("rag_deadline", DEADLINE_HELP, default=None)
+    parser.addini("rag_reask", REASK_HELP, type="bool", default=False)
+    parser.addini("rag_max_invalid", MAX_INVALID_HELP, default=None)
+    parser.addini("rag_report_text", REPORT_TEXT_HELP, default=None)
     parser.addini("rag_report", REPORT_HELP, default=None)
     parser.addini(
         "rag_files",
@@ -79,18 +139,28 @@ def add_markers(config: pytest.Config) -> None:
     config.addinivalue_line("markers", THRESHOLD_MARKER)
 
 
+def ini_where(config: pytest.Config, name: str) -> str:
+    """Where an ini value came from: ``-o name=...`` or the ini file."""
+    overrides = config.getoption("override_ini", None) or []
+    if any(str(entry).split("=", 1)[0].strip() == name for entry in overrides):
+        return f"-o {name}"
+    return f"{name} in {config.inipath or 'the ini file'}"
+
+
 def _raw(config: pytest.Config, name: str) -> tuple[object, str] | None:
     """The value of a setting and where it came from: command line first, then ini."""
-    value = config.getoption(name)
+    value = config.getoption(name, None)
     if value is not None:
         return value, f"--{name.replace('_', '-')}"
     value = config.getini(name)
     if value not in (None, ""):
-        return value, f"{name} in {config.inipath or 'the ini file'}"
+        return value, ini_where(config, name)
     return None
 
 
-def _number(config: pytest.Config, name: str, kind: type, minimum: float, default: float) -> float:
+def _number(
+    config: pytest.Config, name: str, kind: type, minimum: float, default: float | None
+) -> float | None:
     found = _raw(config, name)
     if found is None:
         return default
@@ -99,34 +169,81 @@ def _number(config: pytest.Config, name: str, kind: type, minimum: float, defaul
         number = kind(str(value).strip())
     except ValueError:
         number = None
-    if number is None or number < minimum:
-        what = "a whole number" if kind is int else "a number"
+    if number is None or not math.isfinite(number) or number < minimum:
+        what = "a whole number" if kind is int else "a finite number"
         raise pytest.UsageError(f"{where} must be {what} >= {minimum:g}, got {value!r}")
     return float(number)
 
 
+def _report_path(config: pytest.Config) -> Path | None:
+    """The JSON report's path, checked now: a bad one would otherwise only fail after the
+    whole (paid) run."""
+    found = _raw(config, "rag_report")
+    if found is None:
+        return None
+    value, where = found
+    text = str(value).strip()
+    if not text:
+        raise pytest.UsageError(f"{where} needs a file path, e.g. rag.json")
+    # a path on the command line is relative to where pytest runs; in the ini, to the ini
+    if where.startswith("--"):
+        base = config.invocation_params.dir
+    else:
+        base = config.inipath.parent if config.inipath else config.rootpath
+    path = base / text
+    if path.is_dir() or text.endswith(("/", os.sep)):
+        raise pytest.UsageError(f"{where}: {path} is a directory; give a file path, e.g. rag.json")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise pytest.UsageError(
+            f"{where}: cannot write {path}: {folder} is not a writable directory; "
+            "choose a path in a folder you can write to"
+        )
+    if path.exists() and not os.access(path, os.W_OK):
+        raise pytest.UsageError(f"{where}: cannot write {path}: the file is read-only")
+    return path
+
+
 def resolve_settings(config: pytest.Config) -> Settings:
     """Validate every setting once; a bad value is a usage error naming where it came from."""
-    report = None
-    found = _raw(config, "rag_report")
-    if found is not None:
-        # a path on the command line is relative to where pytest runs; in the ini, to the ini
-        if found[1].startswith("--"):
-            base = config.invocation_params.dir
-        else:
-            base = config.inipath.parent if config.inipath else config.rootpath
-        report = base / str(found[0])
-    where = f"rag_thresholds in {config.inipath or 'the ini file'}"
+    where = ini_where(config, "rag_thresholds")
     try:
         thresholds = parse_ini_thresholds(config.getini("rag_thresholds"), where)
+        max_invalid = None
+        found = _raw(config, "rag_max_invalid")
+        if found is not None:
+            try:
+                raw: object = float(str(found[0]).strip())
+            except ValueError:
+                raw = found[0]
+            max_invalid = check_fraction("rag_max_invalid", raw, found[1])
     except ThresholdError as exc:
         raise pytest.UsageError(str(exc)) from None
+    report_text = "truncate"
+    found = _raw(config, "rag_report_text")
+    if found is not None:
+        report_text = str(found[0]).strip().lower()
+        if report_text not in REPORT_TEXT_CHOICES:
+            raise pytest.UsageError(
+                f"{found[1]} must be one of {', '.join(REPORT_TEXT_CHOICES)}, got {found[0]!r}"
+            )
+    reask = config.getoption("rag_reask") or bool(config.getini("rag_reask"))
     return Settings(
-        workers=int(_number(config, "rag_workers", int, 1, DEFAULT_WORKERS)),
-        timeout=_number(config, "rag_timeout", float, 0.001, DEFAULT_TIMEOUT),
-        retries=int(_number(config, "rag_retries", int, 0, DEFAULT_RETRIES)),
-        report=report,
+        workers=int(_number(config, "rag_workers", int, 1, DEFAULT_WORKERS) or DEFAULT_WORKERS),
+        timeout=_number(config, "rag_timeout", float, 0.001, DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT,
+        retries=int(_number(config, "rag_retries", int, 0, DEFAULT_RETRIES) or 0),
+        query_retries=int(_number(config, "rag_query_retries", int, 0, DEFAULT_QUERY_RETRIES) or 0),
+        max_backoff=_number(config, "rag_max_backoff", float, 0, DEFAULT_MAX_BACKOFF) or 0.0,
+        rpm=_number(config, "rag_rpm", float, 0.001, None),
+        deadline=_number(config, "rag_deadline", float, 0.001, None),
+        reask=bool(reask),
+        max_invalid=max_invalid,
+        report_text=report_text,  # type: ignore[arg-type]
+        report=_report_path(config),
         judge_model=str(config.getini("rag_judge_model") or DEFAULT_JUDGE_MODEL),
         thresholds=thresholds,
+        thresholds_where=where,
         files=tuple(config.getini("rag_files")),
     )

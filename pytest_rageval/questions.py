@@ -10,13 +10,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pytest_rageval.thresholds import ThresholdError, check_thresholds
+from pytest_rageval.thresholds import GATE_OPTIONS, Layer, ThresholdError, check_layer
 
 QUESTION_KEYS = ("id", "query", "reference", "contexts", "must_pass", "tags")
-FILE_KEYS = ("questions", "thresholds", "evaluators", "query_engine")
+FILE_KEYS = ("questions", "thresholds", *GATE_OPTIONS, "evaluators", "query_engine")
 CSV_COLUMNS = ("id", "query", "reference", "must_pass", "tags")
 DEFAULT_QUERY_ENGINE = "rag_query_engine"
 SUFFIXES = (".yaml", ".yml", ".json", ".jsonl", ".csv")
+
+
+NOT_A_QUESTION_FILE = (
+    "; if {name} is not a question file, narrow the ini option rag_files (default: "
+    "rag_*.yaml rag_*.yml rag_*.json rag_*.jsonl rag_*.csv) so that it does not match it, "
+    "e.g. rag_files = rag_questions*.yaml"
+)
 
 
 class QuestionFileError(ValueError):
@@ -36,7 +43,8 @@ class Question:
     source: str | None = field(default=None, compare=False)
     """The file the question came from, as messages name it."""
     line: int | None = field(default=None, compare=False)
-    file_thresholds: Mapping[str, float] = field(default_factory=dict, compare=False, repr=False)
+    file_gate: Layer = field(default_factory=Layer, compare=False, repr=False)
+    """The thresholds and gate options of the file the question came from."""
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -56,7 +64,7 @@ class QuestionFile:
 
     path: Path
     questions: list[Question]
-    thresholds: dict[str, float] = field(default_factory=dict)
+    gate: Layer = field(default_factory=Layer)
     evaluators: tuple[str, ...] | None = None
     query_engine: str = DEFAULT_QUERY_ENGINE
 
@@ -156,14 +164,17 @@ def _from_document(path: Path, name: str, data: Any) -> QuestionFile:
         raise QuestionFileError(
             f"{name}: expected a mapping with a 'questions' list at the top level "
             f"(or a llama-index LabelledRagDataset with 'examples'), got {type(data).__name__}"
+            + NOT_A_QUESTION_FILE.format(name=name)
         )
     data.pop(LINE_KEY, None)
     if "examples" in data and "questions" not in data:
         return _from_labelled_dataset(path, name, data)
     unknown = [key for key in data if key not in FILE_KEYS]
     if unknown:
+        hint = NOT_A_QUESTION_FILE.format(name=name) if "questions" not in data else ""
         raise QuestionFileError(
             f"{name}: unknown top-level key {unknown[0]!r}; allowed keys: {', '.join(FILE_KEYS)}"
+            + hint
         )
     raw_questions = data.get("questions")
     if not isinstance(raw_questions, list) or not raw_questions:
@@ -171,7 +182,7 @@ def _from_document(path: Path, name: str, data: Any) -> QuestionFile:
             f"{name}: 'questions' must be a non-empty list of questions "
             "(each a mapping with at least a 'query')"
         )
-    thresholds = _file_thresholds(name, data.get("thresholds"))
+    gate = _file_gate(name, data)
     evaluators = _file_evaluators(name, data.get("evaluators"))
     engine = data.get("query_engine", DEFAULT_QUERY_ENGINE)
     if not isinstance(engine, str) or not engine.isidentifier():
@@ -179,10 +190,10 @@ def _from_document(path: Path, name: str, data: Any) -> QuestionFile:
             f"{name}: 'query_engine' must be the name of a fixture (an identifier), got {engine!r}"
         )
     questions = [
-        _question(name, raw, index, thresholds=thresholds, source=name)
+        _question(name, raw, index, gate=gate, source=name)
         for index, raw in enumerate(raw_questions)
     ]
-    return QuestionFile(path, _unique(name, questions), thresholds, evaluators, engine)
+    return QuestionFile(path, _unique(name, questions), gate, evaluators, engine)
 
 
 def _from_labelled_dataset(path: Path, name: str, data: dict[str, Any]) -> QuestionFile:
@@ -201,7 +212,7 @@ def _from_labelled_dataset(path: Path, name: str, data: dict[str, Any]) -> Quest
         }
         if line is not None:
             raw[LINE_KEY] = line
-        questions.append(_question(name, raw, index, thresholds={}, source=name))
+        questions.append(_question(name, raw, index, gate=Layer(), source=name))
     return QuestionFile(path, _unique(name, questions))
 
 
@@ -218,7 +229,7 @@ def _from_jsonl(path: Path, name: str, text: str) -> QuestionFile:
             ) from None
         if isinstance(raw, dict):
             raw[LINE_KEY] = number
-        questions.append(_question(name, raw, len(questions), thresholds={}, source=name))
+        questions.append(_question(name, raw, len(questions), gate=Layer(), source=name))
     if not questions:
         raise QuestionFileError(f"{name}: no questions; write one JSON object per line")
     return QuestionFile(path, _unique(name, questions))
@@ -255,7 +266,7 @@ def _from_csv(path: Path, name: str, text: str) -> QuestionFile:
             elif value:
                 raw[key] = value
         raw[LINE_KEY] = reader.line_num
-        questions.append(_question(name, raw, len(questions), thresholds={}, source=name))
+        questions.append(_question(name, raw, len(questions), gate=Layer(), source=name))
     if not questions:
         raise QuestionFileError(f"{name}: no questions below the header row")
     return QuestionFile(path, _unique(name, questions))
@@ -274,7 +285,7 @@ def _csv_bool(name: str, line: int, value: str) -> bool:
 
 
 def _question(
-    name: str, raw: object, index: int, *, thresholds: Mapping[str, float], source: str
+    name: str, raw: object, index: int, *, gate: Layer, source: str
 ) -> tuple[Question, bool]:
     """Validate one raw question; also say whether its id was given explicitly."""
     if not isinstance(raw, dict):
@@ -323,7 +334,7 @@ def _question(
         tags=tuple(tags),
         source=source,
         line=line,
-        file_thresholds=thresholds,
+        file_gate=gate,
     )
     return question, bool(qid)
 
@@ -353,17 +364,27 @@ def _unique(name: str, questions: list[tuple[Question, bool]]) -> list[Question]
     return result
 
 
-def _file_thresholds(name: str, value: object) -> dict[str, float]:
+def _file_gate(name: str, data: Mapping[str, Any]) -> Layer:
+    """The file's ``thresholds`` and gate options (``max_invalid``), validated."""
+    value = data.get("thresholds")
     if value is None:
-        return {}
+        value = {}
     if not isinstance(value, dict):
         raise QuestionFileError(
             f"{name}: 'thresholds' must map metric names to minimum pass rates, "
             "e.g. {faithfulness: 0.9}"
         )
     line = value.pop(LINE_KEY, None)
+    misplaced = [key for key in value if key in GATE_OPTIONS]
+    if misplaced:
+        raise QuestionFileError(
+            f"{name}{f':{line}' if line else ''}: {misplaced[0]!r} is not a metric; write it "
+            f"at the top level of the file, beside 'thresholds'"
+        )
+    values = dict(value)
+    values.update({key: data[key] for key in GATE_OPTIONS if key in data})
     try:
-        return check_thresholds(value, f"{name}:{line}" if line else name)
+        return check_layer(values, f"{name}:{line}" if line else name)
     except ThresholdError as exc:
         raise QuestionFileError(str(exc)) from None
 

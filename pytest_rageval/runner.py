@@ -15,44 +15,38 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
-import heapq
 import inspect
 import itertools
+import queue
+import random
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pytest_rageval import judges
+from pytest_rageval import judges, retry
 from pytest_rageval.questions import Question
 
 T = TypeVar("T")
 
-TRANSIENT_NAMES = frozenset(
-    {
-        "APIConnectionError",
-        "APITimeoutError",
-        "RateLimitError",
-        "InternalServerError",
-        "ServiceUnavailableError",
-        "ConnectError",
-        "ReadTimeout",
-        "ConnectTimeout",
-        "RemoteProtocolError",
-    }
-)
+BLOCKED_AFTER = 1.0
+"""Seconds the loop may go without a heartbeat before the runner warns that it is blocked."""
 
 
 def is_transient(exc: BaseException) -> bool:
     """Errors worth another attempt: time-outs, dropped connections, 429s and 5xx."""
-    if isinstance(exc, (TimeoutError, ConnectionError)):
-        return True
-    return any(cls.__name__ in TRANSIENT_NAMES for cls in type(exc).__mro__)
+    return retry.classify(exc) is not None
 
 
 class TaskTimeout(TimeoutError):
     """A query or evaluation that did not finish within the runner's per-task timeout."""
+
+
+class GaveUp(Exception):
+    """A transient failure that outlasted the retries; the message says what happened in
+    words (``rate limited by http://host/v1 (429) after 4 attempts over 38 s``)."""
 
 
 @dataclass
@@ -60,71 +54,112 @@ class QuestionResult:
     """What the runner learned about one question. Plain data, safe to keep after the run.
 
     ``evaluations`` holds the llama-index ``EvaluationResult`` of every evaluator that
-    returned one; ``errors`` maps ``"query"`` or an evaluator name to ``"Type: message"``.
+    returned one; ``errors`` maps ``"query"`` or an evaluator name to a message.
+    ``contexts`` is None when the app returned a plain string (no contexts at all).
     """
 
     question: Question
     response: str | None = None
-    contexts: list[str] = field(default_factory=list)
+    contexts: list[str] | None = field(default_factory=list)
     evaluations: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     applicable: tuple[str, ...] = ()
     """The metrics that apply to this question, in evaluator order."""
     skipped: tuple[str, ...] = ()
     """Metrics that do not apply to this question (e.g. correctness without a reference)."""
+    exceptions: dict[str, BaseException] = field(default_factory=dict, repr=False)
+    """The exception behind each error (with the app's or judge's traceback)."""
+    evaluated: bool = True
+    """False when the run stopped (deadline, interrupt, -x) before this question finished."""
 
     @property
     def error(self) -> str | None:
         """The first error, with where it happened, or None."""
         for where, message in self.errors.items():
-            label = "query engine" if where == "query" else f"evaluator {where!r}"
-            return f"{label} raised {message}"
+            exc = self.exceptions.get(where)
+            if exc is not None and not isinstance(exc, GaveUp):
+                return f"{error_source(where)} raised {message}"
+            return f"{error_source(where)}: {message}"
         return None
 
 
-class PrioritySemaphore:
-    """An asyncio semaphore that wakes the waiter with the lowest priority key first."""
+def error_source(where: str) -> str:
+    """``query engine`` or ``evaluator 'faithfulness'``: who an error belongs to."""
+    return "query engine" if where == "query" else f"evaluator {where!r}"
 
-    def __init__(self, value: int) -> None:
-        self._value = value
-        self._waiters: list[tuple[tuple[int, int, int], asyncio.Future[None]]] = []
-        self._tie = itertools.count()
-        self.in_use = 0
-        self.peak = 0
 
-    async def acquire(self, priority: tuple[int, int]) -> None:
-        if self._value > 0 and not self._waiters:
-            self._value -= 1
-        else:
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            heapq.heappush(self._waiters, ((*priority, next(self._tie)), future))
-            try:
-                await future
-            except asyncio.CancelledError:
-                if future.done() and not future.cancelled():
-                    self.release()  # the slot was handed over just as we were cancelled
-                else:
-                    self._waiters = [w for w in self._waiters if w[1] is not future]
-                    heapq.heapify(self._waiters)
-                raise
-        self.in_use += 1
-        self.peak = max(self.peak, self.in_use)
+class DaemonThreads(concurrent.futures.Executor):
+    """Threads for sync query engines and callables that never hold up the process.
 
-    def release(self) -> None:
-        self.in_use -= 1
-        while self._waiters:
-            _, future = heapq.heappop(self._waiters)
-            if not future.done():
-                future.set_result(None)  # the slot passes straight to this waiter
+    A call that times out is abandoned: its thread stays busy, a new call gets a new
+    thread, so it costs the pool nothing, and (unlike ``ThreadPoolExecutor``, whose
+    threads are joined at interpreter exit) a call that never returns cannot keep the
+    process alive after pytest has finished.
+    """
+
+    def __init__(self, name: str = "rageval-sync", max_idle: int = 64) -> None:
+        self._name = name
+        self._max_idle = max_idle
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._count = itertools.count(1)
+        self._shutdown = False
+
+    def submit(
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot run new calls after shutdown")
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1  # that idle thread will take this call
+        self._queue.put((future, fn, args, kwargs))
+        if start:
+            name = f"{self._name}-{next(self._count)}"
+            threading.Thread(target=self._work, name=name, daemon=True).start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
                 return
-        self._value += 1
+            future, fn, args, kwargs = item
+            del item
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            del future, fn, args, kwargs
+            with self._lock:
+                if self._shutdown or self._idle >= self._max_idle:
+                    return
+                self._idle += 1
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._shutdown = True
+            idle, self._idle = self._idle, 0
+        for _ in range(idle):
+            self._queue.put(None)
 
 
 class Runner:
     """One event loop thread and one bounded pool of LLM-bound tasks for the whole process.
 
     ``workers`` is the most queries and evaluations in flight at once; ``timeout`` bounds
-    each attempt of one task; ``retries`` is how many more attempts a transient error gets.
+    each attempt of one task; ``retries`` is how many more attempts a transient error of
+    an evaluation gets, ``query_retries`` the same for the app (0: the app's own retry
+    policy is part of the app under test). ``deadline`` (seconds after the first
+    question) stops the run: what is unfinished then is "not evaluated". ``reask``
+    asks a judge once more when its answer could not be read. ``notices`` collects
+    warnings for the user (a blocked event loop, judges that retry on their own).
     """
 
     def __init__(
@@ -133,21 +168,41 @@ class Runner:
         *,
         timeout: float = 120.0,
         retries: int = 3,
+        query_retries: int = 0,
         backoff: float = 0.5,
+        max_backoff: float = 60.0,
+        rpm: float | None = None,
+        deadline: float | None = None,
+        reask: bool = False,
+        seed: int | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.workers = workers
         self.timeout = timeout
         self.retries = retries
+        self.query_retries = query_retries
         self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.rpm = rpm
+        self.deadline = deadline
+        self.reask = reask
+        self.notices: list[str] = []
+        self.requests = 0
+        """Attempts started (queries and evaluations), for reports."""
+        self.retried = 0
+        self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._semaphore: PrioritySemaphore | None = None
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._throttle: retry.Throttle | None = None
+        self._executor = DaemonThreads()
         self._order = itertools.count()
         self._closed = False
+        self._stopped: str | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._warned: set[object] = set()
+        self._beat = time.monotonic()
 
     # -- the loop thread -----------------------------------------------------------------
 
@@ -163,27 +218,59 @@ class Runner:
 
                 def serve() -> None:
                     asyncio.set_event_loop(loop)
-                    self._semaphore = PrioritySemaphore(self.workers)
+                    self._throttle = retry.Throttle(self.workers, self.rpm)
+                    loop.call_soon(self._heartbeat)
+                    if self.deadline is not None:
+                        loop.call_later(self.deadline, self._stop_now, "deadline")
                     loop.call_soon(ready.set)
                     loop.run_forever()
 
-                self._executor = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=self.workers, thread_name_prefix="rageval-sync"
-                )
                 self._thread = threading.Thread(target=serve, name="rageval-loop", daemon=True)
                 self._thread.start()
                 ready.wait()
                 self._loop = loop
+                threading.Thread(target=self._watch, name="rageval-watchdog", daemon=True).start()
             return self._loop
 
     @property
     def peak_concurrency(self) -> int:
         """The most LLM-bound tasks that were in flight at once so far."""
-        return self._semaphore.peak if self._semaphore is not None else 0
+        return self._throttle.peak if self._throttle is not None else 0
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the run was stopped ("deadline", "interrupted"...), or None."""
+        return self._stopped
 
     def submit(self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
         """Run a coroutine on the runner's loop; returns a thread-safe future."""
         return asyncio.run_coroutine_threadsafe(_as_coroutine(coro), self.loop)
+
+    def stop(self, reason: str) -> None:
+        """Stop every question now: what has finished is kept, the rest is recorded as
+        "not evaluated: <reason>" and its future completes at once. Thread-safe."""
+        with self._lock:
+            loop = self._loop
+        if loop is None or self._stopped is not None:
+            self._stopped = self._stopped or reason
+            return
+        done = concurrent.futures.Future[None]()
+
+        def stop_here() -> None:
+            self._stop_now(reason)
+            done.set_result(None)
+
+        try:
+            loop.call_soon_threadsafe(stop_here)
+            done.result(timeout=5)
+        except (RuntimeError, concurrent.futures.TimeoutError):
+            self._stopped = self._stopped or reason
+
+    def _stop_now(self, reason: str) -> None:
+        if self._stopped is None:
+            self._stopped = reason
+        for task in list(self._tasks):
+            task.cancel()
 
     def close(self) -> None:
         """Cancel what is still running and stop the loop thread. Safe to call twice."""
@@ -211,10 +298,32 @@ class Runner:
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=10)
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor.shutdown(wait=False)
         if not loop.is_running():
             loop.close()
+
+    # -- noticing a blocked loop ---------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        self._beat = time.monotonic()
+        loop = self._loop or asyncio.get_running_loop()
+        loop.call_later(0.1, self._heartbeat)
+
+    def _watch(self) -> None:
+        """Warn once when something blocks the loop: every question waits behind it, and
+        no time-out can fire until it lets go."""
+        while not self._closed:
+            time.sleep(0.25)
+            if time.monotonic() - self._beat <= BLOCKED_AFTER or self._thread is None:
+                continue
+            frames: dict[int | None, Any] = getattr(sys, "_current_frames", dict)()
+            frame = frames.get(self._thread.ident)
+            del frames
+            culprit = _blocking_culprit(frame)
+            del frame
+            if culprit is not None and culprit[0] not in self._warned:
+                self._warned.add(culprit[0])
+                self.notices.append(culprit[1])
 
     # -- questions -----------------------------------------------------------------------
 
@@ -231,6 +340,7 @@ class Runner:
         default each evaluator gets the question's ``reference`` and reference contexts.
         """
         order = next(self._order)
+        self._check_judges(evaluators)
         return self.submit(
             self._run_question(order, query_engine, question, evaluators, eval_kwargs)
         )
@@ -248,6 +358,20 @@ class Runner:
             self.submit_question(query_engine, as_question(q), evaluators) for q in questions
         ]
         return [future.result() for future in futures]
+
+    def _check_judges(self, evaluators: Mapping[str, Any]) -> None:
+        """Warn once per judge LLM that retries on its own: its attempts multiply ours."""
+        for name, evaluator in evaluators.items():
+            llm = getattr(evaluator, "_llm", None)
+            own = getattr(llm, "max_retries", 0)
+            if not isinstance(own, int) or own <= 0 or id(llm) in self._warned:
+                continue
+            self._warned.add(id(llm))
+            self.notices.append(
+                f"the judge LLM of evaluator {name!r} ({type(llm).__name__}) retries on its "
+                f"own (max_retries={own}), so each of the runner's attempts may be {own + 1} "
+                f"requests; build it with max_retries=0 and let --rag-retries decide"
+            )
 
     async def _run_question(
         self,
@@ -267,17 +391,55 @@ class Runner:
         }
         result.applicable = tuple(applicable)
         result.skipped = tuple(name for name in evaluators if name not in applicable)
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            if self._stopped is not None:
+                raise asyncio.CancelledError
+            await self._ask_and_judge(
+                order, query_engine, question, applicable, eval_kwargs, result
+            )
+        except asyncio.CancelledError:
+            if self._stopped is None:
+                raise
+            if getattr(task, "cancelling", lambda: 0)():
+                task.uncancel()  # type: ignore[attr-defined,unused-ignore]
+            result.evaluated = False
+            reason = f"not evaluated: {self._stopped}"
+            if result.response is None and "query" not in result.errors:
+                result.errors["query"] = reason
+            else:
+                for name in applicable:
+                    if name not in result.evaluations and name not in result.errors:
+                        result.errors[name] = reason
+        finally:
+            self._tasks.discard(task)
+        return result
+
+    async def _ask_and_judge(
+        self,
+        order: int,
+        query_engine: Any,
+        question: Question,
+        applicable: Mapping[str, Any],
+        eval_kwargs: Mapping[str, Mapping[str, Any]] | None,
+        result: QuestionResult,
+    ) -> None:
         try:
             response = await self._attempts(
                 (order - self.workers, 0),
                 functools.partial(self._call_engine, query_engine, question.query),
+                self.query_retries,
+                paced=False,
             )
             result.response, result.contexts = judges.response_parts(response)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             result.errors["query"] = describe(exc)
-            return result
+            result.exceptions["query"] = exc
+            return
 
         async def run_one(name: str, evaluator: Any) -> None:
             kwargs = (
@@ -294,39 +456,72 @@ class Runner:
                     contexts=result.contexts,
                     **kwargs,
                 )
-                result.evaluations[name] = await self._attempts((order, 1), call)
+                evaluation = await self._attempts((order, 1), call, self.retries, paced=True)
+                if self.reask and _unreadable(evaluation):
+                    evaluation = await self._attempts((order, 1), call, self.retries, paced=True)
+                result.evaluations[name] = evaluation
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 result.errors[name] = describe(exc)
+                result.exceptions[name] = exc
 
         await asyncio.gather(*(run_one(name, ev) for name, ev in applicable.items()))
-        return result
 
-    async def _attempts(self, priority: tuple[int, int], make: Callable[[], Awaitable[T]]) -> T:
+    async def _attempts(
+        self,
+        priority: tuple[int, int],
+        make: Callable[[], Awaitable[T]],
+        retries: int,
+        *,
+        paced: bool,
+    ) -> T:
         """One task with a slot, a time-out per attempt, and retries of transient errors."""
-        semaphore = self._semaphore
-        assert semaphore is not None
+        throttle = self._throttle
+        assert throttle is not None
+        first = time.monotonic()
         for attempt in itertools.count():
-            await semaphore.acquire(priority)
+            await throttle.acquire(priority)
             try:
-                return await _within(self.timeout, make)
-            except asyncio.TimeoutError:
-                error: Exception = TaskTimeout(f"no answer within {self.timeout:g} s")
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                error = exc
+                started = await throttle.gate(paced)
+                self.requests += 1
+                try:
+                    value = await _within(self.timeout, make)
+                except asyncio.TimeoutError:
+                    last: Exception = TaskTimeout(f"no answer within {self.timeout:g} s")
+                    failure: retry.Transient | None = None
+                except Exception as exc:
+                    failure = retry.classify(exc)
+                    if failure is None:
+                        raise
+                    last = exc
+                else:
+                    throttle.succeeded()
+                    return value
             finally:
-                semaphore.release()
-            if attempt >= self.retries:
-                raise error
-            await asyncio.sleep(self.backoff * 2**attempt)
+                throttle.release()
+            if failure is not None and failure.kind == "rate_limit":
+                throttle.rate_limited(started, failure.retry_after)
+            waited = failure.retry_after if failure is not None else None
+            if attempt >= retries or (waited is not None and waited > self.max_backoff):
+                message = retry.gave_up(
+                    failure, attempt + 1, time.monotonic() - first, self.timeout
+                )
+                if waited is not None and waited > self.max_backoff and attempt < retries:
+                    message += (
+                        f"; the server asked to wait {waited:g} s, more than --rag-max-backoff "
+                        f"{self.max_backoff:g} s"
+                    )
+                raise GaveUp(message) from last
+            self.retried += 1
+            if waited is None:
+                waited = retry.full_jitter(attempt, self.backoff, self.max_backoff, self._rng)
+            await asyncio.sleep(waited)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _call_engine(self, engine: Any, query: str) -> Any:
         """Ask a llama-index query engine or any callable, sync or async."""
-        if hasattr(engine, "aquery"):
+        if hasattr(engine, "aquery") and not _async_only_in_name(engine):
             return await engine.aquery(query)
         if hasattr(engine, "query"):
             target = engine.query
@@ -345,9 +540,60 @@ class Runner:
         return answer
 
 
+def _unreadable(evaluation: Any) -> bool:
+    """A judge answered, but its answer could not be read (worth asking once more)."""
+    return bool(getattr(evaluation, "invalid_result", False)) and bool(
+        getattr(evaluation, "feedback", None)
+    )
+
+
+def _async_only_in_name(engine: Any) -> bool:
+    """llama-index's ``CustomQueryEngine`` that implements only ``custom_query``: its
+    ``aquery`` calls the sync method on the event loop and would block every question."""
+    module = sys.modules.get("llama_index.core.query_engine.custom")
+    base = getattr(module, "CustomQueryEngine", None)
+    return (
+        base is not None
+        and isinstance(engine, base)
+        and getattr(type(engine), "acustom_query", None) is base.acustom_query
+    )
+
+
+def _blocking_culprit(frame: Any) -> tuple[object, str] | None:
+    """Who is holding the loop, from its thread's current stack: (key, message)."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_filename != __file__:
+            frame = frame.f_back
+            continue
+        if code.co_name == "_call_engine":
+            engine = frame.f_locals.get("engine")
+            name = type(engine).__name__
+            return (
+                "engine",
+                f"the query engine ({name}) blocked the event loop for over "
+                f"{BLOCKED_AFTER:g} s: its async aquery does blocking work, so every "
+                "question waits behind it and --rag-timeout cannot stop it. Make aquery "
+                "truly async, or return a sync callable from rag_query_engine "
+                "(e.g. engine.query): sync calls run in threads",
+            )
+        if code.co_name == "run_one":
+            return (
+                "judge",
+                f"an evaluator blocked the event loop for over {BLOCKED_AFTER:g} s: its "
+                "aevaluate (or its LLM's async methods) does blocking work, so every "
+                "question waits behind it; make it truly async",
+            )
+        frame = frame.f_back
+    return None
+
+
 def describe(exc: BaseException) -> str:
-    """``"Type: message"`` for reports."""
+    """What went wrong, for reports: the words of a :class:`GaveUp`, ``"Type: message"``
+    for anything else."""
     text = str(exc).strip()
+    if isinstance(exc, GaveUp):
+        return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import sys
+import threading
+import time
+from collections import Counter
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from pytest_rageval import judges
 from pytest_rageval import report as rag_report
 from pytest_rageval.keys import (
     PROBLEM_KEY,
@@ -20,15 +25,25 @@ from pytest_rageval.keys import (
 )
 from pytest_rageval.options import Settings
 from pytest_rageval.questions import DEFAULT_QUERY_ENGINE, Question, as_question
-from pytest_rageval.runner import QuestionResult, Runner
-from pytest_rageval.thresholds import ThresholdError, check_thresholds, merge_layers
+from pytest_rageval.runner import GaveUp, QuestionResult, Runner, describe
+from pytest_rageval.thresholds import (
+    Layer,
+    ThresholdError,
+    check_layer,
+    closest,
+    merge_layers,
+)
 from pytest_rageval.verdicts import (
     MetricRate,
+    MetricResult,
+    Outcome,
+    Tally,
     explain,
     metric_results,
     needs_set,
     outcome,
     question_record,
+    redact,
     set_rates,
 )
 
@@ -37,25 +52,58 @@ class RagSetupError(Exception):
     """Something the user must define or fix before questions can be evaluated."""
 
 
+class RagQuestionError(Exception):
+    """Before Python 3.11 (no exception notes): a question whose app or judge raised,
+    chained to that exception so pytest shows the app's own traceback above it."""
+
+
 @dataclass(eq=False)
 class RagSet:
     """Questions gated together: one data file, or one parametrized test function."""
 
     name: str
     thresholds: dict[str, float]
+    named: dict[str, str] = field(default_factory=dict)
+    """Metric -> where a marker or the data file set its threshold (to catch typos)."""
+    max_invalid: float | None = None
     engine_fixture: str = DEFAULT_QUERY_ENGINE
     evaluator_names: tuple[str, ...] | None = None
     members: dict[str, Question] = field(default_factory=dict)
     futures: dict[str, concurrent.futures.Future[QuestionResult]] | None = None
-    _rates: dict[str, MetricRate] | None = None
+    results: dict[str, QuestionResult] = field(default_factory=dict)
+    problem: str | None = None
+    """Why none of the set's questions can be evaluated (e.g. no metric applies)."""
+    metrics: tuple[str, ...] = ()
+    applicable: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    tally: Tally | None = None
+    changed: threading.Condition = field(default_factory=threading.Condition)
 
-    def rates(self) -> dict[str, MetricRate]:
-        """Pass rates over every selected question of the set (waits for all of them)."""
-        if self._rates is None:
-            assert self.futures is not None
-            judged = [metric_results(future.result()) for future in self.futures.values()]
-            self._rates = set_rates(judged, self.thresholds)
-        return self._rates
+    def finished(self, nodeid: str, result: QuestionResult) -> None:
+        """A question's result is in (called on the runner's loop thread)."""
+        metrics = metric_results(result)
+        with self.changed:
+            self.results[nodeid] = result
+            assert self.tally is not None
+            self.tally.add(metrics)
+            self.changed.notify_all()
+
+    def result(self, nodeid: str) -> QuestionResult:
+        """The question's result, waiting for it."""
+        with self.changed:
+            while nodeid not in self.results:
+                self.changed.wait()
+            return self.results[nodeid]
+
+    def decide(self, metrics: Mapping[str, MetricResult]) -> tuple[Outcome, dict[str, MetricRate]]:
+        """The outcome of a question that failed a metric, as soon as the set's rates make
+        it certain, with the rates it was decided on."""
+        with self.changed:
+            assert self.tally is not None
+            while True:
+                decided = self.tally.decide(metrics)
+                if decided is not None:
+                    return decided, self.tally.rates()
+                self.changed.wait()
 
 
 class RagSession:
@@ -65,16 +113,37 @@ class RagSession:
         self.config = config
         self.settings = settings
         self._runner: Runner | None = None
+        self._started = time.monotonic()
+        self._sets: list[RagSet] = []
+        self._reported: set[str] = set()
+        self._metrics_seen: set[str] = set()
         self.records: list[dict[str, Any]] = []
+        self.complete = True
+        self.stopped: str | None = None
+        self.report_error: str | None = None
 
     @property
     def runner(self) -> Runner:
         """The process's one runner, started on first use."""
         if self._runner is None:
+            settings = self.settings
+            deadline = None
+            if settings.deadline is not None:
+                deadline = max(0.0, settings.deadline - (time.monotonic() - self._started))
             self._runner = Runner(
-                self.settings.workers, timeout=self.settings.timeout, retries=self.settings.retries
+                settings.workers,
+                timeout=settings.timeout,
+                retries=settings.retries,
+                query_retries=settings.query_retries,
+                max_backoff=settings.max_backoff,
+                rpm=settings.rpm,
+                deadline=deadline,
+                reask=settings.reask,
             )
         return self._runner
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self._started = time.monotonic()
 
     # -- collection: group the selected questions into sets -----------------------------
 
@@ -87,12 +156,9 @@ class RagSession:
                 key: object = item.parent.nodeid if item.parent else item.nodeid
                 rset = sets.get(key)
                 if rset is None:
-                    rset = sets[key] = RagSet(
-                        name=str(key),
-                        thresholds=self._thresholds(item, question_file.thresholds),
-                        engine_fixture=question_file.query_engine,
-                        evaluator_names=question_file.evaluators,
-                    )
+                    rset = sets[key] = self._new_set(str(key), item, question_file.gate)
+                    rset.engine_fixture = question_file.query_engine
+                    rset.evaluator_names = question_file.evaluators
                 rset.members[item.nodeid] = item.stash[QUESTION_KEY]
                 item.stash[SET_KEY] = rset
                 continue
@@ -123,16 +189,15 @@ class RagSession:
                     if name not in taken:
                         break
                     name = f"{base}#{n}"
-                rset = sets[key] = RagSet(
-                    name=name,
-                    thresholds=self._thresholds(item, question.file_thresholds),
-                )
+                rset = sets[key] = self._new_set(name, item, question.file_gate)
             rset.members[item.nodeid] = question
             item.stash[QUESTION_KEY] = question
             item.stash[SET_KEY] = rset
+        self._sets = list(sets.values())
 
-    def _thresholds(self, item: pytest.Item, file_layer: Mapping[str, float]) -> dict[str, float]:
-        layers: list[Mapping[str, float]] = []
+    def _new_set(self, name: str, item: pytest.Item, file_layer: Layer) -> RagSet:
+        """A set with its gate: markers (closest first) > data file > ini > defaults."""
+        layers: list[Layer] = []
         for marker in item.iter_markers("rag_threshold"):
             where = f"@pytest.mark.rag_threshold on {item.nodeid}"
             if marker.args:
@@ -141,10 +206,20 @@ class RagSession:
                     f"got positional {marker.args!r}"
                 )
             try:
-                layers.append(check_thresholds(marker.kwargs, where))
+                layers.append(check_layer(marker.kwargs, where))
             except ThresholdError as exc:
                 raise pytest.UsageError(str(exc)) from None
-        return merge_layers([*layers, file_layer, self.settings.thresholds])
+        layers.append(file_layer)
+        named: dict[str, str] = {}
+        for layer in layers:
+            for metric in layer.thresholds:
+                named.setdefault(metric, layer.where)
+        options = merge_layers(layer.options for layer in layers)
+        max_invalid = options.get("max_invalid", self.settings.max_invalid)
+        thresholds = merge_layers(
+            [*(layer.thresholds for layer in layers), self.settings.thresholds]
+        )
+        return RagSet(name, thresholds, named=named, max_invalid=max_invalid)
 
     # -- running: submit a whole set when its first question runs ------------------------
 
@@ -159,22 +234,43 @@ class RagSession:
             except TypeError as exc:
                 item.stash[PROBLEM_KEY] = str(exc)
                 return None
-            rset = RagSet(item.nodeid, self._thresholds(item, question.file_thresholds))
+            rset = self._new_set(item.nodeid, item, question.file_gate)
             rset.members[item.nodeid] = question
+            self._sets.append(rset)
             item.stash[QUESTION_KEY] = question
             item.stash[SET_KEY] = rset
-        if rset.futures is None:
+        if rset.futures is None and rset.problem is None:
             try:
                 engine = self._fixture(request, rset.engine_fixture, item)
                 evaluators = self._evaluators(rset, request, item)
             except RagSetupError as exc:
                 item.stash[PROBLEM_KEY] = str(exc)
                 return None
-            rset.futures = {
-                nodeid: self.runner.submit_question(engine, question, evaluators)
-                for nodeid, question in rset.members.items()
-            }
-        return rset.futures[item.nodeid].result()
+            self._submit(rset, engine, evaluators)
+        if rset.problem is not None:
+            item.stash[PROBLEM_KEY] = rset.problem
+            return None
+        return rset.result(item.nodeid)
+
+    def _submit(self, rset: RagSet, engine: Any, evaluators: Mapping[str, Any]) -> None:
+        rset.metrics = tuple(evaluators)
+        self._metrics_seen.update(evaluators)
+        problem = _unknown_metrics(rset, evaluators) or _nothing_applies(rset, evaluators)
+        if problem is not None:
+            rset.problem = problem
+            return
+        expected: Counter[str] = Counter()
+        for nodeid, question in rset.members.items():
+            names = tuple(n for n, ev in evaluators.items() if judges.applies(ev, question))
+            rset.applicable[nodeid] = names
+            expected.update(names)
+        rset.tally = Tally(expected, rset.thresholds, rset.max_invalid)
+        rset.futures = {}
+        runner = self.runner
+        for nodeid, question in rset.members.items():
+            future = runner.submit_question(engine, question, evaluators)
+            future.add_done_callback(_on_done(rset, nodeid, question))
+            rset.futures[nodeid] = future
 
     def _fixture(self, request: pytest.FixtureRequest, name: str, item: pytest.Item) -> Any:
         try:
@@ -202,8 +298,8 @@ class RagSession:
         if unknown:
             raise RagSetupError(
                 f"{rset.name} asks for evaluator {unknown[0]!r}, which rag_evaluators does not "
-                f"provide (it has: {', '.join(evaluators)}); fix the file's 'evaluators' list "
-                "or add it to your rag_evaluators fixture"
+                f"provide{closest(unknown[0], evaluators)} (it has: {', '.join(evaluators)}); "
+                "fix the file's 'evaluators' list or add it to your rag_evaluators fixture"
             )
         return {name: evaluators[name] for name in rset.evaluator_names}
 
@@ -211,12 +307,15 @@ class RagSession:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
+        __tracebackhide__ = True
         if SET_KEY not in item.stash and PROBLEM_KEY not in item.stash:
             return (yield)
         if PROBLEM_KEY in item.stash:  # e.g. rag_result could not get a query engine
             self._fail_setup(item)
         try:
             result = yield
+        except (KeyboardInterrupt, SystemExit):
+            raise  # nothing is waited for: the session keeps what has finished
         except BaseException:
             if SET_KEY in item.stash and PROBLEM_KEY not in item.stash:
                 self._judge(item, fail=False)
@@ -232,7 +331,7 @@ class RagSession:
         question = item.stash.get(QUESTION_KEY, None)
         if question is not None and SET_KEY in item.stash:
             record = question_record(QuestionResult(question), {}, "error")
-            record["error"] = problem
+            record["error"] = redact(problem)
             self._keep(item, record)
         pytest.fail(problem, pytrace=False)
 
@@ -241,23 +340,39 @@ class RagSession:
         rset = item.stash[SET_KEY]
         if rset.futures is None:
             return
-        result = rset.futures[item.nodeid].result()
+        result = rset.result(item.nodeid)
         metrics = metric_results(result)
         question = result.question
-        rates = rset.rates() if needs_set(metrics, result.error, question.must_pass) else None
-        verdict = outcome(metrics, result.error, question.must_pass, rates)
+        rates: dict[str, MetricRate] | None = None
+        if needs_set(metrics, result.error, question.must_pass):
+            verdict, rates = rset.decide(metrics)
+        else:
+            verdict = outcome(metrics, result.error, question.must_pass, None)
         record = question_record(result, metrics, verdict)
         for name, metric in metrics.items():
+            item.user_properties.append((f"rag.{name}.result", metric.result))
             item.user_properties.append((f"rag.{name}.passing", metric.passing))
             item.user_properties.append((f"rag.{name}.score", metric.score))
         self._keep(item, record)
-        if fail and verdict in ("failed", "error"):
-            pytest.fail(explain(record, rates, rset.name), pytrace=False)
+        if not fail or verdict not in ("failed", "error"):
+            return
+        message = explain(record, rates, rset.name)
+        cause = _first_exception(result)
+        if cause is None:
+            pytest.fail(message, pytrace=False)
+        cause = _trimmed(cause)
+        if sys.version_info >= (3, 11):
+            # the app's own exception and traceback, with what it means for the gate
+            if message not in getattr(cause, "__notes__", ()):
+                cause.add_note(message)
+            raise cause
+        raise RagQuestionError(message) from cause  # pragma: no cover
 
     def _keep(self, item: pytest.Item, record: dict[str, Any]) -> None:
         rset = item.stash[SET_KEY]
         record["set"] = rset.name
         record["thresholds"] = dict(rset.thresholds)
+        record["max_invalid"] = rset.max_invalid
         item.user_properties.append(("rag.outcome", record["outcome"]))
         item.stash[RECORD_KEY] = record
 
@@ -284,28 +399,201 @@ class RagSession:
         record = getattr(report, "rag", None)
         if report.when == "call" and record is not None:
             self.records.append(record)
+            self._reported.add(report.nodeid)
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        self._stop("interrupted")
+
+    def _stop(self, reason: str) -> None:
+        self.stopped = self.stopped or reason
+        if self._runner is not None:
+            self._runner.stop(reason)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        runner_stop = self._runner.stopped if self._runner is not None else None
+        if runner_stop is not None:
+            self.stopped = self.stopped or _reason(runner_stop, self.settings)
+        elif exitstatus == pytest.ExitCode.INTERRUPTED:
+            self._stop("interrupted")
+        elif session.shouldfail or session.shouldstop:
+            self._stop(f"the run stopped early ({session.shouldfail or session.shouldstop})")
+        self._keep_unreported()
+        path = self.settings.report
+        if path is None or hasattr(self.config, "workerinput"):
+            return
+        document = self.json_report()
+        self.config.hook.pytest_rageval_update_report(config=self.config, report=document)
+        try:
+            rag_report.write_json(path, document)
+        except (OSError, ValueError, TypeError) as exc:
+            self.report_error = f"{type(exc).__name__}: {exc}"
+
+    def _keep_unreported(self) -> None:
+        """Results that finished but whose items never ran (Ctrl-C, -x, a deadline), and
+        questions never finished, so the summary and the report lose nothing."""
+        for rset in self._sets:
+            missing = [nodeid for nodeid in rset.members if nodeid not in self._reported]
+            if not missing:
+                continue
+            self.complete = False
+            reason = f"not evaluated: {self.stopped or 'the run ended first'}"
+            results = {}
+            for nodeid, question in rset.members.items():
+                if nodeid in rset.results:
+                    results[nodeid] = rset.results[nodeid]
+                elif nodeid in missing:
+                    results[nodeid] = QuestionResult(
+                        question,
+                        errors={"query": rset.problem or reason},
+                        applicable=rset.applicable.get(nodeid, ()),
+                        evaluated=False,
+                    )
+            judged = {nodeid: metric_results(r) for nodeid, r in results.items()}
+            rates = set_rates(judged.values(), rset.thresholds, rset.max_invalid)
+            for nodeid in missing:
+                result, metrics = results[nodeid], judged[nodeid]
+                verdict = outcome(metrics, result.error, result.question.must_pass, rates)
+                record = question_record(result, metrics, verdict)
+                record["set"] = rset.name
+                record["thresholds"] = dict(rset.thresholds)
+                record["max_invalid"] = rset.max_invalid
+                self.records.append(record)
+        if self.stopped is not None:
+            self.complete = False
+
+    def json_report(self) -> dict[str, Any]:
+        """The ``--rag-report`` document of this run."""
+        summaries = rag_report.summarize(self.records)
+        document = rag_report.json_report(summaries, text=self.settings.report_text)
+        document["complete"] = self.complete
+        document["stopped"] = self.stopped
+        document["notices"] = self.notices()
+        return document
+
+    def notices(self) -> list[str]:
+        """Warnings for the user: from the runner, and ini thresholds no set used."""
+        notices = list(self._runner.notices) if self._runner is not None else []
+        if self._metrics_seen:
+            for metric in self.settings.thresholds:
+                if metric not in self._metrics_seen:
+                    notices.append(
+                        f"{self.settings.thresholds_where} sets a threshold for {metric!r}, "
+                        "which no evaluator of this run provides"
+                        f"{closest(metric, self._metrics_seen)}"
+                    )
+        return [redact(notice) for notice in notices]
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.records:
             return
         terminalreporter.write_sep("=", "rag evaluation")
-        for line in rag_report.render_table(rag_report.summarize(self.records)).splitlines():
+        summaries = rag_report.summarize(self.records)
+        for line in rag_report.render_summary(summaries, self.notices()):
             terminalreporter.write_line(line)
+        if not self.complete:
+            unfinished = sum(1 for record in self.records if not record.get("evaluated", True))
+            terminalreporter.write_line(
+                f"incomplete: {self.stopped or 'not every question ran'}; "
+                f"{unfinished} of {len(self.records)} questions not evaluated",
+                yellow=True,
+            )
         if self.settings.report is not None and not hasattr(self.config, "workerinput"):
-            terminalreporter.write_line(f"rag report written to {self.settings.report}")
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        path = self.settings.report
-        if path is None or hasattr(self.config, "workerinput"):
-            return
-        document = rag_report.json_report(rag_report.summarize(self.records))
-        self.config.hook.pytest_rageval_update_report(config=self.config, report=document)
-        rag_report.write_json(path, document)
+            if self.report_error is None:
+                terminalreporter.write_line(f"rag report written to {self.settings.report}")
+            else:
+                terminalreporter.write_line(
+                    f"rag report NOT written to {self.settings.report}: {self.report_error}",
+                    red=True,
+                )
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self._runner is not None:
             self._runner.close()
+
+
+def _on_done(rset: RagSet, nodeid: str, question: Question) -> Any:
+    def done(future: concurrent.futures.Future[QuestionResult]) -> None:
+        if future.cancelled():
+            result = QuestionResult(question, errors={"query": "not evaluated: cancelled"})
+        elif future.exception() is not None:
+            exc = future.exception()
+            assert exc is not None
+            result = QuestionResult(question, errors={"query": describe(exc)})
+        else:
+            result = future.result()
+        if not result.applicable and result.errors:
+            result.applicable = rset.applicable.get(nodeid, ())
+        rset.finished(nodeid, result)
+
+    return done
+
+
+def _unknown_metrics(rset: RagSet, evaluators: Mapping[str, Any]) -> str | None:
+    """A threshold naming a metric no evaluator of the set provides (a typo, usually)."""
+    for metric, where in rset.named.items():
+        if metric not in evaluators:
+            return (
+                f"{where} sets a threshold for {metric!r}, which no evaluator of {rset.name} "
+                f"provides{closest(metric, evaluators)}; its metrics are: "
+                f"{', '.join(evaluators)}"
+            )
+    return None
+
+
+def _nothing_applies(rset: RagSet, evaluators: Mapping[str, Any]) -> str | None:
+    """A set where no metric applies to any question would pass without being judged."""
+    for question in rset.members.values():
+        if any(judges.applies(evaluator, question) for evaluator in evaluators.values()):
+            return None
+    needs = []
+    for name, evaluator in evaluators.items():
+        what = judges.needs(evaluator)
+        needs.append(f"{name} needs {what}" if what else f"{name} does not apply")
+    return f"no metric applied to any question of {rset.name}: {'; '.join(needs)}"
+
+
+def _first_exception(result: QuestionResult) -> BaseException | None:
+    """The exception behind a question's first error when it came from the user's code
+    (the app or an evaluator), not from the runner giving up on a transient failure."""
+    for where in result.errors:
+        exc = result.exceptions.get(where)
+        return None if exc is None or isinstance(exc, GaveUp) else exc
+    return None
+
+
+def _trimmed(exc: BaseException) -> BaseException:
+    """``exc`` with the runner's own frames cut from the front of its traceback (and of
+    its causes'), so that what pytest shows starts in the app's or the judge's code."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        tb = current.__traceback__
+        while tb is not None and _ours(tb.tb_frame.f_code.co_filename):
+            tb = tb.tb_next
+        current.__traceback__ = tb
+        current = current.__cause__ or current.__context__
+    return exc
+
+
+def _ours(filename: str) -> bool:
+    import asyncio
+    import concurrent.futures as futures
+    import os
+
+    roots = (
+        os.path.dirname(__file__),
+        os.path.dirname(asyncio.__file__),
+        os.path.dirname(futures.__file__),
+    )
+    return filename.startswith(roots) or filename.endswith(("functools.py", "threading.py"))
+
+
+def _reason(stopped: str, settings: Settings) -> str:
+    if stopped == "deadline" and settings.deadline is not None:
+        return f"deadline (--rag-deadline {settings.deadline:g} s)"
+    return stopped
 
 
 def _identity(value: object) -> object:

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 DEFAULT_THRESHOLD = 1.0
 """Used for a metric no marker, data file or ini line names: every question must pass."""
+
+
+GATE_OPTIONS = ("max_invalid",)
+"""Keywords of ``rag_threshold`` and keys beside a data file's thresholds that are not
+metric names: ``max_invalid`` is the most invalid judgements a set's metric may have, as a
+fraction of its questions."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One source of gate settings: metric thresholds, gate options, and where they were
+    written (for messages)."""
+
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    options: Mapping[str, float] = field(default_factory=dict)
+    where: str = ""
 
 
 class ThresholdError(ValueError):
@@ -34,6 +52,33 @@ def check_threshold(metric: str, value: object, where: str) -> float:
 def check_thresholds(values: Mapping[str, object], where: str) -> dict[str, float]:
     """Validate a whole mapping of metric -> minimum pass rate."""
     return {metric: check_threshold(metric, value, where) for metric, value in values.items()}
+
+
+def check_layer(values: Mapping[str, object], where: str) -> Layer:
+    """Metric thresholds and gate options (``max_invalid``) from one marker or file."""
+    thresholds = {k: v for k, v in values.items() if k not in GATE_OPTIONS}
+    options = {k: v for k, v in values.items() if k in GATE_OPTIONS}
+    return Layer(
+        check_thresholds(thresholds, where),
+        {name: check_fraction(name, value, where) for name, value in options.items()},
+        where,
+    )
+
+
+def check_fraction(name: str, value: object, where: str) -> float:
+    """A gate option's value: a fraction in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ThresholdError(f"{where}: {name} must be a fraction in [0, 1], got {value!r}")
+    number = float(value)
+    if math.isnan(number) or not 0.0 <= number <= 1.0:
+        raise ThresholdError(f"{where}: {name} must be a fraction in [0, 1], got {value!r}")
+    return number
+
+
+def closest(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'faithfulness'?)`` when a choice is close to ``name``, else ``""``."""
+    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 def parse_ini_thresholds(lines: Iterable[str], where: str) -> dict[str, float]:

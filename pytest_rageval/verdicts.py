@@ -6,6 +6,8 @@ pytest reports (and later between xdist workers) and be written to the JSON repo
 
 from __future__ import annotations
 
+import math
+import re
 import textwrap
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -15,26 +17,51 @@ from pytest_rageval.runner import QuestionResult
 from pytest_rageval.thresholds import threshold_for
 
 Outcome = Literal["passed", "tolerated", "failed", "error"]
+Result = Literal["passing", "failing", "invalid", "error"]
 EPSILON = 1e-9
 """Rates are compared with this slack, so 7 of 10 passing meets a threshold of 0.7."""
 
 
 @dataclass(frozen=True)
 class MetricResult:
-    """One metric's judgement of one question."""
+    """One metric's judgement of one question: passing, failing, invalid (the judge
+    answered, but not in a form that can be read) or error (no judgement at all)."""
 
     passing: bool
     score: float | None = None
     feedback: str | None = None
     invalid: bool = False
     error: str | None = None
+    reason: str | None = None
+    """Why a judgement is invalid."""
+
+    @property
+    def result(self) -> Result:
+        if self.error is not None:
+            return "error"
+        if self.invalid:
+            return "invalid"
+        return "passing" if self.passing else "failing"
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MetricResult:
+        return cls(
+            passing=bool(data.get("passing")),
+            score=data.get("score"),
+            feedback=data.get("feedback"),
+            invalid=bool(data.get("invalid")),
+            error=data.get("error"),
+            reason=data.get("reason"),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "result": self.result,
             "passing": self.passing,
             "score": self.score,
             "feedback": self.feedback,
             "invalid": self.invalid,
+            "reason": self.reason,
             "error": self.error,
         }
 
@@ -49,27 +76,47 @@ def metric_results(result: QuestionResult) -> dict[str, MetricResult]:
             metrics[name] = MetricResult(passing=False, error=error)
             continue
         evaluation = result.evaluations[name]
-        invalid = bool(getattr(evaluation, "invalid_result", False)) or evaluation.passing is None
-        feedback = getattr(evaluation, "feedback", None)
-        if invalid and not feedback:
-            feedback = getattr(evaluation, "invalid_reason", None)
         score = getattr(evaluation, "score", None)
+        if isinstance(score, bool) or not isinstance(score, (int, float)):
+            score = None
+        feedback = getattr(evaluation, "feedback", None)
+        reason = getattr(evaluation, "invalid_reason", None)
+        invalid = bool(getattr(evaluation, "invalid_result", False))
+        if not invalid and evaluation.passing is None:
+            invalid, reason = True, reason or "the evaluator gave no verdict"
+        if score is not None and not math.isfinite(score):
+            invalid, reason = True, reason or f"the evaluator's score is {score!r}"
         metrics[name] = MetricResult(
             passing=bool(evaluation.passing) and not invalid,
-            score=float(score) if isinstance(score, (int, float)) else None,
+            score=float(score) if score is not None and math.isfinite(score) else None,
             feedback=feedback if isinstance(feedback, str) else None,
             invalid=invalid,
+            reason=reason if invalid and isinstance(reason, str) else None,
         )
     return metrics
 
 
 @dataclass(frozen=True)
 class MetricRate:
-    """A set's pass rate of one metric against its threshold."""
+    """A set's pass rate of one metric against its threshold.
+
+    ``n`` questions the metric applies to, of which ``passed`` passed, ``invalid`` were
+    invalid and ``errors`` errored (the rest failed); ``pending`` of them have no result
+    yet (a rate decided early). ``max_invalid`` is the most invalid judgements allowed,
+    as a fraction of ``n`` (None: no limit).
+    """
 
     n: int
     passed: int
     threshold: float
+    invalid: int = 0
+    errors: int = 0
+    max_invalid: float | None = None
+    pending: int = 0
+
+    @property
+    def failed(self) -> int:
+        return self.n - self.passed - self.invalid - self.errors - self.pending
 
     @property
     def pass_rate(self) -> float | None:
@@ -77,32 +124,114 @@ class MetricRate:
 
     @property
     def ok(self) -> bool:
+        """The pass rate meets the threshold (with ``pending``: even if all of them fail)."""
         return self.passed >= self.threshold * self.n - EPSILON
+
+    @property
+    def could_pass(self) -> bool:
+        """The threshold can still be met if every pending question passes."""
+        return self.passed + self.pending >= self.threshold * self.n - EPSILON
+
+    @property
+    def invalid_ok(self) -> bool:
+        """Invalid judgements within ``max_invalid`` (with ``pending``: even if all are)."""
+        if self.max_invalid is None:
+            return True
+        return self.invalid + self.pending <= self.max_invalid * self.n + EPSILON
+
+    @property
+    def invalid_exceeded(self) -> bool:
+        return self.max_invalid is not None and self.invalid > self.max_invalid * self.n + EPSILON
 
     def to_json(self) -> dict[str, Any]:
         return {
             "n": self.n,
             "passed": self.passed,
+            "failed": self.failed,
+            "invalid": self.invalid,
+            "errors": self.errors,
             "pass_rate": self.pass_rate,
             "threshold": self.threshold,
-            "ok": self.ok,
+            "max_invalid": self.max_invalid,
+            "ok": self.ok and not self.invalid_exceeded and not self.errors,
         }
 
 
 def set_rates(
-    questions: Iterable[Mapping[str, MetricResult]], thresholds: Mapping[str, float]
+    questions: Iterable[Mapping[str, MetricResult]],
+    thresholds: Mapping[str, float],
+    max_invalid: float | None = None,
 ) -> dict[str, MetricRate]:
     """Pass rate per metric over the questions it applies to, in first-seen metric order."""
-    counts: dict[str, list[int]] = {}
+    tally = Tally({}, thresholds, max_invalid)
     for metrics in questions:
+        tally.add(metrics, count=True)
+    return tally.rates()
+
+
+class Tally:
+    """A set's results as they arrive, for deciding a question before the set is done.
+
+    ``expected`` is how many questions each metric applies to. A question that did not
+    pass a metric is *failed* as soon as the set's rate of that metric is certain to miss
+    its threshold (or, when the question is invalid, certain to exceed ``max_invalid``),
+    and *tolerated* as soon as neither can happen any more. Not thread-safe by itself.
+    """
+
+    def __init__(
+        self,
+        expected: Mapping[str, int],
+        thresholds: Mapping[str, float],
+        max_invalid: float | None = None,
+    ) -> None:
+        self.expected = dict(expected)
+        self.thresholds = thresholds
+        self.max_invalid = max_invalid
+        self._counts: dict[str, list[int]] = {}  # metric -> [seen, passed, invalid, errors]
+
+    def add(self, metrics: Mapping[str, MetricResult], *, count: bool = False) -> None:
+        """One question's results; ``count`` also counts them into ``expected``."""
         for name, metric in metrics.items():
-            n_passed = counts.setdefault(name, [0, 0])
-            n_passed[0] += 1
-            n_passed[1] += metric.passing
-    return {
-        name: MetricRate(n, passed, threshold_for(thresholds, name))
-        for name, (n, passed) in counts.items()
-    }
+            seen = self._counts.setdefault(name, [0, 0, 0, 0])
+            seen[0] += 1
+            seen[1] += metric.passing
+            seen[2] += metric.result == "invalid"
+            seen[3] += metric.result == "error"
+            if count:
+                self.expected[name] = self.expected.get(name, 0) + 1
+
+    def rate(self, metric: str) -> MetricRate:
+        seen, passed, invalid, errors = self._counts.get(metric, [0, 0, 0, 0])
+        n = max(self.expected.get(metric, 0), seen)
+        return MetricRate(
+            n=n,
+            passed=passed,
+            threshold=threshold_for(self.thresholds, metric),
+            invalid=invalid,
+            errors=errors,
+            max_invalid=self.max_invalid,
+            pending=n - seen,
+        )
+
+    def rates(self) -> dict[str, MetricRate]:
+        names = list(self._counts) + [m for m in self.expected if m not in self._counts]
+        return {name: self.rate(name) for name in names}
+
+    def decide(self, metrics: Mapping[str, MetricResult]) -> Outcome | None:
+        """The outcome of a question that errored or failed no metric needs no set; for the
+        others, its outcome once certain, else None (wait for more results)."""
+        undecided = False
+        for name, metric in metrics.items():
+            if metric.passing or metric.result == "error":
+                continue
+            rate = self.rate(name)
+            if not rate.could_pass:
+                return "failed"
+            if metric.invalid and rate.invalid_exceeded:
+                return "failed"
+            if not rate.ok or (metric.invalid and not rate.invalid_ok):
+                undecided = True
+        return None if undecided else "tolerated"
 
 
 def needs_set(metrics: Mapping[str, MetricResult], error: str | None, must_pass: bool) -> bool:
@@ -126,7 +255,25 @@ def outcome(
         return "failed"
     if rates is None:
         raise ValueError("a question that failed a metric needs its set's rates")
-    return "failed" if any(not rates[name].ok for name in failed) else "tolerated"
+    for name in failed:
+        rate = rates[name]
+        if not rate.ok or (metrics[name].invalid and rate.invalid_exceeded):
+            return "failed"
+    return "tolerated"
+
+
+def row_verdict(rate: MetricRate, must_pass_failures: int = 0) -> str:
+    """The table's verdict of one set and metric; ``ok`` exactly when none of its
+    questions fails the run through this metric."""
+    if rate.errors:
+        return "ERROR"
+    if not rate.ok:
+        return "FAILED"
+    if rate.invalid_exceeded:
+        return "FAILED (invalid)"
+    if must_pass_failures:
+        return "FAILED (must_pass)"
+    return "ok"
 
 
 def format_fraction(value: float | None) -> str:
@@ -135,10 +282,28 @@ def format_fraction(value: float | None) -> str:
 
 
 def shorten(text: str | None, width: int = 300) -> str:
+    """One line for the terminal: white space folded, control characters escaped."""
     if text is None:
         return "(none)"
-    flat = " ".join(text.split())
+    flat = printable(" ".join(text.split()))
     return textwrap.shorten(flat, width, placeholder=" [...]") if flat else "(empty)"
+
+
+def describe_rate(set_name: str, name: str, rate: MetricRate) -> str:
+    """``rag_set.yaml: faithfulness pass rate 3/4 = 0.75 < threshold 0.76``."""
+    relation = ">=" if rate.ok else "<"
+    if rate.pending:
+        best = rate.passed + rate.pending
+        return (
+            f"{set_name}: {name} pass rate at most {best}/{rate.n} = "
+            f"{format_fraction(best / rate.n)} < threshold {format_fraction(rate.threshold)} "
+            f"(decided with {rate.pending} of {rate.n} questions still running)"
+        )
+    return (
+        f"{set_name}: {name} pass rate {rate.passed}/{rate.n} = "
+        f"{format_fraction(rate.pass_rate)} {relation} threshold "
+        f"{format_fraction(rate.threshold)}"
+    )
 
 
 def explain(
@@ -149,7 +314,7 @@ def explain(
     """The failure message a user reads for a failed or errored question."""
     lines = [f"query:    {shorten(record['query'])}"]
     if record["outcome"] == "error":
-        lines.insert(0, f"rag question errored: {record['error']}")
+        lines.insert(0, f"rag question errored: {printable(record['error'])}")
         if record["response"] is not None:
             lines.append(f"response: {shorten(record['response'])}")
         return "\n".join(lines)
@@ -158,35 +323,74 @@ def explain(
     lines.append(f"response: {shorten(record['response'])}")
     for name in failed:
         metric = record["metrics"][name]
-        judged = "invalid judgement" if metric["invalid"] else "failed"
-        lines.append(f"{name}: {judged}; judge said: {shorten(metric['feedback'], 400)}")
+        if metric["invalid"]:
+            lines.append(f"{name}: invalid judgement: {shorten(metric.get('reason'), 200)}")
+            lines.append(f"  judge said: {shorten(metric['feedback'], 400)}")
+        else:
+            lines.append(f"{name}: failed; judge said: {shorten(metric['feedback'], 400)}")
         if record["must_pass"]:
             lines.append("  must_pass: this question may not fail any metric")
         elif rates is not None and name in rates:
             rate = rates[name]
-            relation = ">=" if rate.ok else "<"
-            shown = format_fraction(rate.pass_rate)
-            lines.append(
-                f"  {set_name}: {name} pass rate {rate.passed}/{rate.n} = {shown} "
-                f"{relation} threshold {format_fraction(rate.threshold)}"
-            )
+            lines.append("  " + describe_rate(set_name, name, rate))
+            if metric["invalid"] and rate.max_invalid is not None:
+                relation = ">" if rate.invalid_exceeded else "<="
+                lines.append(
+                    f"  {set_name}: {name} invalid judgements {rate.invalid}/{rate.n} "
+                    f"{relation} max_invalid {format_fraction(rate.max_invalid)}"
+                )
     return "\n".join(lines)
 
 
 def question_record(
     result: QuestionResult, metrics: Mapping[str, MetricResult], outcome_: Outcome
 ) -> dict[str, Any]:
-    """The JSON-safe record of one question, as it appears in reports."""
+    """The JSON-safe record of one question, as it appears in reports (keys redacted)."""
     question = result.question
-    return {
+    record = {
         "id": question.id,
         "query": question.query,
         "reference": question.reference,
         "must_pass": question.must_pass,
         "tags": list(question.tags),
         "response": result.response,
-        "contexts": list(result.contexts),
+        "contexts": list(result.contexts) if result.contexts is not None else None,
         "outcome": outcome_,
+        "evaluated": result.evaluated,
         "error": result.error,
         "metrics": {name: metric.to_json() for name, metric in metrics.items()},
     }
+    redacted: dict[str, Any] = redact_all(record)
+    return redacted
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SECRETS = (
+    (re.compile(r"\b(sk-(?:proj-|ant-|live-|test-)?)[A-Za-z0-9_\-]{8,}"), r"\1***"),
+    (re.compile(r"\b(Bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*", re.IGNORECASE), r"\1***"),
+)
+
+
+def printable(text: str | None) -> str:
+    """Control characters (terminal escapes and the like) as visible ``\\x1b`` escapes."""
+    if text is None:
+        return "(none)"
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def redact(text: str) -> str:
+    """API keys (``sk-...``) and bearer tokens replaced by ``***``."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def redact_all(value: Any) -> Any:
+    """:func:`redact` applied to every string of a JSON-safe value."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: redact_all(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact_all(item) for item in value]
+    return value

@@ -85,7 +85,8 @@ def test_without_retries_the_error_is_that_questions_own(
     assert result.parseoutcomes() == {"failed": 2, "passed": 1}
     result.stdout.fnmatch_lines(
         [
-            "rag question errored: evaluator 'faithfulness' raised InternalServerError: *injected 500*",
+            "rag question errored: evaluator 'faithfulness': server error from "
+            "http://127.0.0.1:*/v1 (500) after 1 attempt",
             "*rag_set.yaml: faithfulness pass rate 1/3 = 0.33 < threshold 0.60",
         ]
     )

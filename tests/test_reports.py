@@ -25,10 +25,12 @@ def test_terminal_table(project: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "*= rag evaluation =*",
-            "set           metric        questions    passed    pass rate    threshold    verdict",
-            "------------  ------------  -----------  --------  -----------  -----------  ---------",
-            "rag_set.yaml  faithfulness  3            1         0.33         0.50         FAILED",
-            "rag_set.yaml  relevancy     3            2         0.67         1.00         FAILED",
+            "set           metric        questions    passed    failed    invalid    errors    pass rate    threshold    verdict",
+            "------------  ------------  -----------  --------  --------  ---------  --------  -----------  -----------  ---------",
+            "rag_set.yaml  faithfulness  3            1         1         0          1         0.33         0.50         ERROR",
+            "rag_set.yaml  relevancy     3            2         0         0          1         0.67         1.00         ERROR",
+            "errors by cause:",
+            "  1 x query engine raised RuntimeError: the app broke on 'Where is BOOM?'",
         ]
     )
 
@@ -51,21 +53,35 @@ def pytest_rageval_update_report(config, report):
     assert rag_set["metrics"]["faithfulness"] == {
         "n": 3,
         "passed": 1,
+        "failed": 1,
+        "invalid": 0,
+        "errors": 1,
         "pass_rate": pytest.approx(1 / 3),
         "threshold": 0.3,
-        "ok": True,
+        "max_invalid": None,
+        # the rate meets its threshold, but an errored question fails the run
+        "ok": False,
+        "verdict": "ERROR",
+    }
+    assert report["complete"] is True and report["stopped"] is None
+    assert report["errors"] == {
+        "query engine raised RuntimeError: the app broke on 'Where is BOOM?'": 1
     }
     questions = {q["id"]: q for q in rag_set["questions"]}
     assert [q["outcome"] for q in questions.values()] == ["passed", "tolerated", "error"]
     assert questions["paris"]["response"] == "Answer: Where is Paris?"
     assert questions["paris"]["contexts"] == ["Context: Where is Paris?"]
     assert questions["atlantis"]["metrics"]["faithfulness"] == {
+        "result": "failing",
         "passing": False,
         "score": 0.0,
         "feedback": "NO",
         "invalid": False,
+        "reason": None,
         "error": None,
     }
+    assert questions["broken"]["metrics"]["relevancy"]["result"] == "error"
+    assert questions["broken"]["evaluated"] is True
     assert questions["broken"]["metrics"]["relevancy"]["error"].startswith("RuntimeError: ")
 
 
@@ -76,8 +92,10 @@ def test_junit_properties(project: pytest.Pytester) -> None:
     cases = {case.get("name"): case for case in tree.iter("testcase")}
     properties = {p.get("name"): p.get("value") for p in cases["atlantis"].iter("property")}
     assert properties == {
+        "rag.faithfulness.result": "failing",
         "rag.faithfulness.passing": "False",
         "rag.faithfulness.score": "0.0",
+        "rag.relevancy.result": "passing",
         "rag.relevancy.passing": "True",
         "rag.relevancy.score": "1.0",
         "rag.outcome": "tolerated",

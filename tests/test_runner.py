@@ -22,7 +22,7 @@ from pytest_rageval import BatchRunner, Question, Runner
 
 @pytest.fixture
 def runner() -> Iterator[Runner]:
-    runner = Runner(4, timeout=5, retries=2, backoff=0)
+    runner = Runner(4, timeout=5, retries=2, query_retries=2, backoff=0)
     yield runner
     runner.close()
 
@@ -92,7 +92,7 @@ def test_transient_errors_are_retried_then_reported(runner: Runner) -> None:
     calls.clear()
     [result] = runner.evaluate(dead, ["Q"], {})
     assert len(calls) == 3  # one attempt + retries=2
-    assert result.error == "query engine raised ConnectionError: connection refused"
+    assert result.error == "query engine: cannot connect to the server (3 attempts)"
 
 
 def test_a_task_that_hangs_times_out() -> None:
@@ -101,7 +101,7 @@ def test_a_task_that_hangs_times_out() -> None:
         [slow, fast] = runner.evaluate(ScriptedApp(), ["SLOW?", "Quick?"], {})
     finally:
         runner.close()
-    assert slow.error == "query engine raised TaskTimeout: no answer within 0.2 s"
+    assert slow.error == "query engine: no answer within 0.2 s (1 attempt)"
     assert fast.response == "Answer: Quick?"
 
 

@@ -1,0 +1,252 @@
+"""Which failures are worth another attempt, how long to wait, and shared backpressure.
+
+Nothing here imports pytest, llama-index or the openai SDK: exceptions are recognised by
+their status code, their headers and their class names, so the runner handles the openai
+SDK's, httpx's and aiohttp's errors alike without importing any of them.
+
+The policy, in one place:
+
+- transient: HTTP 429 and 5xx, time-outs, refused or dropped connections. Any other status
+  (400, 401, 404, ...) and every other exception (the user's own code) fails at once;
+- wait before attempt k+1: the server's ``retry-after-ms`` or ``Retry-After`` when it sent
+  one, else "full jitter", a uniform draw from [0, min(max_backoff, backoff * 2**k)], so
+  questions that failed together do not all come back together;
+- a 429 slows the whole runner, not one task (:class:`Throttle`): it halves the number of
+  tasks in flight (at most once per round of requests), pauses new attempts until the
+  server's ``Retry-After`` has passed, and each success grows the limit back towards
+  ``--rag-workers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import heapq
+import itertools
+import math
+import random
+import re
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["rate_limit", "server", "timeout", "connect"]
+
+CONNECT_NAMES = frozenset(
+    {
+        "APIConnectionError",
+        "ConnectError",
+        "ConnectTimeout",
+        "NetworkError",
+        "ReadError",
+        "WriteError",
+        "RemoteProtocolError",
+        "ServerDisconnectedError",
+        "ClientConnectionError",
+        "ClientConnectorError",
+        "ClientOSError",
+        "ClientPayloadError",
+    }
+)
+TIMEOUT_NAMES = frozenset(
+    {"APITimeoutError", "TimeoutException", "ReadTimeout", "WriteTimeout", "PoolTimeout"}
+)
+_ENDPOINT = re.compile(r"/(chat/completions|completions|embeddings|responses)/?$")
+
+
+@dataclass(frozen=True)
+class Transient:
+    """A failure worth another attempt, and what the server said about it."""
+
+    kind: Kind
+    status: int | None = None
+    retry_after: float | None = None
+    """Seconds the server asked us to wait (``retry-after-ms`` wins over ``Retry-After``)."""
+    url: str | None = None
+
+
+def classify(exc: BaseException) -> Transient | None:
+    """The transient failure ``exc`` is, or None when another attempt would not help."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    status = status_code(exc)
+    url = base_url(exc)
+    if status is not None:
+        if status == 429:
+            return Transient("rate_limit", status, retry_after(exc), url)
+        if 500 <= status < 600:
+            return Transient("server", status, retry_after(exc), url)
+        return None
+    if names & TIMEOUT_NAMES or isinstance(exc, TimeoutError):
+        return Transient("timeout", url=url)
+    if names & CONNECT_NAMES or isinstance(exc, ConnectionError):
+        return Transient("connect", url=url)
+    return None
+
+
+def status_code(exc: BaseException) -> int | None:
+    """The HTTP status of an openai SDK / httpx / aiohttp error, if it has one."""
+    for holder in (exc, getattr(exc, "response", None)):
+        for name in ("status_code", "status"):
+            value = getattr(holder, name, None)
+            if isinstance(value, int) and not isinstance(value, bool) and 100 <= value < 600:
+                return value
+    return None
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds from the response's ``retry-after-ms`` or ``Retry-After`` header."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if headers is None:
+        headers = getattr(exc, "headers", None)
+    if headers is None:
+        return None
+    try:
+        millis = headers.get("retry-after-ms")
+        seconds = headers.get("retry-after")
+    except Exception:
+        return None
+    if millis is not None:
+        try:
+            value = float(millis) / 1000
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value >= 0:
+            return value
+    if seconds is not None:
+        try:
+            value = float(seconds)
+        except ValueError:
+            parsed = email.utils.parsedate_tz(seconds)
+            value = email.utils.mktime_tz(parsed) - time.time() if parsed else math.nan
+        if math.isfinite(value):
+            return max(value, 0.0)
+    return None
+
+
+def base_url(exc: BaseException) -> str | None:
+    """``http://host/v1`` for a request to ``http://host/v1/chat/completions``."""
+    request = getattr(exc, "request", None)
+    if request is None:
+        request = getattr(getattr(exc, "response", None), "request", None)
+    url = getattr(request, "url", None)
+    if url is None:
+        return None
+    text = str(url).split("?", 1)[0]
+    return _ENDPOINT.sub("", text)
+
+
+def full_jitter(attempt: int, backoff: float, max_backoff: float, rng: random.Random) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (0-based)."""
+    ceiling = min(max_backoff, backoff * 2 ** min(attempt, 60))
+    return rng.uniform(0, ceiling) if ceiling > 0 else 0.0
+
+
+def gave_up(failure: Transient | None, attempts: int, seconds: float, timeout: float) -> str:
+    """What happened, in words a user acts on."""
+    tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+    where = failure.url if failure is not None and failure.url else "the server"
+    over = f" over {seconds:.0f} s" if seconds >= 1 else ""
+    if failure is None or failure.kind == "timeout":
+        if failure is not None and failure.url:
+            return f"no answer from {failure.url} within {timeout:g} s ({tries})"
+        return f"no answer within {timeout:g} s ({tries})"
+    if failure.kind == "rate_limit":
+        return f"rate limited by {where} (429) after {tries}{over}"
+    if failure.kind == "server":
+        return f"server error from {where} ({failure.status}) after {tries}{over}"
+    return f"cannot connect to {where} ({tries}{over})"
+
+
+def cause(message: str) -> str:
+    """The group an error message belongs to in the summary (counts, not attempts)."""
+    return re.sub(r" \(\d+ attempts?[^)]*\)$| after \d+ attempts?.*$", "", message)
+
+
+class Throttle:
+    """Slots for tasks in flight, shared by every task of the runner.
+
+    ``limit`` starts at ``workers`` and never exceeds it: a 429 halves it (once per round:
+    a 429 for an attempt that started before the last cut does not cut again), and every
+    ``limit`` successes grow it by one. A server's ``Retry-After`` pauses every new attempt
+    until it has passed. With ``rpm``, attempts that ask for pacing start at most ``rpm``
+    a minute, evenly spaced. Waiters are served lowest priority key first (older
+    questions before newer ones). Create and use it on one event loop.
+    """
+
+    def __init__(self, workers: int, rpm: float | None = None) -> None:
+        self.workers = workers
+        self.limit = workers
+        self.in_use = 0
+        self.peak = 0
+        self.rpm = rpm
+        self.cuts = 0
+        self._waiters: list[tuple[tuple[int, int, int], asyncio.Future[None]]] = []
+        self._tie = itertools.count()
+        self._grown = 0
+        self._last_cut = -math.inf
+        self._paused_until = -math.inf
+        self._next_paced = -math.inf
+
+    async def acquire(self, priority: tuple[int, int]) -> None:
+        """Take a slot (waiting for one, oldest priority first)."""
+        if self.in_use < self.limit and not self._waiters:
+            self.in_use += 1
+        else:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiters, ((*priority, next(self._tie)), future))
+            try:
+                await future  # the slot is counted by whoever handed it over
+            except asyncio.CancelledError:
+                if future.done() and not future.cancelled():
+                    self.release()  # handed over just as we were cancelled
+                else:
+                    self._waiters = [w for w in self._waiters if w[1] is not future]
+                    heapq.heapify(self._waiters)
+                raise
+        self.peak = max(self.peak, self.in_use)
+
+    def release(self) -> None:
+        self.in_use -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_use < self.limit:
+            _, future = heapq.heappop(self._waiters)
+            if not future.done():
+                self.in_use += 1
+                future.set_result(None)
+
+    async def gate(self, paced: bool) -> float:
+        """Wait out a server's pause (and the pacing, when ``paced``); returns the start."""
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            start = self._paused_until
+            if paced and self.rpm:
+                start = max(start, self._next_paced)
+            if start <= now:
+                break
+            await asyncio.sleep(start - now)
+        if paced and self.rpm:
+            self._next_paced = max(now, self._next_paced) + 60.0 / self.rpm
+        return now
+
+    def succeeded(self) -> None:
+        if self.limit >= self.workers:
+            return
+        self._grown += 1
+        if self._grown >= self.limit:
+            self._grown = 0
+            self.limit += 1
+            self._wake()
+
+    def rate_limited(self, started: float, pause: float | None) -> None:
+        """A 429 for an attempt that started at ``started`` (loop time)."""
+        now = asyncio.get_running_loop().time()
+        if pause is not None:
+            self._paused_until = max(self._paused_until, now + pause)
+        if started >= self._last_cut:
+            self._last_cut = now
+            self.limit = max(1, self.limit // 2)
+            self._grown = 0
+            self.cuts += 1
