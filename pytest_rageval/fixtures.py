@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -34,13 +35,25 @@ def rag_judge_llm(request: pytest.FixtureRequest) -> Any:
             "OpenAI-compatible server), or override the 'rag_judge_llm' fixture (or "
             "'rag_evaluators') in your conftest.py"
         )
-    from llama_index.llms.openai import OpenAI
-
     settings = request.config.stash[SESSION_KEY].settings
     # the runner owns time-outs and retries; the client's own retries would multiply them
-    return OpenAI(
+    return _redacted_openai()(
         model=settings.judge_model, temperature=0.0, max_retries=0, timeout=settings.timeout
     )
+
+
+@functools.cache
+def _redacted_openai() -> type:
+    """llama-index's ``OpenAI`` whose repr never shows its API key (``pytest -l`` prints
+    the locals of failing tests, and JUnit XML keeps what pytest prints)."""
+    from llama_index.llms.openai import OpenAI
+
+    class RedactedOpenAI(OpenAI):
+        def __repr_args__(self) -> Any:
+            for name, value in super().__repr_args__():
+                yield name, ("***" if name == "api_key" and value else value)
+
+    return RedactedOpenAI
 
 
 @pytest.fixture(scope="session")

@@ -41,10 +41,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     settings = config.stash[SETTINGS_KEY]
-    return (
-        f"rageval: workers={settings.workers}, timeout={settings.timeout:g}s, "
-        f"retries={settings.retries}"
-    )
+    parts = [
+        f"workers={settings.workers}",
+        f"timeout={settings.timeout:g}s",
+        f"retries={settings.retries}",
+    ]
+    if settings.query_retries:
+        parts.append(f"query retries={settings.query_retries}")
+    if settings.rpm is not None:
+        parts.append(f"rpm={settings.rpm:g}")
+    if settings.deadline is not None:
+        parts.append(f"deadline={settings.deadline:g}s")
+    return "rageval: " + ", ".join(parts)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

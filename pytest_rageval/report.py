@@ -137,7 +137,7 @@ def render_summary(summaries: list[SetSummary], notices: Iterable[str] = ()) -> 
     for summary in summaries:
         if summary.problem is not None:
             lines.append(f"{summary.name}: {printable(summary.problem)}")
-    causes = error_causes(summaries)
+    causes = error_causes(s for s in summaries if s.problem is None)
     if causes:
         lines.append("errors by cause:")
         lines.extend(f"  {count} x {printable(text)}" for text, count in causes.most_common())

@@ -307,7 +307,7 @@ class RagSession:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
-        __tracebackhide__ = True
+        __tracebackhide__ = _hide_for_app_errors
         if SET_KEY not in item.stash and PROBLEM_KEY not in item.stash:
             return (yield)
         if PROBLEM_KEY in item.stash:  # e.g. rag_result could not get a query engine
@@ -326,7 +326,7 @@ class RagSession:
         return result
 
     def _fail_setup(self, item: pytest.Item) -> None:
-        __tracebackhide__ = True
+        __tracebackhide__ = _hide_for_app_errors
         problem = item.stash[PROBLEM_KEY]
         question = item.stash.get(QUESTION_KEY, None)
         if question is not None and SET_KEY in item.stash:
@@ -336,7 +336,7 @@ class RagSession:
         pytest.fail(problem, pytrace=False)
 
     def _judge(self, item: pytest.Item, *, fail: bool) -> None:
-        __tracebackhide__ = True
+        __tracebackhide__ = _hide_for_app_errors
         rset = item.stash[SET_KEY]
         if rset.futures is None:
             return
@@ -560,6 +560,12 @@ def _first_exception(result: QuestionResult) -> BaseException | None:
         exc = result.exceptions.get(where)
         return None if exc is None or isinstance(exc, GaveUp) else exc
     return None
+
+
+def _hide_for_app_errors(excinfo: pytest.ExceptionInfo[BaseException]) -> bool:
+    """Our frames are hidden above the app's own exception; a ``pytest.fail`` message
+    shows no frames anyway, and hiding them all would add pytest's "all hidden" note."""
+    return not isinstance(excinfo.value, pytest.fail.Exception)
 
 
 def _trimmed(exc: BaseException) -> BaseException:

@@ -324,8 +324,10 @@ def explain(
     for name in failed:
         metric = record["metrics"][name]
         if metric["invalid"]:
-            lines.append(f"{name}: invalid judgement: {shorten(metric.get('reason'), 200)}")
-            lines.append(f"  judge said: {shorten(metric['feedback'], 400)}")
+            # the reason is ours and says what to do: never cut it short
+            lines.append(f"{name}: invalid judgement: {shorten(metric.get('reason'), 2000)}")
+            if metric["feedback"] is not None:
+                lines.append(f"  judge said: {shorten(metric['feedback'], 400)}")
         else:
             lines.append(f"{name}: failed; judge said: {shorten(metric['feedback'], 400)}")
         if record["must_pass"]:

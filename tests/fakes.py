@@ -8,6 +8,12 @@ test puts in the question:
 - ``UNSUPPORTED``: only the faithfulness judge says NO;
 - ``OFFTOPIC``: only the relevancy judge says NO;
 - ``GARBLED``: the correctness judge answers without a score (an invalid judgement);
+- ``EYES``: the faithfulness and relevancy judges answer "Garbage: eyes closed, cannot
+  judge" (contains "yes", which llama-index would read as a pass);
+- ``SCOREONLY`` / ``INFINITE`` / ``NOTANUMBER`` / ``SEVEN``: the correctness judge answers
+  ``4`` alone, ``inf``, ``nan`` or ``7`` (out of its 1-5 range);
+- ``ESCAPE``: the faithfulness judge says NO with a terminal escape sequence in it;
+- ``FLAKY``: judges answer "maybe" the first time they see a prompt, YES after that;
 - ``BOOM`` in a query: the app raises; ``SLOW``: the app takes a second.
 """
 
@@ -29,12 +35,26 @@ RELEVANCY_MARK = "Query and Response"
 CORRECTNESS_MARK = "expert evaluation system"
 
 
-def judge_answer(prompt: str) -> str:
-    """What the scripted judge answers to a prompt."""
+def judge_answer(prompt: str, seen: int = 0) -> str:
+    """What the scripted judge answers to a prompt it has answered ``seen`` times before."""
+    if "FLAKY" in prompt and seen == 0:
+        return "maybe"
     if CORRECTNESS_MARK in prompt:
-        if "GARBLED" in prompt:
-            return "excellent answer\nno number here"
-        return "1.0\nThe answer is wrong." if "WRONG" in prompt else "5.0\nMatches the reference."
+        for word, answer in (
+            ("GARBLED", "excellent answer\nno number here"),
+            ("SCOREONLY", "4"),
+            ("INFINITE", "inf\nBeyond any scale."),
+            ("NOTANUMBER", "nan\nCannot say."),
+            ("SEVEN", "7\nBetter than perfect."),
+            ("WRONG", "1.0\nThe answer is wrong."),
+        ):
+            if word in prompt:
+                return answer
+        return "5.0\nMatches the reference."
+    if "EYES" in prompt:
+        return "Garbage: eyes closed, cannot judge"
+    if "ESCAPE" in prompt and FAITHFULNESS_MARK in prompt:
+        return "NO \x1b[31mred alert\x1b[0m"
     if "WRONG" in prompt:
         return "NO"
     if "UNSUPPORTED" in prompt and FAITHFULNESS_MARK in prompt:
@@ -51,6 +71,7 @@ class ScriptedLLM(CustomLLM):
     context_window: int = 3900
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _prompts: list[str] = PrivateAttr(default_factory=list)
+    _seen: dict[str, int] = PrivateAttr(default_factory=dict)
     _in_flight: int = PrivateAttr(default=0)
     _peak: int = PrivateAttr(default=0)
 
@@ -69,7 +90,9 @@ class ScriptedLLM(CustomLLM):
     def _answer(self, prompt: str) -> CompletionResponse:
         with self._lock:
             self._prompts.append(prompt)
-        return CompletionResponse(text=judge_answer(prompt))
+            seen = self._seen.get(prompt, 0)
+            self._seen[prompt] = seen + 1
+        return CompletionResponse(text=judge_answer(prompt, seen))
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:

@@ -2,8 +2,15 @@
 llama-index's ``OpenAI`` LLM talk to it over real HTTP.
 
 Chat completions are answered by :func:`fakes.judge_answer` for judge prompts and with the
-first context line otherwise; embeddings are deterministic bag-of-words vectors. A test can
-make the next N chat requests fail with a status code (e.g. 500 or 429) or be slow.
+first context line otherwise; embeddings are deterministic bag-of-words vectors.
+
+Faults, for chat requests: ``fail_next`` (a list of :class:`Fault` or status codes, one
+per request), ``fail_always`` (every request), ``budget`` (at most ``limit`` requests per
+``window`` seconds, counted from the first request; beyond it 429 with a ``Retry-After``
+until the window ends). A fault can answer a status with ``Retry-After`` (seconds) and
+``retry-after-ms`` headers, wait before answering, drop the connection without an answer,
+or send a malformed body. The state counts requests, those in flight at once, and when
+each was answered.
 """
 
 from __future__ import annotations
@@ -11,10 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -31,21 +40,76 @@ def embed(text: str) -> list[float]:
     return [v / norm for v in vector]
 
 
+@dataclass(frozen=True)
+class Fault:
+    """What to do to one chat request instead of answering it."""
+
+    status: int | None = None
+    retry_after: str | None = None
+    retry_after_ms: str | None = None
+    delay: float = 0.0
+    drop: bool = False
+    malformed: bool = False
+
+
+@dataclass
+class Budget:
+    """At most ``limit`` answered requests per ``window`` seconds."""
+
+    limit: int
+    window: float
+    start: float | None = None
+    used: int = 0
+    current: int = -1
+
+
 class FakeOpenAI:
     """State shared by the handler threads: failures to inject, and what was asked."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.fail_next: list[int] = []
+        self.fail_next: list[Fault | int] = []
+        self.fail_always: Fault | None = None
+        self.budget: Budget | None = None
         self.delay = 0.0
         self.chat_requests = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self.prompts: list[str] = []
+        self.answered: list[float] = []
+        """When each request was answered with 200 (monotonic)."""
+        self.statuses: list[int] = []
+        self._seen: dict[str, int] = {}
 
     def answer(self, prompt: str) -> str:
         if any(mark in prompt for mark in (FAITHFULNESS_MARK, RELEVANCY_MARK, CORRECTNESS_MARK)):
-            return judge_answer(prompt)
+            with self.lock:
+                seen = self._seen.get(prompt, 0)
+                self._seen[prompt] = seen + 1
+            return judge_answer(prompt, seen)
         context = re.search(r"-{5,}\n(.+?)\n", prompt)
         return context.group(1) if context else "I don't know."
+
+    def fault(self) -> Fault | None:
+        """The fault for the request arriving now, if any (call with the lock held)."""
+        if self.fail_next:
+            fault = self.fail_next.pop(0)
+            return Fault(status=fault) if isinstance(fault, int) else fault
+        if self.fail_always is not None:
+            return self.fail_always
+        budget = self.budget
+        if budget is not None:
+            now = time.monotonic()
+            if budget.start is None:
+                budget.start = now
+            window = int((now - budget.start) / budget.window)
+            if window != budget.current:
+                budget.current, budget.used = window, 0
+            if budget.used >= budget.limit:
+                left = budget.start + (window + 1) * budget.window - now
+                return Fault(status=429, retry_after_ms=f"{left * 1000:.0f}")
+            budget.used += 1
+        return None
 
 
 def make_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
@@ -55,11 +119,15 @@ def make_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-        def _send(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
+        def _send(
+            self, status: int, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None
+        ) -> None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
 
@@ -88,17 +156,46 @@ def make_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 return
             with state.lock:
                 state.chat_requests += 1
-                failure = state.fail_next.pop(0) if state.fail_next else None
-            if state.delay:
-                time.sleep(state.delay)
-            if failure is not None:
-                self._send(
-                    failure, {"error": {"message": f"injected {failure}", "type": "server_error"}}
-                )
+                state.in_flight += 1
+                state.peak_in_flight = max(state.peak_in_flight, state.in_flight)
+                fault = state.fault()
+            try:
+                self._chat(request, fault)
+            finally:
+                with state.lock:
+                    state.in_flight -= 1
+
+        def _chat(self, request: dict[str, Any], fault: Fault | None) -> None:
+            delay = state.delay + (fault.delay if fault is not None else 0.0)
+            if delay:
+                time.sleep(delay)
+            if fault is not None and fault.drop:
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+                return
+            if fault is not None and fault.status is not None:
+                headers = {}
+                if fault.retry_after is not None:
+                    headers["Retry-After"] = fault.retry_after
+                if fault.retry_after_ms is not None:
+                    headers["retry-after-ms"] = fault.retry_after_ms
+                with state.lock:
+                    state.statuses.append(fault.status)
+                body = {"error": {"message": f"injected {fault.status}", "type": "server_error"}}
+                self._send(fault.status, body, headers)
+                return
+            if fault is not None and fault.malformed:
+                with state.lock:
+                    state.statuses.append(200)
+                self._send(200, b'{"id": "chatcmpl-test", "choices": [{"mess')
                 return
             prompt = "\n".join(str(m.get("content", "")) for m in request["messages"])
             with state.lock:
                 state.prompts.append(prompt)
+            answer = state.answer(prompt)
+            with state.lock:
+                state.statuses.append(200)
+                state.answered.append(time.monotonic())
             self._send(
                 200,
                 {
@@ -109,7 +206,7 @@ def make_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": state.answer(prompt)},
+                            "message": {"role": "assistant", "content": answer},
                             "finish_reason": "stop",
                         }
                     ],

@@ -204,6 +204,50 @@ def test_marker_file_and_ini_precedence(project: pytest.Pytester) -> None:
             "rag_thresholds = faithfulness=1.5",
             "ERROR: rag_thresholds in */tox.ini: threshold for 'faithfulness' must be in [[]0, 1[]]*",
         ),
+        (
+            ["-o", "rag_thresholds=faithfulness=2"],
+            "",
+            "ERROR: -o rag_thresholds: threshold for 'faithfulness' must be in [[]0, 1[]]*",
+        ),
+        (
+            ["--rag-timeout=nan"],
+            "",
+            "ERROR: --rag-timeout must be a finite number >= 0.001, got 'nan'",
+        ),
+        (
+            ["--rag-timeout=inf"],
+            "",
+            "ERROR: --rag-timeout must be a finite number >= 0.001, got 'inf'",
+        ),
+        (["--rag-deadline=nan"], "", "ERROR: --rag-deadline must be a finite number >= 0.001*"),
+        (["--rag-rpm=inf"], "", "ERROR: --rag-rpm must be a finite number >= 0.001*"),
+        (["--rag-max-backoff=-1"], "", "ERROR: --rag-max-backoff must be a finite number >= 0*"),
+        (
+            ["--rag-query-retries=1.5"],
+            "",
+            "ERROR: --rag-query-retries must be a whole number >= 0*",
+        ),
+        (
+            [],
+            "rag_max_invalid = lots",
+            "ERROR: rag_max_invalid in */tox.ini: rag_max_invalid must be a fraction in [[]0, 1[]], got 'lots'",
+        ),
+        (
+            [],
+            "rag_report_text = some",
+            "ERROR: rag_report_text in */tox.ini must be one of full, truncate, none, got 'some'",
+        ),
+        (["--rag-report="], "", "ERROR: --rag-report needs a file path, e.g. rag.json"),
+        (
+            ["--rag-report=."],
+            "",
+            "ERROR: --rag-report: * is a directory; give a file path, e.g. rag.json",
+        ),
+        (
+            ["--rag-report=tox.ini/report.json"],
+            "",
+            "ERROR: --rag-report: cannot write */tox.ini/report.json: */tox.ini is not a writable directory*",
+        ),
     ],
 )
 def test_bad_settings_are_usage_errors(

@@ -60,6 +60,8 @@ def run_both(
     theirs = asyncio.run(
         theirs_evaluator.aevaluate(query=query, response=response, contexts=contexts)
     )
+    # llama-index's "yes" in answer reading is too loose: both sides are read strictly
+    theirs = judges.strict_result(theirs)
     return ours, theirs, ours_evaluator._llm.prompts, theirs_evaluator._llm.prompts
 
 
@@ -79,7 +81,9 @@ def sweep_the_window_edge(
 
 @pytest.mark.parametrize("evaluator", [FaithfulnessEvaluator, RelevancyEvaluator])
 @pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("response", ["Paris is in France.", "UNSUPPORTED answer", "WRONG"])
+@pytest.mark.parametrize(
+    "response", ["Paris is in France.", "UNSUPPORTED answer", "WRONG", "EYES closed"]
+)
 def test_same_prompts_and_verdicts(
     evaluator: type, case: str, response: str, index_builds: list[int]
 ) -> None:
@@ -90,11 +94,14 @@ def test_same_prompts_and_verdicts(
     # llama-index's own evaluator always builds one index; ours only when it falls back
     assert len(index_builds) == (1 if direct else 2)
     assert our_prompts == their_prompts
-    assert (ours.passing, ours.score, ours.feedback) == (
+    assert (ours.passing, ours.score, ours.feedback, ours.invalid_result) == (
         theirs.passing,
         theirs.score,
         theirs.feedback,
+        theirs.invalid_result,
     )
+    if response == "EYES closed":
+        assert ours.invalid_result and ours.feedback == "Garbage: eyes closed, cannot judge"
 
 
 def test_short_contexts_skip_the_summary_index(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -220,3 +227,19 @@ def test_a_query_used_twice_in_a_template_is_counted_twice(index_builds: list[in
 def with_template(evaluator: Any, template: PromptTemplate) -> Any:
     evaluator.update_prompts({"eval_template": template})
     return evaluator
+
+
+@pytest.mark.parametrize("query", ["Capital of France?", "WRONG capital?"])
+def test_correctness_sends_llama_index_prompt_and_agrees(query: str) -> None:
+    from llama_index.core.evaluation import CorrectnessEvaluator
+
+    ours_llm, theirs_llm = ScriptedLLM(), ScriptedLLM()
+    kwargs = {"query": query, "response": "Paris", "reference": "Paris"}
+    ours = asyncio.run(evaluate_ours(CorrectnessEvaluator(llm=ours_llm), contexts=None, **kwargs))
+    theirs = asyncio.run(CorrectnessEvaluator(llm=theirs_llm).aevaluate(**kwargs))
+    assert ours_llm.prompts == theirs_llm.prompts and len(ours_llm.prompts) == 1
+    assert (ours.passing, ours.score, ours.feedback) == (
+        theirs.passing,
+        theirs.score,
+        theirs.feedback,
+    )

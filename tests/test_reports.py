@@ -124,3 +124,128 @@ def test_offline_evaluators() -> None:
     )
     assert recall.score == 0.5 and not recall.passing  # type: ignore[attr-defined]
     assert recall.feedback == "1 of 2 reference contexts retrieved; missing: 'Rome is in Italy'"  # type: ignore[attr-defined]
+
+
+def test_a_report_that_cannot_be_written_loses_nothing_else(project: pytest.Pytester) -> None:
+    project.makefile(".yaml", rag_set=SET.replace("0.5", "0.3"))
+    # the path was fine at startup, and is a directory by the time the run ends
+    project.makeconftest(
+        project.path.joinpath("conftest.py").read_text()
+        + """
+def pytest_rageval_update_report(config, report):
+    import os
+    os.makedirs("report.json")
+"""
+    )
+    result = project.runpytest(
+        "--rag-retries=0", "--rag-report=report.json", "--junitxml=junit.xml"
+    )
+    assert result.parseoutcomes() == {"passed": 1, "tolerated": 1, "failed": 1}
+    result.stdout.fnmatch_lines(
+        ["*= rag evaluation =*", "rag report NOT written to */report.json: IsADirectoryError: *"]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert ET.parse(project.path / "junit.xml").getroot() is not None
+    assert not list(project.path.glob(".report.json.*"))  # no temporary file left behind
+
+
+@pytest.mark.parametrize(("mode", "kept"), [("full", 5000), ("truncate", 2000), ("none", None)])
+def test_report_text_limits_what_the_report_keeps(
+    project: pytest.Pytester, mode: str, kept: int | None
+) -> None:
+    project.makeconftest(
+        """
+        import pytest
+        from fakes import ScriptedLLM
+
+        @pytest.fixture(scope="session")
+        def rag_judge_llm():
+            return ScriptedLLM()
+
+        @pytest.fixture(scope="session")
+        def rag_query_engine():
+            return lambda query: ("a" * 5000, ["c" * 5000])
+        """
+    )
+    project.makefile(
+        ".yaml", rag_set='evaluators: [faithfulness]\nquestions: [{id: q, query: "Q?"}]'
+    )
+    project.runpytest("-o", f"rag_report_text={mode}", "--rag-report=report.json")
+    question = json.loads((project.path / "report.json").read_text())["sets"][0]["questions"][0]
+    if kept is None:
+        assert question["response"] is None and question["contexts"] is None
+        return
+    assert question["response"].split(" [...")[0] == "a" * kept
+    assert question["contexts"][0].split(" [...")[0] == "c" * kept
+    if mode == "truncate":
+        assert question["response"].endswith(" [... 3000 more characters]")
+
+
+def test_keys_and_tokens_never_reach_reports_or_the_terminal(project: pytest.Pytester) -> None:
+    project.makeconftest(
+        """
+        import pytest
+        from fakes import ScriptedLLM
+
+        @pytest.fixture(scope="session")
+        def rag_judge_llm():
+            return ScriptedLLM()
+
+        @pytest.fixture(scope="session")
+        def rag_query_engine():
+            def leaky(query):
+                raise RuntimeError("auth failed with Bearer abcdefghijklmnop and sk-proj-SECRETSECRET123")
+            return leaky
+        """
+    )
+    project.makefile(".yaml", rag_set='questions: [{id: q, query: "Q?"}]')
+    result = project.runpytest("--rag-report=report.json", "--junitxml=junit.xml")
+    result.assert_outcomes(failed=1)
+    report = (project.path / "report.json").read_text()
+    assert "Bearer ***" in report and "sk-proj-***" in report
+    assert "SECRETSECRET" not in report and "abcdefghijklmnop" not in report
+    # what the plugin writes on the terminal: its note on the failure, and the summary
+    result.stdout.fnmatch_lines(
+        [
+            "E   *rag question errored: query engine raised RuntimeError: auth failed with "
+            "Bearer *** and sk-proj-***",
+        ]
+    )
+    summary = result.stdout.str().split("rag evaluation", 1)[1]
+    assert "SECRETSECRET" not in summary and "sk-proj-***" in summary
+    properties = [p.get("value") for p in ET.parse(project.path / "junit.xml").iter("property")]
+    assert properties and not any("SECRET" in str(value) for value in properties)
+
+
+def test_default_judge_repr_hides_its_key(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-abcdefghijklmnopqrstuvwxyz")
+    project.makeconftest("")
+    project.makepyfile(
+        test_show="""
+        def test_show(rag_judge_llm):
+            assert False, "look at the locals"
+        """
+    )
+    # -vv: pytest prints locals in full (at -v and below it cuts their middle out)
+    result = project.runpytest("-l", "-vv", "--junitxml=junit.xml")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["rag_judge_llm = RedactedOpenAI(*api_key='***'*"])
+    assert "abcdefghijklmnop" not in result.stdout.str()
+    assert "abcdefghijklmnop" not in (project.path / "junit.xml").read_text()
+
+
+def test_a_non_question_file_matching_rag_files_says_how_to_exclude_it(
+    project: pytest.Pytester,
+) -> None:
+    project.makefile(".json", rag_config='{"model": "gpt-4o", "temperature": 0}')
+    result = project.runpytest()
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        [
+            "rag_config.json: unknown top-level key 'model'; allowed keys: *; if rag_config.json "
+            "is not a question file, narrow the ini option rag_files (default: *) so that it does "
+            "not match it, e.g. rag_files = rag_questions*.yaml"
+        ]
+    )
