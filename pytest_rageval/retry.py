@@ -30,8 +30,11 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["rate_limit", "server", "timeout", "connect"]
+Kind = Literal["rate_limit", "server", "timeout", "connect", "dropped", "malformed"]
 
+REFUSED_NAMES = frozenset(
+    {"ConnectError", "ClientConnectorError", "ConnectionRefusedError", "gaierror"}
+)
 CONNECT_NAMES = frozenset(
     {
         "APIConnectionError",
@@ -79,8 +82,35 @@ def classify(exc: BaseException) -> Transient | None:
     if names & TIMEOUT_NAMES or isinstance(exc, TimeoutError):
         return Transient("timeout", url=url)
     if names & CONNECT_NAMES or isinstance(exc, ConnectionError):
-        return Transient("connect", url=url)
+        refused = any(_names(cause) & REFUSED_NAMES for cause in _chain(exc))
+        return Transient("connect" if refused else "dropped", url=url)
+    if isinstance(exc, ValueError) and "JSONDecodeError" in names and _raised_in(exc, "openai"):
+        return Transient("malformed", url=url)  # the SDK could not read the server's body
     return None
+
+
+def _names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 20:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _raised_in(exc: BaseException, package: str) -> bool:
+    """Whether a frame of ``package`` is on the exception's traceback."""
+    marker = f"/{package}/"
+    tb = exc.__traceback__
+    while tb is not None:
+        if marker in tb.tb_frame.f_code.co_filename.replace("\\", "/"):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def status_code(exc: BaseException) -> int | None:
@@ -154,6 +184,10 @@ def gave_up(failure: Transient | None, attempts: int, seconds: float, timeout: f
         return f"rate limited by {where} (429) after {tries}{over}"
     if failure.kind == "server":
         return f"server error from {where} ({failure.status}) after {tries}{over}"
+    if failure.kind == "malformed":
+        return f"unreadable answer (malformed body) from {where} after {tries}{over}"
+    if failure.kind == "dropped":
+        return f"connection to {where} dropped without an answer ({tries}{over})"
     return f"cannot connect to {where} ({tries}{over})"
 
 

@@ -76,6 +76,8 @@ class FakeOpenAI:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.prompts: list[str] = []
+        self.arrived: list[float] = []
+        """When each chat request arrived (monotonic)."""
         self.answered: list[float] = []
         """When each request was answered with 200 (monotonic)."""
         self.statuses: list[int] = []
@@ -156,6 +158,7 @@ def make_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 return
             with state.lock:
                 state.chat_requests += 1
+                state.arrived.append(time.monotonic())
                 state.in_flight += 1
                 state.peak_in_flight = max(state.peak_in_flight, state.in_flight)
                 fault = state.fault()
