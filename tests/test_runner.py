@@ -19,7 +19,6 @@ from llama_index.core.evaluation import (
     FaithfulnessEvaluator,
     RelevancyEvaluator,
 )
-
 from llama_index.core.query_engine import CustomQueryEngine
 
 from pytest_rageval import BatchRunner, Question, Runner, retry
