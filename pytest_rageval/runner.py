@@ -246,13 +246,18 @@ class Runner:
         """Run a coroutine on the runner's loop; returns a thread-safe future."""
         return asyncio.run_coroutine_threadsafe(_as_coroutine(coro), self.loop)
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str, *, wait: bool = True) -> None:
         """Stop every question now: what has finished is kept, the rest is recorded as
-        "not evaluated: <reason>" and its future completes at once. Thread-safe."""
+        "not evaluated: <reason>" and its future completes at once. Thread-safe; with
+        ``wait=False`` also safe in a signal handler (it only schedules the stop)."""
         with self._lock:
             loop = self._loop
         if loop is None or self._stopped is not None:
             self._stopped = self._stopped or reason
+            return
+        if not wait:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._stop_now, reason)
             return
         done = concurrent.futures.Future[None]()
 
@@ -405,14 +410,15 @@ class Runner:
                 raise
             if getattr(task, "cancelling", lambda: 0)():
                 task.uncancel()  # type: ignore[attr-defined,unused-ignore]
-            result.evaluated = False
             reason = f"not evaluated: {self._stopped}"
             if result.response is None and "query" not in result.errors:
                 result.errors["query"] = reason
+                result.evaluated = False
             else:
                 for name in applicable:
                     if name not in result.evaluations and name not in result.errors:
                         result.errors[name] = reason
+                        result.evaluated = False
         finally:
             self._tasks.discard(task)
         return result

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import itertools
+import os
+import signal
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -46,6 +49,8 @@ from pytest_rageval.verdicts import (
     redact,
     set_rates,
 )
+
+T = TypeVar("T")
 
 
 class RagSetupError(Exception):
@@ -121,6 +126,11 @@ class RagSession:
         self.complete = True
         self.stopped: str | None = None
         self.report_error: str | None = None
+        self._session: Any = None
+        self._restore_sigint: Any = None
+        self._waiting = False
+        self._interrupt_pending = False
+        self._looping = False
 
     @property
     def runner(self) -> Runner:
@@ -144,6 +154,53 @@ class RagSession:
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self._started = time.monotonic()
+        self._session = session
+        self._watch_sigint()
+
+    def _watch_sigint(self) -> None:
+        """Stop the runner the moment Ctrl-C arrives, wherever pytest is then.
+
+        Python raises KeyboardInterrupt wherever the main thread happens to be; inside a
+        finalizer it is lost as an "unraisable" exception, and elsewhere it can take a
+        while to reach a hook. Until then every slot would keep sending paid requests.
+        The previous handler still runs, so pytest sees its KeyboardInterrupt as usual.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        previous = signal.getsignal(signal.SIGINT)
+        if not callable(previous):
+            return  # SIG_IGN or SIG_DFL: Ctrl-C is not ours to interpret
+
+        def on_sigint(signum: int, frame: Any) -> Any:
+            self.stopped = self.stopped or "interrupted"
+            if self._runner is not None:
+                self._runner.stop("interrupted", wait=False)
+            self._session.shouldstop = "interrupted"
+            if (
+                self._looping
+                and not self._interrupt_pending
+                and (self._waiting or _in_pytest_machinery(frame))
+            ):
+                # A KeyboardInterrupt raised mid-instruction in pytest's own code can
+                # carry a traceback entry without a line, on which pytest's report of it
+                # fails (INTERNALERROR, exit 1) on Python 3.11. So here it is raised in
+                # our own frame once a wait on the runner is over (milliseconds, as the
+                # runner has stopped), or shouldstop ends the run at the next item.
+                # Interrupting the user's own code, and a second Ctrl-C, go to pytest.
+                self._interrupt_pending = True
+                return None
+            return previous(signum, frame)
+
+        signal.signal(signal.SIGINT, on_sigint)
+        self._restore_sigint = lambda: signal.signal(signal.SIGINT, previous)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        self._looping = True
+        try:
+            return (yield)
+        finally:
+            self._looping = False
 
     # -- collection: group the selected questions into sets -----------------------------
 
@@ -250,7 +307,19 @@ class RagSession:
         if rset.problem is not None:
             item.stash[PROBLEM_KEY] = rset.problem
             return None
-        return rset.result(item.nodeid)
+        return self._wait(rset.result, item.nodeid)
+
+    def _wait(self, wait: Callable[..., T], *args: Any) -> T:
+        """Wait on the runner; a Ctrl-C meanwhile is raised here, once the wait is over."""
+        self._waiting = True
+        try:
+            value = wait(*args)
+        finally:
+            self._waiting = False
+        if self._interrupt_pending:
+            self._interrupt_pending = False
+            raise KeyboardInterrupt
+        return value
 
     def _submit(self, rset: RagSet, engine: Any, evaluators: Mapping[str, Any]) -> None:
         rset.metrics = tuple(evaluators)
@@ -314,8 +383,11 @@ class RagSession:
             self._fail_setup(item)
         try:
             result = yield
-        except (KeyboardInterrupt, SystemExit):
-            raise  # nothing is waited for: the session keeps what has finished
+        except KeyboardInterrupt:
+            self._stop("interrupted")  # now, not once pytest has unwound to its own hook
+            raise
+        except SystemExit:
+            raise
         except BaseException:
             if SET_KEY in item.stash and PROBLEM_KEY not in item.stash:
                 self._judge(item, fail=False)
@@ -340,12 +412,12 @@ class RagSession:
         rset = item.stash[SET_KEY]
         if rset.futures is None:
             return
-        result = rset.result(item.nodeid)
+        result = self._wait(rset.result, item.nodeid)
         metrics = metric_results(result)
         question = result.question
         rates: dict[str, MetricRate] | None = None
         if needs_set(metrics, result.error, question.must_pass):
-            verdict, rates = rset.decide(metrics)
+            verdict, rates = self._wait(rset.decide, metrics)
         else:
             verdict = outcome(metrics, result.error, question.must_pass, None)
         record = question_record(result, metrics, verdict)
@@ -508,6 +580,9 @@ class RagSession:
                 )
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self._restore_sigint is not None:
+            self._restore_sigint()
+            self._restore_sigint = None
         if self._runner is not None:
             self._runner.close()
 
@@ -560,6 +635,30 @@ def _first_exception(result: QuestionResult) -> BaseException | None:
         exc = result.exceptions.get(where)
         return None if exc is None or isinstance(exc, GaveUp) else exc
     return None
+
+
+def _in_pytest_machinery(frame: Any) -> bool:
+    """Whether the main thread was interrupted in pytest's, pluggy's or our own code (past
+    any standard library frames they called), not in the user's."""
+    stdlib = os.path.dirname(os.__file__) + os.sep
+    while frame is not None:
+        filename: str = frame.f_code.co_filename
+        if filename.startswith("<frozen") or (
+            filename.startswith(stdlib) and "site-packages" not in filename
+        ):
+            frame = frame.f_back
+            continue
+        return filename.startswith(_machinery())
+    return True
+
+
+@functools.cache
+def _machinery() -> tuple[str, ...]:
+    import _pytest
+    import pluggy
+
+    modules = (pytest, _pytest, pluggy, sys.modules[__package__ or "pytest_rageval"])
+    return tuple(os.path.dirname(m.__file__ or "") + os.sep for m in modules if m.__file__)
 
 
 def _hide_for_app_errors(excinfo: pytest.ExceptionInfo[BaseException]) -> bool:

@@ -19,6 +19,7 @@ import hashlib
 import json
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -135,7 +136,11 @@ def make_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
-            request = json.loads(self.rfile.read(length) or b"{}")
+            try:
+                request = json.loads(self.rfile.read(length) or b"{}")
+            except ValueError:  # a client that gave up half-way through its request
+                self._send(400, {"error": {"message": "incomplete request body"}})
+                return
             if self.path.endswith("/embeddings"):
                 inputs = request["input"]
                 inputs = [inputs] if isinstance(inputs, str) else inputs
@@ -192,7 +197,7 @@ def make_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                     state.statuses.append(200)
                 self._send(200, b'{"id": "chatcmpl-test", "choices": [{"mess')
                 return
-            prompt = "\n".join(str(m.get("content", "")) for m in request["messages"])
+            prompt = "\n".join(str(m.get("content", "")) for m in request.get("messages", []))
             with state.lock:
                 state.prompts.append(prompt)
             answer = state.answer(prompt)
@@ -220,11 +225,19 @@ def make_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class QuietServer(ThreadingHTTPServer):
+    """Clients that time out or are interrupted hang up mid-answer: not worth a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 @contextmanager
 def serve() -> Iterator[tuple[str, FakeOpenAI]]:
     """Run the server on a free loopback port; yields its ``/v1`` base URL and state."""
     state = FakeOpenAI()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
+    server = QuietServer(("127.0.0.1", 0), make_handler(state))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -1,0 +1,202 @@
+"""Stopping early: Ctrl-C, -x, a deadline, and a sync engine that never returns. What
+finished is kept, what did not is reported as not evaluated, and nothing keeps the
+process alive or sends requests after pytest stops."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from openai_server import FakeOpenAI, serve
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
+    with serve() as (url, state):
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+        monkeypatch.setenv("OPENAI_API_BASE", url)
+        yield state
+
+
+def many(project: pytest.Pytester, n: int, word: str = "") -> None:
+    """``n`` questions judged for faithfulness by the default judge over HTTP."""
+    project.makeconftest(
+        """
+        import pytest
+        from fakes import ScriptedApp
+
+        @pytest.fixture(scope="session")
+        def rag_query_engine():
+            return ScriptedApp()
+        """
+    )
+    listed = "\n".join(f'  - {{id: q{i}, query: "Where is {word} town {i}?"}}' for i in range(n))
+    project.makefile(".yaml", rag_set=f"evaluators: [faithfulness]\nquestions:\n{listed}\n")
+
+
+def test_ctrl_c_keeps_what_finished_and_stops_sending(
+    project: pytest.Pytester, server: FakeOpenAI
+) -> None:
+    many(project, 200)
+    server.delay = 0.05
+    command = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider"]
+    command += ["--rag-workers=4", "--rag-report=report.json"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(
+        command,
+        cwd=project.path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        lines: list[str] = []
+        ten_passed = threading.Event()
+
+        def read() -> None:  # keep the pipe drained, so the child never waits on a write
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.append(line)
+                if sum(" PASSED" in seen for seen in lines) >= 10:
+                    ten_passed.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        assert ten_passed.wait(timeout=60)
+        passed = sum(" PASSED" in line for line in lines)
+        at_signal = server.chat_requests
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+        reader.join(timeout=10)
+        assert process.stderr is not None
+        rest, errors = "".join(lines), process.stderr.read()
+    after = server.chat_requests - at_signal
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, errors
+    # nothing new reaches the judge after Ctrl-C (at most a request already on its way)
+    assert after <= 4, after
+    assert "rag evaluation" in rest
+    assert "incomplete: interrupted;" in rest
+    for noise in ("Task was destroyed", "Event loop is closed", "Traceback"):
+        assert noise not in errors, errors
+    report = json.loads((project.path / "report.json").read_text())
+    assert (report["complete"], report["stopped"]) == (False, "interrupted")
+    [questions] = [rag_set["questions"] for rag_set in report["sets"]]
+    assert len(questions) == 200
+    finished = [q for q in questions if q["evaluated"]]
+    unfinished = [q for q in questions if not q["evaluated"]]
+    # every result the judge had answered is kept, also of items pytest never ran
+    assert len(finished) >= passed and len(finished) + len(unfinished) == 200
+    assert {q["error"] for q in unfinished} <= {
+        "query engine: not evaluated: interrupted",
+        "evaluator 'faithfulness': not evaluated: interrupted",
+    }
+    assert all(q["outcome"] == "passed" for q in finished)
+
+
+def test_x_stops_requests_as_soon_as_a_failure_is_certain(
+    project: pytest.Pytester, server: FakeOpenAI
+) -> None:
+    many(project, 200, word="WRONG")  # the judge says NO to every one
+    server.delay = 0.02
+    result = project.runpytest_subprocess("-x", "-p", "no:cacheprovider", "--rag-report=r.json")
+    result.assert_outcomes(failed=1)
+    # with a threshold of 1.0 the first NO decides; before, all 200 were judged first
+    assert server.chat_requests <= 20, server.chat_requests
+    report = json.loads((project.path / "r.json").read_text())
+    assert report["complete"] is False
+    assert report["stopped"] == "the run stopped early (stopping after 1 failures)"
+    assert len(report["sets"][0]["questions"]) == 200
+
+
+def test_a_deadline_fails_what_is_unfinished(project: pytest.Pytester, server: FakeOpenAI) -> None:
+    many(project, 20)
+    server.delay = 0.4  # 10 rounds of 2: about 4 s, twice the deadline
+    result = project.runpytest(
+        "-p", "no:cacheprovider", "--rag-workers=2", "--rag-deadline=2", "--rag-report=r.json"
+    )
+    outcomes = result.parseoutcomes()
+    assert outcomes["failed"] >= 4 and outcomes.get("passed", 0) >= 1
+    result.stdout.fnmatch_lines(
+        [
+            "rag question errored: * not evaluated: deadline",
+            "incomplete: deadline (--rag-deadline 2 s); * of 20 questions not evaluated",
+        ]
+    )
+    report = json.loads((project.path / "r.json").read_text())
+    assert (report["complete"], report["stopped"]) == (False, "deadline (--rag-deadline 2 s)")
+    evaluated = [q["evaluated"] for q in report["sets"][0]["questions"]]
+    assert evaluated.count(True) == outcomes.get("passed", 0)
+
+
+def test_a_sync_engine_that_never_returns_does_not_keep_pytest_alive(
+    project: pytest.Pytester,
+) -> None:
+    project.makeconftest(
+        """
+        import threading
+        import pytest
+        from fakes import ScriptedLLM
+
+        NEVER = threading.Event()
+
+        @pytest.fixture(scope="session")
+        def rag_judge_llm():
+            return ScriptedLLM()
+
+        @pytest.fixture(scope="session")
+        def rag_query_engine():
+            def app(query):
+                if "HANG" in query:
+                    NEVER.wait()
+                return (f"Answer: {query}", [f"Context: {query}"])
+            return app
+        """
+    )
+    project.makefile(
+        ".yaml",
+        rag_a='thresholds: {faithfulness: 0, relevancy: 0}\nquestions: [{id: hang, query: "HANG?"}]',
+        rag_b='questions: [{id: fine, query: "Fine?"}]',
+    )
+    started = time.monotonic()
+    # runpytest_subprocess fails the test if pytest has not exited by then
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "--rag-timeout=0.5", timeout=60)
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*: no answer within 0.5 s (1 attempt)"])
+    assert time.monotonic() - started < 60
+
+
+def test_ctrl_c_in_the_users_own_code_interrupts_it_at_once(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_slow="""
+        import time
+
+        def test_slow():
+            print("sleeping", flush=True)
+            time.sleep(120)
+        """
+    )
+    command = [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(
+        command,
+        cwd=project.path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "sleeping" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)  # not the 120 s of the sleep
+    assert process.returncode == pytest.ExitCode.INTERRUPTED
+    assert "KeyboardInterrupt" in rest
