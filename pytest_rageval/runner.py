@@ -346,6 +346,7 @@ class Runner:
         """
         order = next(self._order)
         self._check_judges(evaluators)
+        judges.warm_up(evaluators)
         return self.submit(
             self._run_question(order, query_engine, question, evaluators, eval_kwargs)
         )

@@ -472,6 +472,9 @@ class RagSession:
         if report.when == "call" and record is not None:
             self.records.append(record)
             self._reported.add(report.nodeid)
+        elif report.when == "setup" and not report.passed:
+            # skipped or failed in setup: pytest shows that, and the question is not ours
+            self._reported.add(report.nodeid)
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         self._stop("interrupted")
@@ -502,7 +505,7 @@ class RagSession:
             self.report_error = f"{type(exc).__name__}: {exc}"
 
     def _keep_unreported(self) -> None:
-        """Results that finished but whose items never ran (Ctrl-C, -x, a deadline), and
+        """Results that finished but whose items never ran (Ctrl-C, -x, --maxfail), and
         questions never finished, so the summary and the report lose nothing."""
         for rset in self._sets:
             missing = [nodeid for nodeid in rset.members if nodeid not in self._reported]

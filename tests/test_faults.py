@@ -281,3 +281,16 @@ def test_a_judge_that_retries_on_its_own_is_warned_about_once(
     )
     result.stdout.fnmatch_lines([warning])
     assert result.stdout.str().count("retries on its own") == 1
+
+
+def test_rpm_spaces_the_judges_requests(
+    judged: pytest.Pytester, server: tuple[str, FakeOpenAI]
+) -> None:
+    _, state = server
+    questions(judged, 6)
+    judged.runpytest(*FAST, "--rag-rpm=600").assert_outcomes(passed=6)  # one per 0.1 s
+    gaps = [b - a for a, b in zip(state.arrived, state.arrived[1:], strict=False)]
+    # attempts start 0.1 s apart; the very first request also builds the client on its
+    # way out, so it can reach the server a little later than its start
+    assert len(gaps) == 5 and min(gaps[1:]) >= 0.09, gaps
+    assert state.arrived[-1] - state.arrived[0] >= 0.4, gaps

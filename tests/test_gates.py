@@ -334,3 +334,24 @@ def test_data_file_names_a_missing_engine_fixture_or_evaluator(project: pytest.P
             "faithfulness, relevancy, correctness)*",
         ]
     )
+
+
+def test_a_skipped_case_leaves_the_run_complete(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_skip="""
+        import pytest
+
+        @pytest.mark.parametrize(
+            "rag_question",
+            ["Where is Paris?", pytest.param("Where is Rome?", marks=pytest.mark.skip("later"))],
+        )
+        def test_it(rag_result):
+            pass
+        """
+    )
+    result = project.runpytest("--rag-report=r.json")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.no_fnmatch_line("incomplete:*")
+    import json
+
+    assert json.loads((project.path / "r.json").read_text())["complete"] is True

@@ -352,3 +352,32 @@ def test_judge_text_is_printed_with_control_characters_escaped(project: pytest.P
         [r"faithfulness: failed; judge said: NO \x1b[[]31mred alert\x1b[[]0m"]
     )
     assert "\x1b[31mred" not in result.stdout.str()
+
+
+def test_a_failed_question_is_decided_as_soon_as_its_set_is_certain() -> None:
+    from pytest_rageval.verdicts import MetricResult, Tally
+
+    failing, passing = MetricResult(passing=False), MetricResult(passing=True)
+    invalid = MetricResult(passing=False, invalid=True)
+    # threshold 0.5 over 4: two passes make it certain, three failures make it hopeless
+    tally = Tally({"m": 4}, {"m": 0.5})
+    tally.add({"m": failing})
+    assert tally.decide({"m": failing}) is None
+    tally.add({"m": passing})
+    assert tally.decide({"m": failing}) is None
+    tally.add({"m": passing})
+    assert tally.decide({"m": failing}) == "tolerated"
+    hopeless = Tally({"m": 4}, {"m": 0.5})
+    for _ in range(3):
+        hopeless.add({"m": failing})
+    assert hopeless.decide({"m": failing}) == "failed"
+    # an invalid judgement also waits for max_invalid to be certain
+    limited = Tally({"m": 4}, {"m": 0.0}, max_invalid=0.25)
+    limited.add({"m": invalid})
+    assert limited.decide({"m": invalid}) is None
+    limited.add({"m": passing})
+    limited.add({"m": passing})
+    limited.add({"m": passing})
+    assert limited.decide({"m": invalid}) == "tolerated"
+    limited.add({"m": invalid})
+    assert limited.decide({"m": invalid}) == "failed"
