@@ -37,7 +37,8 @@ class BatchRunner:
     in input order), but pipelined (each query's evaluations start as soon as it is
     answered), on one long-lived event loop, and failure-isolated: an exception becomes
     that query's ``EvaluationResult(invalid_result=True, invalid_reason=...)`` instead of
-    losing the whole batch.
+    losing the whole batch. ``retries`` applies to evaluations; the query engine is asked
+    once unless ``query_retries`` says otherwise (its own retries are its own).
     """
 
     def __init__(
@@ -48,12 +49,15 @@ class BatchRunner:
         *,
         timeout: float = 120.0,
         retries: int = 3,
+        query_retries: int = 0,
         runner: Runner | None = None,
     ) -> None:
         self.evaluators = dict(evaluators)
         self.workers = workers
         self._own_runner = runner is None
-        self.runner = runner or Runner(workers, timeout=timeout, retries=retries)
+        self.runner = runner or Runner(
+            workers, timeout=timeout, retries=retries, query_retries=query_retries
+        )
 
     def close(self) -> None:
         """Stop the runner's loop thread if this BatchRunner started it."""
