@@ -188,9 +188,6 @@ class Runner:
         self.deadline = deadline
         self.reask = reask
         self.notices: list[str] = []
-        self.requests = 0
-        """Attempts started (queries and evaluations), for reports."""
-        self.retried = 0
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -491,7 +488,6 @@ class Runner:
             await throttle.acquire(priority)
             try:
                 started = await throttle.gate(paced)
-                self.requests += 1
                 try:
                     value = await _within(self.timeout, make)
                 except asyncio.TimeoutError:
@@ -520,7 +516,6 @@ class Runner:
                         f"{self.max_backoff:g} s"
                     )
                 raise GaveUp(message) from last
-            self.retried += 1
             if waited is None:
                 waited = retry.full_jitter(attempt, self.backoff, self.max_backoff, self._rng)
             await asyncio.sleep(waited)

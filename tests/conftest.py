@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 # numpy (under llama-index) cannot be imported twice in one process, and in-process
 # pytester runs restore sys.modules afterwards: import it once, here, for good.
 import llama_index.core  # noqa: F401
 import pytest
+from openai_server import FakeOpenAI, serve
 
 pytest_plugins = ["pytester"]
 
@@ -45,3 +47,30 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
         """
     )
     return pytester
+
+
+@pytest.fixture
+def openai_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
+    """The loopback OpenAI-compatible server, with ``OPENAI_API_KEY`` and
+    ``OPENAI_API_BASE`` pointing at it (for this process and its subprocesses)."""
+    with serve() as (url, state):
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+        monkeypatch.setenv("OPENAI_API_BASE", url)
+        yield state
+
+
+@pytest.fixture
+def http_project(project: pytest.Pytester, openai_server: FakeOpenAI) -> pytest.Pytester:
+    """The scripted app, judged by the plugin's default rag_judge_llm (the real OpenAI
+    client) over HTTP on loopback."""
+    project.makeconftest(
+        """
+        import pytest
+        from fakes import ScriptedApp
+
+        @pytest.fixture(scope="session")
+        def rag_query_engine():
+            return ScriptedApp()
+        """
+    )
+    return project

@@ -68,6 +68,8 @@ class FakeOpenAI:
     """State shared by the handler threads: failures to inject, and what was asked."""
 
     def __init__(self) -> None:
+        self.url = ""
+        """The server's ``/v1`` base URL."""
         self.lock = threading.Lock()
         self.fail_next: list[Fault | int] = []
         self.fail_always: Fault | None = None
@@ -241,8 +243,9 @@ def serve() -> Iterator[tuple[str, FakeOpenAI]]:
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", state
+        yield state.url, state
     finally:
         server.shutdown()
         server.server_close()

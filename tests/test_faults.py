@@ -6,42 +6,23 @@ policy says."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 # kept loaded across in-process pytester runs (they restore sys.modules afterwards)
 import llama_index.llms.openai  # noqa: F401
 import pytest
-from openai_server import Budget, FakeOpenAI, Fault, serve
+from openai_server import Budget, FakeOpenAI, Fault
 
 FAST = ["-p", "no:cacheprovider", "--rag-max-backoff=0.01"]
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, FakeOpenAI]]:
-    with serve() as (url, state):
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
-        monkeypatch.setenv("OPENAI_API_BASE", url)
-        yield url, state
-
-
-@pytest.fixture
-def judged(project: pytest.Pytester, server: tuple[str, FakeOpenAI]) -> pytest.Pytester:
+def judged(http_project: pytest.Pytester) -> pytest.Pytester:
     """One question, judged for faithfulness only by the default judge over HTTP."""
-    project.makeconftest(
-        """
-        import pytest
-        from fakes import ScriptedApp
-
-        @pytest.fixture(scope="session")
-        def rag_query_engine():
-            return ScriptedApp()
-        """
-    )
-    project.makefile(
+    http_project.makefile(
         ".yaml",
         rag_set='evaluators: [faithfulness]\nquestions: [{id: q, query: "Where is Paris?"}]',
     )
-    return project
+    return http_project
 
 
 def questions(project: pytest.Pytester, n: int) -> None:
@@ -50,9 +31,10 @@ def questions(project: pytest.Pytester, n: int) -> None:
 
 
 def test_server_errors_are_retried_then_reported_in_words(
-    judged: pytest.Pytester, server: tuple[str, FakeOpenAI]
+    judged: pytest.Pytester, openai_server: FakeOpenAI
 ) -> None:
-    url, state = server
+    state = openai_server
+    url = state.url
     state.fail_always = Fault(status=500)
     result = judged.runpytest(*FAST, "--rag-retries=2")
     result.assert_outcomes(failed=1)
@@ -77,9 +59,9 @@ def test_server_errors_are_retried_then_reported_in_words(
     ],
 )
 def test_client_errors_are_not_retried(
-    judged: pytest.Pytester, server: tuple[str, FakeOpenAI], status: int, name: str
+    judged: pytest.Pytester, openai_server: FakeOpenAI, status: int, name: str
 ) -> None:
-    _, state = server
+    state = openai_server
     state.fail_always = Fault(status=status)
     result = judged.runpytest(*FAST, "--rag-retries=3")
     result.assert_outcomes(failed=1)
@@ -89,8 +71,8 @@ def test_client_errors_are_not_retried(
     )
 
 
-def test_retry_after_is_honoured(judged: pytest.Pytester, server: tuple[str, FakeOpenAI]) -> None:
-    _, state = server
+def test_retry_after_is_honoured(judged: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    state = openai_server
     state.fail_next = [Fault(status=429, retry_after="1")]
     judged.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
     assert state.chat_requests == 2
@@ -98,9 +80,9 @@ def test_retry_after_is_honoured(judged: pytest.Pytester, server: tuple[str, Fak
 
 
 def test_retry_after_ms_wins_over_retry_after(
-    judged: pytest.Pytester, server: tuple[str, FakeOpenAI]
+    judged: pytest.Pytester, openai_server: FakeOpenAI
 ) -> None:
-    _, state = server
+    state = openai_server
     state.fail_next = [Fault(status=429, retry_after="30", retry_after_ms="300")]
     judged.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
     gap = state.arrived[1] - state.arrived[0]
@@ -108,9 +90,10 @@ def test_retry_after_ms_wins_over_retry_after(
 
 
 def test_a_server_asking_for_longer_than_max_backoff_is_not_retried(
-    judged: pytest.Pytester, server: tuple[str, FakeOpenAI]
+    judged: pytest.Pytester, openai_server: FakeOpenAI
 ) -> None:
-    url, state = server
+    state = openai_server
+    url = state.url
     state.fail_always = Fault(status=429, retry_after="120")
     result = judged.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
@@ -124,9 +107,10 @@ def test_a_server_asking_for_longer_than_max_backoff_is_not_retried(
 
 
 def test_rate_limited_forever_gives_up_after_the_retries(
-    judged: pytest.Pytester, server: tuple[str, FakeOpenAI]
+    judged: pytest.Pytester, openai_server: FakeOpenAI
 ) -> None:
-    url, state = server
+    state = openai_server
+    url = state.url
     state.fail_always = Fault(status=429, retry_after_ms="50")
     result = judged.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
@@ -135,9 +119,9 @@ def test_rate_limited_forever_gives_up_after_the_retries(
 
 
 def test_answers_slower_than_the_timeout(
-    judged: pytest.Pytester, server: tuple[str, FakeOpenAI]
+    judged: pytest.Pytester, openai_server: FakeOpenAI
 ) -> None:
-    _, state = server
+    state = openai_server
     state.fail_always = Fault(delay=3.0)
     # (the first call also builds the openai client: ~0.4 s of CPU before its request leaves)
     result = judged.runpytest(*FAST, "--rag-timeout=1", "--rag-retries=1")
@@ -147,9 +131,10 @@ def test_answers_slower_than_the_timeout(
 
 
 def test_a_dropped_connection_is_retried(
-    judged: pytest.Pytester, server: tuple[str, FakeOpenAI]
+    judged: pytest.Pytester, openai_server: FakeOpenAI
 ) -> None:
-    url, state = server
+    state = openai_server
+    url = state.url
     state.fail_next = [Fault(drop=True)]
     judged.runpytest(*FAST).assert_outcomes(passed=1)
     assert state.chat_requests == 2
@@ -160,9 +145,9 @@ def test_a_dropped_connection_is_retried(
 
 
 def test_a_malformed_body_is_retried_then_reported(
-    judged: pytest.Pytester, server: tuple[str, FakeOpenAI]
+    judged: pytest.Pytester, openai_server: FakeOpenAI
 ) -> None:
-    _, state = server
+    state = openai_server
     state.fail_always = Fault(malformed=True)
     result = judged.runpytest(*FAST, "--rag-retries=1")
     result.assert_outcomes(failed=1)
@@ -184,10 +169,9 @@ def test_a_server_that_is_not_there(
     result.stdout.fnmatch_lines([f"*: cannot connect to http://127.0.0.1:{port}/v1 (2 attempts)"])
 
 
-def test_errors_are_grouped_by_cause(
-    judged: pytest.Pytester, server: tuple[str, FakeOpenAI]
-) -> None:
-    url, state = server
+def test_errors_are_grouped_by_cause(judged: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    state = openai_server
+    url = state.url
     questions(judged, 3)
     state.fail_always = Fault(status=503)
     result = judged.runpytest(*FAST, "--rag-retries=0")
@@ -198,9 +182,9 @@ def test_errors_are_grouped_by_cause(
 
 
 def test_in_flight_requests_stay_within_the_workers(
-    judged: pytest.Pytester, server: tuple[str, FakeOpenAI]
+    judged: pytest.Pytester, openai_server: FakeOpenAI
 ) -> None:
-    _, state = server
+    state = openai_server
     questions(judged, 24)
     state.delay = 0.05
     judged.runpytest(*FAST, "--rag-workers=4").assert_outcomes(passed=24)
@@ -208,11 +192,11 @@ def test_in_flight_requests_stay_within_the_workers(
 
 
 def test_a_rate_limit_is_used_fully_and_loses_nothing(
-    judged: pytest.Pytester, server: tuple[str, FakeOpenAI]
+    judged: pytest.Pytester, openai_server: FakeOpenAI
 ) -> None:
     """R requests per window, 429 with Retry-After beyond: several windows long, every
     question is judged and at least 90% of the allowed rate is used."""
-    _, state = server
+    state = openai_server
     limit, window, n = 20, 1.0, 100
     questions(judged, n)
     state.budget = Budget(limit=limit, window=window)
@@ -254,7 +238,7 @@ def test_the_app_is_called_once_unless_asked(project: pytest.Pytester) -> None:
 
 
 def test_a_judge_that_retries_on_its_own_is_warned_about_once(
-    judged: pytest.Pytester, server: tuple[str, FakeOpenAI]
+    judged: pytest.Pytester, openai_server: FakeOpenAI
 ) -> None:
     judged.makeconftest(
         """
@@ -283,10 +267,8 @@ def test_a_judge_that_retries_on_its_own_is_warned_about_once(
     assert result.stdout.str().count("retries on its own") == 1
 
 
-def test_rpm_spaces_the_judges_requests(
-    judged: pytest.Pytester, server: tuple[str, FakeOpenAI]
-) -> None:
-    _, state = server
+def test_rpm_spaces_the_judges_requests(judged: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    state = openai_server
     questions(judged, 6)
     judged.runpytest(*FAST, "--rag-rpm=600").assert_outcomes(passed=6)  # one per 0.1 s
     gaps = [b - a for a, b in zip(state.arrived, state.arrived[1:], strict=False)]

@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from openai_server import FakeOpenAI, serve
+from openai_server import FakeOpenAI
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 @pytest.fixture
-def openai_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
-    with serve() as (url, state):
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
-        monkeypatch.setenv("OPENAI_API_BASE", url)
-        yield state
-
-
-@pytest.fixture
-def http_project(project: pytest.Pytester, openai_server: FakeOpenAI) -> pytest.Pytester:
-    """The scripted app, judged by the plugin's default rag_judge_llm (gpt-4o-mini)."""
-    project.makeconftest(
-        """
-        import pytest
-        from fakes import ScriptedApp
-
-        @pytest.fixture(scope="session")
-        def rag_query_engine():
-            return ScriptedApp()
-        """
-    )
-    project.makefile(
+def http_set(http_project: pytest.Pytester) -> pytest.Pytester:
+    http_project.makefile(
         ".yaml",
         rag_set="""
         thresholds: {faithfulness: 0.6}
@@ -42,11 +22,11 @@ def http_project(project: pytest.Pytester, openai_server: FakeOpenAI) -> pytest.
           - {id: atlantis, query: "Where is UNSUPPORTED Atlantis?"}
         """,
     )
-    return project
+    return http_project
 
 
-def test_default_judge_over_http(http_project: pytest.Pytester, openai_server: FakeOpenAI) -> None:
-    result = http_project.runpytest_subprocess("-v", "-p", "no:cacheprovider")
+def test_default_judge_over_http(http_set: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    result = http_set.runpytest_subprocess("-v", "-p", "no:cacheprovider")
     result.stdout.fnmatch_lines(
         [
             "rag_set.yaml::paris PASSED*",
@@ -65,19 +45,19 @@ def test_default_judge_over_http(http_project: pytest.Pytester, openai_server: F
 
 
 def test_transient_http_errors_are_retried(
-    http_project: pytest.Pytester, openai_server: FakeOpenAI
+    http_set: pytest.Pytester, openai_server: FakeOpenAI
 ) -> None:
     openai_server.fail_next = [500, 429]
-    result = http_project.runpytest_subprocess("-p", "no:cacheprovider", "--rag-workers=1")
+    result = http_set.runpytest_subprocess("-p", "no:cacheprovider", "--rag-workers=1")
     assert result.parseoutcomes() == {"passed": 2, "tolerated": 1}
     assert openai_server.chat_requests == 7 + 2
 
 
 def test_without_retries_the_error_is_that_questions_own(
-    http_project: pytest.Pytester, openai_server: FakeOpenAI
+    http_set: pytest.Pytester, openai_server: FakeOpenAI
 ) -> None:
     openai_server.fail_next = [500]
-    result = http_project.runpytest_subprocess(
+    result = http_set.runpytest_subprocess(
         "-p", "no:cacheprovider", "--rag-workers=1", "--rag-retries=0"
     )
     # exactly one request was refused: one question errs, the other two are judged, and

@@ -11,47 +11,29 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
-from openai_server import FakeOpenAI, serve
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
-    with serve() as (url, state):
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
-        monkeypatch.setenv("OPENAI_API_BASE", url)
-        yield state
+from openai_server import FakeOpenAI
 
 
 def many(project: pytest.Pytester, n: int, word: str = "") -> None:
-    """``n`` questions judged for faithfulness by the default judge over HTTP."""
-    project.makeconftest(
-        """
-        import pytest
-        from fakes import ScriptedApp
-
-        @pytest.fixture(scope="session")
-        def rag_query_engine():
-            return ScriptedApp()
-        """
-    )
+    """``n`` questions, judged for faithfulness (by the default judge, over HTTP, when the
+    project is ``http_project``)."""
     listed = "\n".join(f'  - {{id: q{i}, query: "Where is {word} town {i}?"}}' for i in range(n))
     project.makefile(".yaml", rag_set=f"evaluators: [faithfulness]\nquestions:\n{listed}\n")
 
 
 def test_ctrl_c_keeps_what_finished_and_stops_sending(
-    project: pytest.Pytester, server: FakeOpenAI
+    http_project: pytest.Pytester, openai_server: FakeOpenAI
 ) -> None:
-    many(project, 200)
-    server.delay = 0.05
+    many(http_project, 200)
+    openai_server.delay = 0.05
     command = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider"]
     command += ["--rag-workers=4", "--rag-report=report.json"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(
         command,
-        cwd=project.path,
+        cwd=http_project.path,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -71,13 +53,13 @@ def test_ctrl_c_keeps_what_finished_and_stops_sending(
         reader.start()
         assert ten_passed.wait(timeout=60)
         passed = sum(" PASSED" in line for line in lines)
-        at_signal = server.chat_requests
+        at_signal = openai_server.chat_requests
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
         reader.join(timeout=10)
         assert process.stderr is not None
         rest, errors = "".join(lines), process.stderr.read()
-    after = server.chat_requests - at_signal
+    after = openai_server.chat_requests - at_signal
     assert process.returncode == pytest.ExitCode.INTERRUPTED, errors
     # nothing new reaches the judge after Ctrl-C (at most a request already on its way)
     assert after <= 4, after
@@ -85,7 +67,7 @@ def test_ctrl_c_keeps_what_finished_and_stops_sending(
     assert "incomplete: interrupted;" in rest
     for noise in ("Task was destroyed", "Event loop is closed", "Traceback"):
         assert noise not in errors, errors
-    report = json.loads((project.path / "report.json").read_text())
+    report = json.loads((http_project.path / "report.json").read_text())
     assert (report["complete"], report["stopped"]) == (False, "interrupted")
     [questions] = [rag_set["questions"] for rag_set in report["sets"]]
     assert len(questions) == 200
@@ -101,24 +83,28 @@ def test_ctrl_c_keeps_what_finished_and_stops_sending(
 
 
 def test_x_stops_requests_as_soon_as_a_failure_is_certain(
-    project: pytest.Pytester, server: FakeOpenAI
+    http_project: pytest.Pytester, openai_server: FakeOpenAI
 ) -> None:
-    many(project, 200, word="WRONG")  # the judge says NO to every one
-    server.delay = 0.02
-    result = project.runpytest_subprocess("-x", "-p", "no:cacheprovider", "--rag-report=r.json")
+    many(http_project, 200, word="WRONG")  # the judge says NO to every one
+    openai_server.delay = 0.02
+    result = http_project.runpytest_subprocess(
+        "-x", "-p", "no:cacheprovider", "--rag-report=r.json"
+    )
     result.assert_outcomes(failed=1)
     # with a threshold of 1.0 the first NO decides; before, all 200 were judged first
-    assert server.chat_requests <= 20, server.chat_requests
-    report = json.loads((project.path / "r.json").read_text())
+    assert openai_server.chat_requests <= 20, openai_server.chat_requests
+    report = json.loads((http_project.path / "r.json").read_text())
     assert report["complete"] is False
     assert report["stopped"] == "the run stopped early (stopping after 1 failures)"
     assert len(report["sets"][0]["questions"]) == 200
 
 
-def test_a_deadline_fails_what_is_unfinished(project: pytest.Pytester, server: FakeOpenAI) -> None:
-    many(project, 20)
-    server.delay = 0.4  # 10 rounds of 2: about 4 s, twice the deadline
-    result = project.runpytest(
+def test_a_deadline_fails_what_is_unfinished(
+    http_project: pytest.Pytester, openai_server: FakeOpenAI
+) -> None:
+    many(http_project, 20)
+    openai_server.delay = 0.4  # 10 rounds of 2: about 4 s, twice the deadline
+    result = http_project.runpytest(
         "-p", "no:cacheprovider", "--rag-workers=2", "--rag-deadline=2", "--rag-report=r.json"
     )
     outcomes = result.parseoutcomes()
@@ -129,7 +115,7 @@ def test_a_deadline_fails_what_is_unfinished(project: pytest.Pytester, server: F
             "incomplete: deadline (--rag-deadline 2 s); * of 20 questions not evaluated",
         ]
     )
-    report = json.loads((project.path / "r.json").read_text())
+    report = json.loads((http_project.path / "r.json").read_text())
     assert (report["complete"], report["stopped"]) == (False, "deadline (--rag-deadline 2 s)")
     evaluated = [q["evaluated"] for q in report["sets"][0]["questions"]]
     assert evaluated.count(True) == outcomes.get("passed", 0)
