@@ -230,8 +230,12 @@ def resolve_settings(config: pytest.Config) -> Settings:
                 f"{found[1]} must be one of {', '.join(REPORT_TEXT_CHOICES)}, got {found[0]!r}"
             )
     reask = config.getoption("rag_reask") or bool(config.getini("rag_reask"))
+    workers = int(_number(config, "rag_workers", int, 1, DEFAULT_WORKERS) or DEFAULT_WORKERS)
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput and "rageval_workers" in workerinput:
+        workers = int(workerinput["rageval_workers"])  # this worker's share of the budget
     return Settings(
-        workers=int(_number(config, "rag_workers", int, 1, DEFAULT_WORKERS) or DEFAULT_WORKERS),
+        workers=workers,
         timeout=_number(config, "rag_timeout", float, 0.001, DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT,
         retries=int(_number(config, "rag_retries", int, 0, DEFAULT_RETRIES) or 0),
         query_retries=int(_number(config, "rag_query_retries", int, 0, DEFAULT_QUERY_RETRIES) or 0),

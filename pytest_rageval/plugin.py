@@ -37,6 +37,14 @@ def pytest_configure(config: pytest.Config) -> None:
     session = RagSession(config, settings)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "rageval-session")
+    if (
+        config.pluginmanager.hasplugin("xdist")
+        and not hasattr(config, "workerinput")
+        and (config.getoption("numprocesses", None) or config.getoption("dist", "no") != "no")
+    ):
+        from pytest_rageval.xdist import RagXdist
+
+        config.pluginmanager.register(RagXdist(config), "rageval-xdist")
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -131,6 +131,8 @@ class RagSession:
         self._waiting = False
         self._interrupt_pending = False
         self._looping = False
+        self._records_on_reports = 0
+        self._worker_notices: list[str] = []
 
     @property
     def runner(self) -> Runner:
@@ -204,7 +206,7 @@ class RagSession:
 
     # -- collection: group the selected questions into sets -----------------------------
 
-    @pytest.hookimpl(trylast=True)
+    @pytest.hookimpl(tryfirst=True)  # under xdist, before the worker reports its collection
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         sets: dict[object, RagSet] = {}
         for item in session.items:
@@ -251,6 +253,13 @@ class RagSession:
             item.stash[QUESTION_KEY] = question
             item.stash[SET_KEY] = rset
         self._sets = list(sets.values())
+        if hasattr(self.config, "workerinput"):
+            from pytest_rageval.xdist import write_sets
+
+            write_sets(
+                self.config,
+                {nodeid: rset.name for rset in self._sets for nodeid in rset.members},
+            )
 
     def _new_set(self, name: str, item: pytest.Item, file_layer: Layer) -> RagSet:
         """A set with its gate: markers (closest first) > data file > ini > defaults."""
@@ -471,6 +480,7 @@ class RagSession:
         record = getattr(report, "rag", None)
         if report.when == "call" and record is not None:
             self.records.append(record)
+            self._records_on_reports = len(self.records)
             self._reported.add(report.nodeid)
         elif report.when == "setup" and not report.passed:
             # skipped or failed in setup: pytest shows that, and the question is not ours
@@ -494,8 +504,18 @@ class RagSession:
         elif session.shouldfail or session.shouldstop:
             self._stop(f"the run stopped early ({session.shouldfail or session.shouldstop})")
         self._keep_unreported()
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is not None:  # an xdist worker: the controller reports
+            workeroutput["rageval"] = {
+                "records": self.records[self._records_on_reports :],  # kept at the end
+                "notices": self.notices(),
+                "metrics": sorted(self._metrics_seen),
+                "stopped": self.stopped,
+                "complete": self.complete,
+            }
+            return
         path = self.settings.report
-        if path is None or hasattr(self.config, "workerinput"):
+        if path is None:
             return
         document = self.json_report()
         self.config.hook.pytest_rageval_update_report(config=self.config, report=document)
@@ -504,10 +524,25 @@ class RagSession:
         except (OSError, ValueError, TypeError) as exc:
             self.report_error = f"{type(exc).__name__}: {exc}"
 
+    def merge_worker(self, output: Mapping[str, Any]) -> None:
+        """On the xdist controller: what a worker alone knew (results of items that never
+        ran, its warnings, why it stopped)."""
+        self.records.extend(output.get("records", []))
+        self._worker_notices.extend(
+            n for n in output.get("notices", []) if n not in self._worker_notices
+        )
+        self._metrics_seen.update(output.get("metrics", []))
+        if not output.get("complete", True):
+            self.complete = False
+        self.stopped = self.stopped or output.get("stopped")
+
     def _keep_unreported(self) -> None:
         """Results that finished but whose items never ran (Ctrl-C, -x, --maxfail), and
         questions never finished, so the summary and the report lose nothing."""
+        worker = hasattr(self.config, "workerinput")
         for rset in self._sets:
+            if worker and rset.futures is None and rset.problem is None:
+                continue  # an xdist worker collects every set but runs only its own
             missing = [nodeid for nodeid in rset.members if nodeid not in self._reported]
             if not missing:
                 continue
@@ -549,6 +584,7 @@ class RagSession:
     def notices(self) -> list[str]:
         """Warnings for the user: from the runner, and ini thresholds no set used."""
         notices = list(self._runner.notices) if self._runner is not None else []
+        notices.extend(n for n in self._worker_notices if n not in notices)
         if self._metrics_seen:
             for metric in self.settings.thresholds:
                 if metric not in self._metrics_seen:
@@ -573,7 +609,7 @@ class RagSession:
                 f"{unfinished} of {len(self.records)} questions not evaluated",
                 yellow=True,
             )
-        if self.settings.report is not None and not hasattr(self.config, "workerinput"):
+        if self.settings.report is not None:
             if self.report_error is None:
                 terminalreporter.write_line(f"rag report written to {self.settings.report}")
             else:
