@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from pytest_rageval import judges
 from pytest_rageval.keys import QUESTION_KEY, SESSION_KEY
 from pytest_rageval.runner import QuestionResult, Runner
 from pytest_rageval.session import RagSetupError
@@ -25,35 +26,22 @@ def rag_query_engine() -> Any:
 
 
 @pytest.fixture(scope="session")
-def rag_judge_llm(request: pytest.FixtureRequest) -> Any:
+def rag_judge_llm(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The LLM that judges answers: OpenAI's ``rag_judge_model`` (ini, default
-    gpt-4o-mini) at temperature 0. Needs ``OPENAI_API_KEY`` (and honours
-    ``OPENAI_API_BASE`` for compatible servers); override it to judge with another LLM."""
+    gpt-4o-mini) at temperature 0, on one pooled aiohttp connection pool for the session.
+    Needs ``OPENAI_API_KEY`` (and honours ``OPENAI_API_BASE`` for compatible servers);
+    override it to judge with another LLM."""
     if not os.environ.get("OPENAI_API_KEY"):
         raise RagSetupError(
             "no judge: OPENAI_API_KEY is not set. Set it (and OPENAI_API_BASE for an "
             "OpenAI-compatible server), or override the 'rag_judge_llm' fixture (or "
             "'rag_evaluators') in your conftest.py"
         )
-    settings = request.config.stash[SESSION_KEY].settings
-    # the runner owns time-outs and retries; the client's own retries would multiply them
-    return _redacted_openai()(
-        model=settings.judge_model, temperature=0.0, max_retries=0, timeout=settings.timeout
-    )
-
-
-@functools.cache
-def _redacted_openai() -> type:
-    """llama-index's ``OpenAI`` whose repr never shows its API key (``pytest -l`` prints
-    the locals of failing tests, and JUnit XML keeps what pytest prints)."""
-    from llama_index.llms.openai import OpenAI
-
-    class RedactedOpenAI(OpenAI):
-        def __repr_args__(self) -> Any:
-            for name, value in super().__repr_args__():
-                yield name, ("***" if name == "api_key" and value else value)
-
-    return RedactedOpenAI
+    session = request.config.stash[SESSION_KEY]
+    llm, client = judges.default_judge(session.settings.judge_model, session.settings.timeout)
+    yield llm
+    if client is not None:  # on the loop its connections live on
+        session.close_on_runner(client.aclose())
 
 
 @pytest.fixture(scope="session")

@@ -46,6 +46,45 @@ def applies(evaluator: Any, question: Question) -> bool:
     return not (getattr(evaluator, "requires_reference_contexts", False) and not question.contexts)
 
 
+def default_judge(model: str, timeout: float) -> tuple[Any, Any]:
+    """The default judge LLM and the HTTP client it owns (None when it has none of ours).
+
+    llama-index's ``OpenAI`` at temperature 0 with ``max_retries=0`` (the runner owns
+    retries), on the openai SDK's aiohttp transport (``openai[aiohttp]``): its cost per
+    request stays flat as requests in flight grow, where the default httpx transport's
+    grows with them. Its repr never shows the API key.
+    """
+    client = None
+    try:
+        from openai import DefaultAioHttpClient
+
+        client = DefaultAioHttpClient(timeout=timeout)
+    except ImportError:  # an openai without aiohttp support: its default transport
+        pass
+    llm = _redacted_openai()(
+        model=model,
+        temperature=0.0,
+        max_retries=0,
+        timeout=timeout,
+        async_http_client=client,
+    )
+    return llm, client
+
+
+@functools.cache
+def _redacted_openai() -> type:
+    """llama-index's ``OpenAI`` whose repr never shows its API key (``pytest -l`` prints
+    the locals of failing tests, and JUnit XML keeps what pytest prints)."""
+    from llama_index.llms.openai import OpenAI
+
+    class RedactedOpenAI(OpenAI):
+        def __repr_args__(self) -> Any:
+            for name, value in super().__repr_args__():
+                yield name, ("***" if name == "api_key" and value else value)
+
+    return RedactedOpenAI
+
+
 def warm_up(evaluators: Mapping[str, Any]) -> None:
     """Pay one-time costs in the caller's thread, not on the runner's loop: the openai
     SDK imports its resources on the first request (~0.6 s of imports and pydantic model

@@ -35,6 +35,16 @@ Kind = Literal["rate_limit", "server", "timeout", "connect", "dropped", "malform
 REFUSED_NAMES = frozenset(
     {"ConnectError", "ClientConnectorError", "ConnectionRefusedError", "gaierror"}
 )
+DROPPED_NAMES = frozenset(
+    {
+        "RemoteProtocolError",
+        "ServerDisconnectedError",
+        "ClientConnectionResetError",
+        "ConnectionResetError",
+        "BrokenPipeError",
+        "ClientPayloadError",
+    }
+)
 CONNECT_NAMES = frozenset(
     {
         "APIConnectionError",
@@ -79,11 +89,17 @@ def classify(exc: BaseException) -> Transient | None:
         if 500 <= status < 600:
             return Transient("server", status, retry_after(exc), url)
         return None
+    # the cause chain decides: httpx-aiohttp reports a dropped connection as ConnectTimeout
+    chain = _chain(exc)
+    causes = set().union(*(_names(cause) for cause in chain))
+    if causes & REFUSED_NAMES:
+        return Transient("connect", url=url)
+    if causes & DROPPED_NAMES:
+        return Transient("dropped", url=url)
     if names & TIMEOUT_NAMES or isinstance(exc, TimeoutError):
         return Transient("timeout", url=url)
     if names & CONNECT_NAMES or isinstance(exc, ConnectionError):
-        refused = any(_names(cause) & REFUSED_NAMES for cause in _chain(exc))
-        return Transient("connect" if refused else "dropped", url=url)
+        return Transient("dropped", url=url)
     if isinstance(exc, ValueError) and "JSONDecodeError" in names and _raised_in(exc, "openai"):
         return Transient("malformed", url=url)  # the SDK could not read the server's body
     return None

@@ -235,6 +235,11 @@ class Runner:
         return self._throttle.peak if self._throttle is not None else 0
 
     @property
+    def closed(self) -> bool:
+        """True once closed, or before its loop has started."""
+        return self._closed or self._loop is None
+
+    @property
     def stopped(self) -> str | None:
         """Why the run was stopped ("deadline", "interrupted"...), or None."""
         return self._stopped

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import functools
+import inspect
 import itertools
 import os
 import signal
@@ -11,7 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -153,6 +155,17 @@ class RagSession:
                 reask=settings.reask,
             )
         return self._runner
+
+    def close_on_runner(self, closing: Awaitable[Any]) -> None:
+        """Await ``closing`` (a client's ``aclose()``) on the runner's loop, where its
+        connections live; closes the coroutine unawaited when the runner never started."""
+        runner = self._runner
+        if runner is None or runner.closed:
+            if inspect.iscoroutine(closing):
+                closing.close()
+            return
+        with contextlib.suppress(Exception):
+            runner.submit(closing).result(timeout=10)
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self._started = time.monotonic()

@@ -38,6 +38,8 @@ def test_default_judge_over_http(http_set: pytest.Pytester, openai_server: FakeO
     # the runner closes the client's connections: no ResourceWarning fails `-W error` runs
     assert result.ret == 0
     result.stderr.no_fnmatch_line("*ResourceWarning*")
+    # the default judge's pooled aiohttp client is closed on the runner's loop at the end
+    result.stderr.no_fnmatch_line("*Unclosed*")
     # 3 x faithfulness + 3 x relevancy + 1 x correctness (only paris has a reference)
     assert openai_server.chat_requests == 7
     faithfulness = [p for p in openai_server.prompts if "supported by the context" in p]
@@ -82,3 +84,14 @@ def test_notebook_example_runs_against_a_compatible_server(
     result.assert_outcomes(passed=8)
     # the query engine's own LLM calls went to the server too
     assert openai_server.chat_requests > 16
+
+
+def test_the_default_judge_uses_the_aiohttp_transport(openai_server: FakeOpenAI) -> None:
+    import openai
+
+    from pytest_rageval import judges
+
+    llm, client = judges.default_judge("gpt-4o-mini", 30)
+    assert isinstance(client, openai.DefaultAioHttpClient)
+    assert llm._get_aclient()._client is client  # the pooled client, reused by every call
+    assert (llm.max_retries, llm.temperature) == (0, 0.0)
