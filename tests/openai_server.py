@@ -228,7 +228,13 @@ def make_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 
 
 class QuietServer(ThreadingHTTPServer):
-    """Clients that time out or are interrupted hang up mid-answer: not worth a traceback."""
+    """Clients that time out or are interrupted hang up mid-answer: not worth a traceback.
+
+    The listen backlog is raised from socketserver's 5: a client opening dozens of
+    connections at once would otherwise see SYNs dropped and retried a second later.
+    """
+
+    request_queue_size = 256
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):

@@ -1,0 +1,198 @@
+"""The HTTP path: llama-index's OpenAI client against a loopback OpenAI-compatible server.
+
+200 queries x (the app's answer + faithfulness + relevancy) = 600 chat requests to
+`tests/openai_server.py`, run in its own process, answering each after 50 ms. The app
+is a llama-index vector index (MockEmbedding, top 2) whose LLM is llama-index's `OpenAI`
+on its default transport, as a user's app would be. For each worker count:
+
+- app alone: the same queries with nothing judged: the app's own client, synthesizer and
+  tokenizer already cost this much on one loop. The floor is max(ideal, app alone);
+- pytest-rageval: BatchRunner with the judge built as the default `rag_judge_llm` builds
+  it (aiohttp transport);
+- pytest-rageval, judge on httpx: the same with the openai SDK's default transport (the
+  judge before it moved to aiohttp);
+- BatchEvalRunner: llama-index's runner, judge on the default transport.
+
+Both runners must give the same verdicts. Every LLM object is built anew for each run:
+a client used on one event loop fails on the next.
+
+    python benchmarks/bench_http.py [--queries 200] [--latency 0.05] [--repeat 2]
+                                    [--workers 8 32 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from llama_index.core import Document, VectorStoreIndex
+from llama_index.core.embeddings import MockEmbedding
+from llama_index.core.evaluation import BatchEvalRunner, FaithfulnessEvaluator, RelevancyEvaluator
+from llama_index.llms.openai import OpenAI
+
+import pytest_rageval
+from pytest_rageval import BatchRunner, judges
+
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+SERVER = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from openai_server import serve
+with serve() as (url, state):
+    state.delay = {latency!r}
+    print(url, flush=True)
+    sys.stdin.read()  # until the benchmark closes our stdin
+"""
+
+
+def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVER.format(tests=str(TESTS), latency=latency)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
+
+
+def documents() -> list[Document]:
+    topics = ["honeybee", "volcano", "lighthouse", "glacier", "comet"]
+    return [
+        Document(
+            text=" ".join(
+                f"Fact {j} about the {topics[i % 5]} {i}: it has property {i * 7 + j}."
+                for j in range(20)
+            )
+        )
+        for i in range(40)
+    ]
+
+
+def build_app(index: Any, url: str) -> Any:
+    llm = OpenAI(model="gpt-4o-mini", api_base=url, api_key="sk-bench", max_retries=0)
+    return index.as_query_engine(llm=llm, similarity_top_k=2)
+
+
+def evaluators(llm: Any) -> dict[str, Any]:
+    return {
+        "faithfulness": FaithfulnessEvaluator(llm=llm),
+        "relevancy": RelevancyEvaluator(llm=llm),
+    }
+
+
+def run(kind: str, index: Any, url: str, queries: list[str], workers: int) -> Any:
+    app = build_app(index, url)
+    if kind == "app alone":
+        with BatchRunner({}, workers=workers) as runner:
+            runner.evaluate_queries(app, queries=queries)
+        return None
+    if kind == "pytest-rageval":
+        judge, client = judges.default_judge("gpt-4o-mini", 120)
+        with BatchRunner(evaluators(judge), workers=workers) as runner:
+            results = runner.evaluate_queries(app, queries=queries)
+            runner.runner.submit(client.aclose()).result()
+        return results
+    judge = OpenAI(model="gpt-4o-mini", max_retries=0)
+    if kind == "pytest-rageval, judge on httpx":
+        with BatchRunner(evaluators(judge), workers=workers) as runner:
+            return runner.evaluate_queries(app, queries=queries)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # asyncio_module() is deprecated
+        peer = BatchEvalRunner(evaluators(judge), workers=workers)
+    return asyncio.run(peer.aevaluate_queries(app, queries=queries))
+
+
+def verdicts(results: dict[str, list[Any]]) -> dict[str, list[bool | None]]:
+    return {name: [r.passing for r in rs] for name, rs in results.items()}
+
+
+def unjudged(results: Any) -> int:
+    """Evaluations without a verdict (errors, invalid answers)."""
+    if results is None:
+        return 0
+    return sum(r.passing is None for rs in results.values() for r in rs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--workers", type=int, nargs="+", default=[8, 32, 64])
+    args = parser.parse_args()
+
+    server, url = start_server(args.latency)
+    os.environ["OPENAI_API_KEY"] = "sk-bench"
+    os.environ["OPENAI_API_BASE"] = url
+    try:
+        index = VectorStoreIndex.from_documents(
+            documents(), embed_model=MockEmbedding(embed_dim=16)
+        )
+        queries = [f"What property does the volcano {i} have?" for i in range(args.queries)]
+        kinds = ("app alone", "pytest-rageval", "pytest-rageval, judge on httpx", "BatchEvalRunner")
+        for kind in kinds:  # warm up imports, tokenizers and the server
+            run(kind, index, url, queries[:8], 4)
+        print(
+            f"# {args.queries} queries x (app + faithfulness + relevancy) over HTTP, "
+            f"{args.latency * 1000:g} ms a request | python {platform.python_version()} | "
+            f"pytest-rageval {pytest_rageval.__version__} | {os.cpu_count()} cores"
+        )
+        header = (
+            "workers",
+            "runner",
+            "wall s",
+            "ideal s",
+            "floor s",
+            "ratio to floor",
+            "CPU ms/call",
+            "unjudged",
+        )
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for workers in args.workers:
+            best: dict[str, float] = {}
+            cpu_of: dict[str, float] = {}
+            missing: dict[str, int] = {}
+            reference = None
+            for _ in range(args.repeat):
+                for kind in kinds:
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    results = run(kind, index, url, queries, workers)
+                    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                    missing[kind] = max(missing.get(kind, 0), unjudged(results))
+                    if results is not None and not unjudged(results):
+                        if reference is None:
+                            reference = verdicts(results)
+                        elif verdicts(results) != reference:
+                            raise SystemExit(f"{kind} gave different verdicts at {workers} workers")
+                    if wall < best.get(kind, float("inf")):
+                        best[kind] = wall
+                        calls = len(queries) * (1 if kind == "app alone" else 3)
+                        cpu_of[kind] = cpu / calls * 1000
+            ideal = len(queries) * 3 * args.latency / workers
+            floor = max(ideal, best["app alone"])
+            for kind in kinds:
+                print(
+                    f"| {workers} | {kind} | {best[kind]:.2f} | {ideal:.2f} | {floor:.2f} | "
+                    f"{best[kind] / floor:.2f}x | {cpu_of[kind]:.2f} | {missing[kind]} |"
+                )
+            speedup = best["BatchEvalRunner"] / best["pytest-rageval"]
+            label = f"speed-up over BatchEvalRunner (best of {args.repeat})"
+            print(f"| {workers} | {label} | | | | {speedup:.2f}x | | |")
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
