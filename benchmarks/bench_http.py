@@ -11,7 +11,10 @@ on its default transport, as a user's app would be. For each worker count:
   it (aiohttp transport);
 - pytest-rageval, judge on httpx: the same with the openai SDK's default transport (the
   judge before it moved to aiohttp);
-- BatchEvalRunner: llama-index's runner, judge on the default transport.
+- BatchEvalRunner: llama-index's runner, judge on the default transport;
+- pytest-rageval, judges without CPU: judges that only wait one latency, so what is left
+  is the app and the runner: the gap to the pytest-rageval row is the judge client's own
+  CPU (the openai SDK and llama-index's wrappers), which the plugin does not control.
 
 Both runners must give the same verdicts. Every LLM object is built anew for each run:
 a client used on one event loop fails on the next.
@@ -89,8 +92,29 @@ def evaluators(llm: Any) -> dict[str, Any]:
     }
 
 
+class SleepOnlyJudge:
+    """A judge with no CPU to speak of: it waits one LLM latency and passes."""
+
+    def __init__(self, latency: float) -> None:
+        self.latency = latency
+
+    async def aevaluate(self, **kwargs: Any) -> Any:
+        from llama_index.core.evaluation import EvaluationResult
+
+        await asyncio.sleep(self.latency)
+        return EvaluationResult(passing=True, score=1.0)
+
+
+LATENCY = 0.05
+
+
 def run(kind: str, index: Any, url: str, queries: list[str], workers: int) -> Any:
     app = build_app(index, url)
+    if kind == "pytest-rageval, judges without CPU":
+        sleepers = {name: SleepOnlyJudge(LATENCY) for name in ("faithfulness", "relevancy")}
+        with BatchRunner(sleepers, workers=workers) as runner:
+            runner.evaluate_queries(app, queries=queries)
+        return None
     if kind == "app alone":
         with BatchRunner({}, workers=workers) as runner:
             runner.evaluate_queries(app, queries=queries)
@@ -130,6 +154,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[8, 32, 64])
     args = parser.parse_args()
 
+    global LATENCY
+    LATENCY = args.latency
     server, url = start_server(args.latency)
     os.environ["OPENAI_API_KEY"] = "sk-bench"
     os.environ["OPENAI_API_BASE"] = url
@@ -138,7 +164,13 @@ def main() -> None:
             documents(), embed_model=MockEmbedding(embed_dim=16)
         )
         queries = [f"What property does the volcano {i} have?" for i in range(args.queries)]
-        kinds = ("app alone", "pytest-rageval", "pytest-rageval, judge on httpx", "BatchEvalRunner")
+        kinds = (
+            "app alone",
+            "pytest-rageval, judges without CPU",
+            "pytest-rageval",
+            "pytest-rageval, judge on httpx",
+            "BatchEvalRunner",
+        )
         for kind in kinds:  # warm up imports, tokenizers and the server
             run(kind, index, url, queries[:8], 4)
         print(

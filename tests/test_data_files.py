@@ -182,3 +182,16 @@ def test_bad_files_name_file_line_and_fix(
     result.stdout.fnmatch_lines([f"*ERROR collecting {name}*", message])
     result.stdout.no_fnmatch_line("*Traceback*")
     result.stdout.no_fnmatch_line("*pytest_rageval/*")
+
+
+def test_yaml_is_parsed_with_the_c_loader_when_pyyaml_has_it() -> None:
+    import yaml
+
+    from pytest_rageval.questions import _line_loader
+
+    if not hasattr(yaml, "CSafeLoader"):
+        pytest.skip("PyYAML was built without libyaml")
+    assert issubclass(_line_loader(), yaml.CSafeLoader)
+    # still a safe loader: python tags are refused
+    with pytest.raises(yaml.YAMLError):
+        yaml.load("!!python/object/apply:os.system ['true']", Loader=_line_loader())
