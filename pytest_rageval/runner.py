@@ -30,6 +30,7 @@ from pytest_rageval import judges, retry
 from pytest_rageval.questions import Question
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 BLOCKED_AFTER = 1.0
 """Seconds the loop may go without a heartbeat before the runner warns that it is blocked."""
@@ -353,6 +354,30 @@ class Runner:
             self._run_question(order, query_engine, question, evaluators, eval_kwargs)
         )
 
+    def submit_questions(
+        self,
+        query_engine: Any,
+        questions: Sequence[tuple[K, Question]],
+        evaluators: Mapping[str, Any],
+        on_done: Callable[[K, QuestionResult | BaseException | None], None],
+    ) -> None:
+        """Start many questions with one hop to the loop (a set of 10,000 would otherwise
+        cost the caller 10,000 cross-thread calls and futures). ``on_done(key, result)``
+        runs on the loop thread for each: its :class:`QuestionResult`, or the exception
+        that escaped it, or None when it was cancelled."""
+        self._check_judges(evaluators)
+        judges.warm_up(evaluators)
+        numbered = [(next(self._order), key, question) for key, question in questions]
+        loop = self.loop
+
+        def start() -> None:
+            for order, key, question in numbered:
+                coroutine = self._run_question(order, query_engine, question, evaluators, None)
+                task = loop.create_task(coroutine)
+                task.add_done_callback(functools.partial(_deliver, on_done, key))
+
+        loop.call_soon_threadsafe(start)
+
     def evaluate(
         self,
         query_engine: Any,
@@ -545,6 +570,17 @@ class Runner:
         if inspect.isawaitable(answer):
             answer = await answer
         return answer
+
+
+def _deliver(
+    on_done: Callable[[K, QuestionResult | BaseException | None], None],
+    key: K,
+    task: asyncio.Task[QuestionResult],
+) -> None:
+    if task.cancelled():
+        on_done(key, None)
+    else:
+        on_done(key, task.exception() or task.result())
 
 
 def _unreadable(evaluation: Any) -> bool:

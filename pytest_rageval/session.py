@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import functools
 import inspect
@@ -76,7 +75,8 @@ class RagSet:
     engine_fixture: str = DEFAULT_QUERY_ENGINE
     evaluator_names: tuple[str, ...] | None = None
     members: dict[str, Question] = field(default_factory=dict)
-    futures: dict[str, concurrent.futures.Future[QuestionResult]] | None = None
+    submitted: bool = False
+    """Whether its questions went to the runner (when its first item ran)."""
     results: dict[str, QuestionResult] = field(default_factory=dict)
     problem: str | None = None
     """Why none of the set's questions can be evaluated (e.g. no metric applies)."""
@@ -318,7 +318,7 @@ class RagSession:
             self._sets.append(rset)
             item.stash[QUESTION_KEY] = question
             item.stash[SET_KEY] = rset
-        if rset.futures is None and rset.problem is None:
+        if not rset.submitted and rset.problem is None:
             try:
                 engine = self._fixture(request, rset.engine_fixture, item)
                 evaluators = self._evaluators(rset, request, item)
@@ -356,12 +356,8 @@ class RagSession:
             rset.applicable[nodeid] = names
             expected.update(names)
         rset.tally = Tally(expected, rset.thresholds, rset.max_invalid)
-        rset.futures = {}
-        runner = self.runner
-        for nodeid, question in rset.members.items():
-            future = runner.submit_question(engine, question, evaluators)
-            future.add_done_callback(_on_done(rset, nodeid, question))
-            rset.futures[nodeid] = future
+        rset.submitted = True
+        self.runner.submit_questions(engine, list(rset.members.items()), evaluators, _on_done(rset))
 
     def _fixture(self, request: pytest.FixtureRequest, name: str, item: pytest.Item) -> Any:
         try:
@@ -432,7 +428,7 @@ class RagSession:
     def _judge(self, item: pytest.Item, *, fail: bool) -> None:
         __tracebackhide__ = _hide_for_app_errors
         rset = item.stash[SET_KEY]
-        if rset.futures is None:
+        if not rset.submitted:
             return
         result = self._wait(rset.result, item.nodeid)
         metrics = metric_results(result)
@@ -554,7 +550,7 @@ class RagSession:
         questions never finished, so the summary and the report lose nothing."""
         worker = hasattr(self.config, "workerinput")
         for rset in self._sets:
-            if worker and rset.futures is None and rset.problem is None:
+            if worker and not rset.submitted and rset.problem is None:
                 continue  # an xdist worker collects every set but runs only its own
             missing = [nodeid for nodeid in rset.members if nodeid not in self._reported]
             if not missing:
@@ -639,16 +635,15 @@ class RagSession:
             self._runner.close()
 
 
-def _on_done(rset: RagSet, nodeid: str, question: Question) -> Any:
-    def done(future: concurrent.futures.Future[QuestionResult]) -> None:
-        if future.cancelled():
-            result = QuestionResult(question, errors={"query": "not evaluated: cancelled"})
-        elif future.exception() is not None:
-            exc = future.exception()
-            assert exc is not None
-            result = QuestionResult(question, errors={"query": describe(exc)})
+def _on_done(rset: RagSet) -> Callable[[str, QuestionResult | BaseException | None], None]:
+    """What the runner calls (on its loop) as each question of ``rset`` finishes."""
+
+    def done(nodeid: str, outcome: QuestionResult | BaseException | None) -> None:
+        if isinstance(outcome, QuestionResult):
+            result = outcome
         else:
-            result = future.result()
+            message = "not evaluated: cancelled" if outcome is None else describe(outcome)
+            result = QuestionResult(rset.members[nodeid], errors={"query": message})
         if not result.applicable and result.errors:
             result.applicable = rset.applicable.get(nodeid, ())
         rset.finished(nodeid, result)

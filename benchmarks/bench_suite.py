@@ -1,0 +1,133 @@
+"""Big suites: N questions through the plugin against a plain parametrized test.
+
+Both sides run in their own `pytest` process with llama-index imported, and do the same
+work per question: ask a trivial sync app and check the answer contains the reference.
+The plugin reads the questions from a data file (YAML or JSONL) and judges them with
+`ContainsEvaluator`; the plain test is `@pytest.mark.parametrize` over the same
+questions, loaded from JSON, calling the same app and the same check. Prints wall time
+and peak RSS of each, and the plugin's ratio to the plain test.
+
+    python benchmarks/bench_suite.py [--questions 1000 10000] [--formats yaml jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CONFTEST = """
+import llama_index.core  # both sides pay for it
+import pytest
+from pytest_rageval import ContainsEvaluator
+
+
+def app(query):
+    return (f"The answer to {query} is yes.", [query])
+
+
+@pytest.fixture(scope="session")
+def rag_query_engine():
+    return app
+
+
+@pytest.fixture(scope="session")
+def rag_evaluators():
+    return {"contains": ContainsEvaluator()}
+"""
+
+PLAIN = """
+import json
+import pathlib
+
+import pytest
+from conftest import app
+
+QUESTIONS = json.loads((pathlib.Path(__file__).parent / "questions.json").read_text())
+
+
+@pytest.mark.parametrize("question", QUESTIONS, ids=[q["id"] for q in QUESTIONS])
+def test_plain(question):
+    answer, contexts = app(question["query"])
+    assert question["reference"].casefold() in " ".join(answer.split()).casefold()
+"""
+
+
+def questions(n: int) -> list[dict[str, str]]:
+    return [
+        {"id": f"q{i}", "query": f"What is question {i}?", "reference": "yes"} for i in range(n)
+    ]
+
+
+def write_project(folder: Path, n: int, fmt: str) -> None:
+    (folder / "conftest.py").write_text(CONFTEST)
+    (folder / "pytest.ini").write_text(
+        "[pytest]\nasyncio_default_fixture_loop_scope = function\nrag_thresholds = contains=1.0\n"
+    )
+    items = questions(n)
+    (folder / "plain").mkdir()
+    (folder / "plain" / "questions.json").write_text(json.dumps(items))
+    (folder / "plain" / "test_plain.py").write_text(PLAIN)
+    (folder / "plain" / "conftest.py").write_text(CONFTEST)
+    rag = folder / "rag"
+    rag.mkdir()
+    (rag / "conftest.py").write_text(CONFTEST)
+    if fmt == "jsonl":
+        (rag / "rag_big.jsonl").write_text("\n".join(json.dumps(q) for q in items) + "\n")
+    else:
+        lines = ["questions:"] + [
+            f'  - {{id: {q["id"]}, query: "{q["query"]}", reference: "{q["reference"]}"}}'
+            for q in items
+        ]
+        (rag / "rag_big.yaml").write_text("\n".join(lines) + "\n")
+
+
+def run(folder: Path, target: str) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one pytest process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", target],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    output = process.stdout.read().decode() if process.stdout else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"pytest {target} failed:\n{output[-2000:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--formats", nargs="+", default=["yaml", "jsonl"])
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    print(f"# python {platform.python_version()} | {os.cpu_count()} cores | best of {args.repeat}")
+    header = ("questions", "format", "plain s", "plugin s", "time ratio")
+    header += ("plain MB", "plugin MB", "RSS ratio")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for n in args.questions:
+        for fmt in args.formats:
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp)
+                write_project(folder, n, fmt)
+                plain = min(run(folder, "plain") for _ in range(args.repeat))
+                ours = min(run(folder, "rag") for _ in range(args.repeat))
+            print(
+                f"| {n} | {fmt} | {plain[0]:.2f} | {ours[0]:.2f} | {ours[0] / plain[0]:.2f}x | "
+                f"{plain[1]:.0f} | {ours[1]:.0f} | {ours[1] / plain[1]:.2f}x |"
+            )
+
+
+if __name__ == "__main__":
+    main()
