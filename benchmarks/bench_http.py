@@ -36,6 +36,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from bench_runner import SleepOnlyJudge  # the same judge as the in-process benchmark
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.evaluation import BatchEvalRunner, FaithfulnessEvaluator, RelevancyEvaluator
@@ -90,19 +91,6 @@ def evaluators(llm: Any) -> dict[str, Any]:
         "faithfulness": FaithfulnessEvaluator(llm=llm),
         "relevancy": RelevancyEvaluator(llm=llm),
     }
-
-
-class SleepOnlyJudge:
-    """A judge with no CPU to speak of: it waits one LLM latency and passes."""
-
-    def __init__(self, latency: float) -> None:
-        self.latency = latency
-
-    async def aevaluate(self, **kwargs: Any) -> Any:
-        from llama_index.core.evaluation import EvaluationResult
-
-        await asyncio.sleep(self.latency)
-        return EvaluationResult(passing=True, score=1.0)
 
 
 LATENCY = 0.05

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # numpy (under llama-index) cannot be imported twice in one process, and in-process
@@ -74,3 +75,26 @@ def http_project(project: pytest.Pytester, openai_server: FakeOpenAI) -> pytest.
         """
     )
     return project
+
+
+SCRIPTED_JUDGE = """
+import pytest
+from fakes import ScriptedLLM
+
+
+@pytest.fixture(scope="session")
+def rag_judge_llm():
+    return ScriptedLLM()
+"""
+
+
+@pytest.fixture
+def scripted_judge(project: pytest.Pytester) -> Callable[[str], pytest.Pytester]:
+    """Writes the project's conftest.py: the scripted judge, plus the fixtures (engines)
+    in the source given."""
+
+    def write(source: str) -> pytest.Pytester:
+        project.makeconftest(SCRIPTED_JUDGE + "\n" + textwrap.dedent(source))
+        return project
+
+    return write

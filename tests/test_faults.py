@@ -6,6 +6,7 @@ policy says."""
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 # kept loaded across in-process pytester runs (they restore sys.modules afterwards)
 import llama_index.llms.openai  # noqa: F401
@@ -207,17 +208,13 @@ def test_a_rate_limit_is_used_fully_and_loses_nothing(
     assert n / (limit * windows) >= 0.9, (windows, state.statuses.count(429))
 
 
-def test_the_app_is_called_once_unless_asked(project: pytest.Pytester) -> None:
-    project.makeconftest(
+def test_the_app_is_called_once_unless_asked(
+    project: pytest.Pytester,
+    scripted_judge: Callable[[str], pytest.Pytester],
+) -> None:
+    scripted_judge(
         """
-        import pytest
-        from fakes import ScriptedLLM
-
         CALLS = []
-
-        @pytest.fixture(scope="session")
-        def rag_judge_llm():
-            return ScriptedLLM()
 
         @pytest.fixture(scope="session")
         def rag_query_engine():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 
 import pytest
 
@@ -151,17 +152,13 @@ def pytest_rageval_update_report(config, report):
 
 @pytest.mark.parametrize(("mode", "kept"), [("full", 5000), ("truncate", 2000), ("none", None)])
 def test_report_text_limits_what_the_report_keeps(
-    project: pytest.Pytester, mode: str, kept: int | None
+    project: pytest.Pytester,
+    scripted_judge: Callable[[str], pytest.Pytester],
+    mode: str,
+    kept: int | None,
 ) -> None:
-    project.makeconftest(
+    scripted_judge(
         """
-        import pytest
-        from fakes import ScriptedLLM
-
-        @pytest.fixture(scope="session")
-        def rag_judge_llm():
-            return ScriptedLLM()
-
         @pytest.fixture(scope="session")
         def rag_query_engine():
             return lambda query: ("a" * 5000, ["c" * 5000])
@@ -181,16 +178,12 @@ def test_report_text_limits_what_the_report_keeps(
         assert question["response"].endswith(" [... 3000 more characters]")
 
 
-def test_keys_and_tokens_never_reach_reports_or_the_terminal(project: pytest.Pytester) -> None:
-    project.makeconftest(
+def test_keys_and_tokens_never_reach_reports_or_the_terminal(
+    project: pytest.Pytester,
+    scripted_judge: Callable[[str], pytest.Pytester],
+) -> None:
+    scripted_judge(
         """
-        import pytest
-        from fakes import ScriptedLLM
-
-        @pytest.fixture(scope="session")
-        def rag_judge_llm():
-            return ScriptedLLM()
-
         @pytest.fixture(scope="session")
         def rag_query_engine():
             def leaky(query):

@@ -4,6 +4,7 @@ vacuously or disagrees with itself."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -260,16 +261,13 @@ def test_the_table_verdict_agrees_with_the_exit_status(project: pytest.Pytester)
     result.stdout.fnmatch_lines(["rag_set.yaml  faithfulness  1 * 0 * 0 * 0 * 1 * ERROR"])
 
 
-def test_contexts_a_plain_string_a_pair_and_an_empty_retrieval(project: pytest.Pytester) -> None:
-    project.makeconftest(
+def test_contexts_a_plain_string_a_pair_and_an_empty_retrieval(
+    project: pytest.Pytester,
+    scripted_judge: Callable[[str], pytest.Pytester],
+) -> None:
+    scripted_judge(
         """
-        import pytest
-        from fakes import ScriptedLLM
         from llama_index.core.base.response.schema import Response
-
-        @pytest.fixture(scope="session")
-        def rag_judge_llm():
-            return ScriptedLLM()
 
         @pytest.fixture(scope="session")
         def plain():
@@ -316,16 +314,12 @@ def test_contexts_a_plain_string_a_pair_and_an_empty_retrieval(project: pytest.P
     }
 
 
-def test_a_response_too_long_for_the_judge_is_invalid(project: pytest.Pytester) -> None:
-    project.makeconftest(
+def test_a_response_too_long_for_the_judge_is_invalid(
+    project: pytest.Pytester,
+    scripted_judge: Callable[[str], pytest.Pytester],
+) -> None:
+    scripted_judge(
         """
-        import pytest
-        from fakes import ScriptedLLM
-
-        @pytest.fixture(scope="session")
-        def rag_judge_llm():
-            return ScriptedLLM()
-
         @pytest.fixture(scope="session")
         def rag_query_engine():
             return lambda query: ("word " * 200_000, ["Paris is in France."])
