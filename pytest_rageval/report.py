@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -49,8 +50,9 @@ class SetSummary:
     max_invalid: float | None = None
     questions: list[dict[str, Any]] = field(default_factory=list)
 
-    @property
+    @functools.cached_property
     def rates(self) -> dict[str, MetricRate]:
+        """Rates over ``questions`` (computed once: read them after they are all in)."""
         judged = [
             {name: MetricResult.from_json(metric) for name, metric in record["metrics"].items()}
             for record in self.questions

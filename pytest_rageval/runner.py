@@ -36,11 +36,6 @@ BLOCKED_AFTER = 1.0
 """Seconds the loop may go without a heartbeat before the runner warns that it is blocked."""
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Errors worth another attempt: time-outs, dropped connections, 429s and 5xx."""
-    return retry.classify(exc) is not None
-
-
 class TaskTimeout(TimeoutError):
     """A query or evaluation that did not finish within the runner's per-task timeout."""
 
@@ -348,8 +343,7 @@ class Runner:
         default each evaluator gets the question's ``reference`` and reference contexts.
         """
         order = next(self._order)
-        self._check_judges(evaluators)
-        judges.warm_up(evaluators)
+        self._prepare_judges(evaluators)
         return self.submit(
             self._run_question(order, query_engine, question, evaluators, eval_kwargs)
         )
@@ -365,8 +359,7 @@ class Runner:
         cost the caller 10,000 cross-thread calls and futures). ``on_done(key, result)``
         runs on the loop thread for each: its :class:`QuestionResult`, or the exception
         that escaped it, or None when it was cancelled."""
-        self._check_judges(evaluators)
-        judges.warm_up(evaluators)
+        self._prepare_judges(evaluators)
         numbered = [(next(self._order), key, question) for key, question in questions]
         loop = self.loop
 
@@ -392,8 +385,10 @@ class Runner:
         ]
         return [future.result() for future in futures]
 
-    def _check_judges(self, evaluators: Mapping[str, Any]) -> None:
-        """Warn once per judge LLM that retries on its own: its attempts multiply ours."""
+    def _prepare_judges(self, evaluators: Mapping[str, Any]) -> None:
+        """Before questions go to the loop: pay one-time costs here, not on the loop, and
+        warn once per judge LLM that retries on its own (its attempts multiply ours)."""
+        judges.warm_up(evaluators)
         for name, evaluator in evaluators.items():
             llm = getattr(evaluator, "_llm", None)
             own = getattr(llm, "max_retries", 0)

@@ -94,6 +94,13 @@ class RagSet:
             self.tally.add(metrics)
             self.changed.notify_all()
 
+    def tag(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` with what reports group and gate it by: its set and the set's gate."""
+        record["set"] = self.name
+        record["thresholds"] = dict(self.thresholds)
+        record["max_invalid"] = self.max_invalid
+        return record
+
     def result(self, nodeid: str) -> QuestionResult:
         """The question's result, waiting for it."""
         with self.changed:
@@ -459,10 +466,7 @@ class RagSession:
         raise RagQuestionError(message) from cause  # pragma: no cover
 
     def _keep(self, item: pytest.Item, record: dict[str, Any]) -> None:
-        rset = item.stash[SET_KEY]
-        record["set"] = rset.name
-        record["thresholds"] = dict(rset.thresholds)
-        record["max_invalid"] = rset.max_invalid
+        item.stash[SET_KEY].tag(record)
         item.user_properties.append(("rag.outcome", record["outcome"]))
         item.stash[RECORD_KEY] = record
 
@@ -573,11 +577,7 @@ class RagSession:
             for nodeid in missing:
                 result, metrics = results[nodeid], judged[nodeid]
                 verdict = outcome(metrics, result.error, result.question.must_pass, rates)
-                record = question_record(result, metrics, verdict)
-                record["set"] = rset.name
-                record["thresholds"] = dict(rset.thresholds)
-                record["max_invalid"] = rset.max_invalid
-                self.records.append(record)
+                self.records.append(rset.tag(question_record(result, metrics, verdict)))
         if self.stopped is not None:
             self.complete = False
 
