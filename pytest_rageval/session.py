@@ -75,6 +75,10 @@ class RagSet:
     engine_fixture: str = DEFAULT_QUERY_ENGINE
     evaluator_names: tuple[str, ...] | None = None
     members: dict[str, Question] = field(default_factory=dict)
+    items: list[pytest.Item] = field(default_factory=list)
+    """Its items, in run order (to tell whether it can be submitted before they run)."""
+    index: int = -1
+    """Its position among the run's sets, in the order their first items run."""
     submitted: bool = False
     """Whether its questions went to the runner (when its first item ran)."""
     results: dict[str, QuestionResult] = field(default_factory=dict)
@@ -142,6 +146,7 @@ class RagSession:
         self._looping = False
         self._records_on_reports = 0
         self._worker_notices: list[str] = []
+        self._shared: dict[tuple[object, object], tuple[Any, Any]] = {}
 
     @property
     def runner(self) -> Runner:
@@ -239,6 +244,7 @@ class RagSession:
                     rset.engine_fixture = question_file.query_engine
                     rset.evaluator_names = question_file.evaluators
                 rset.members[item.nodeid] = item.stash[QUESTION_KEY]
+                rset.items.append(item)
                 item.stash[SET_KEY] = rset
                 continue
             callspec = getattr(item, "callspec", None)
@@ -270,9 +276,12 @@ class RagSession:
                     name = f"{base}#{n}"
                 rset = sets[key] = self._new_set(name, item, question.file_gate)
             rset.members[item.nodeid] = question
+            rset.items.append(item)
             item.stash[QUESTION_KEY] = question
             item.stash[SET_KEY] = rset
         self._sets = list(sets.values())
+        for index, rset in enumerate(self._sets):
+            rset.index = index
         if hasattr(self.config, "workerinput"):
             from pytest_rageval.xdist import write_sets
 
@@ -328,11 +337,15 @@ class RagSession:
         if not rset.submitted and rset.problem is None:
             try:
                 engine = self._fixture(request, rset.engine_fixture, item)
-                evaluators = self._evaluators(rset, request, item)
+                every = self._fixture(request, "rag_evaluators", item)
+                evaluators = _pick(rset, every)
             except RagSetupError as exc:
                 item.stash[PROBLEM_KEY] = str(exc)
                 return None
             self._submit(rset, engine, evaluators)
+            self._remember(rset, item, engine, every)
+        if rset.index >= 0:
+            self._keep_pool_full(rset)
         if rset.problem is not None:
             item.stash[PROBLEM_KEY] = rset.problem
             return None
@@ -377,25 +390,48 @@ class RagSession:
                 "(or a callable that takes the query string)"
             ) from None
 
-    def _evaluators(
-        self, rset: RagSet, request: pytest.FixtureRequest, item: pytest.Item
-    ) -> dict[str, Any]:
-        evaluators = self._fixture(request, "rag_evaluators", item)
-        if not isinstance(evaluators, Mapping) or not evaluators:
-            raise RagSetupError(
-                "the rag_evaluators fixture must return a non-empty dict of metric name -> "
-                f"llama-index evaluator, got {evaluators!r}"
-            )
-        if rset.evaluator_names is None:
-            return dict(evaluators)
-        unknown = [name for name in rset.evaluator_names if name not in evaluators]
-        if unknown:
-            raise RagSetupError(
-                f"{rset.name} asks for evaluator {unknown[0]!r}, which rag_evaluators does not "
-                f"provide{closest(unknown[0], evaluators)} (it has: {', '.join(evaluators)}); "
-                "fix the file's 'evaluators' list or add it to your rag_evaluators fixture"
-            )
-        return {name: evaluators[name] for name in rset.evaluator_names}
+    # -- keeping the pool full across small sets ------------------------------------------
+
+    def _remember(self, rset: RagSet, item: pytest.Item, engine: Any, every: Any) -> None:
+        """Note the session-scoped fixtures ``rset`` was submitted with, so that later sets
+        resolving to the very same fixtures can be submitted before their items run."""
+        fixtures = _shared_fixtures(item, rset.engine_fixture)
+        if fixtures is not None:
+            self._shared[fixtures] = (engine, every)
+
+    def _keep_pool_full(self, rset: RagSet) -> None:
+        """Submit the sets that follow ``rset`` early, while fewer than two questions per
+        worker are waiting, so that a run of small sets does not drain the pool between
+        sets. Only sets whose engine and evaluators are the same session-scoped fixture
+        values (no other setup to wait for), and not on an xdist worker, which learns its
+        sets one at a time."""
+        if not self._shared or hasattr(self.config, "workerinput"):
+            return
+        window = 2 * self.settings.workers
+        waiting = 0
+        for other in self._sets[rset.index : rset.index + _LOOKAHEAD]:
+            if waiting >= window:
+                return
+            if not other.submitted and (other.problem is not None or not self._submit_early(other)):
+                continue
+            waiting += len(other.members) - len(other.results)
+
+    def _submit_early(self, rset: RagSet) -> bool:
+        first = rset.items[0] if rset.items else None
+        if first is None or any(PROBLEM_KEY in item.stash for item in rset.items):
+            return False
+        if any(_may_skip(item) for item in rset.items):
+            return False
+        fixtures = _shared_fixtures(first, rset.engine_fixture)
+        if fixtures is None or fixtures not in self._shared:
+            return False
+        engine, every = self._shared[fixtures]
+        try:
+            evaluators = _pick(rset, every)
+        except RagSetupError:
+            return False  # said when its first item runs
+        self._submit(rset, engine, evaluators)
+        return True
 
     # -- verdicts, applied in the call phase ---------------------------------------------
 
@@ -649,6 +685,56 @@ def _on_done(rset: RagSet) -> Callable[[str, QuestionResult | BaseException | No
         rset.finished(nodeid, result)
 
     return done
+
+
+_LOOKAHEAD = 64
+"""How many sets ahead of the running one may be submitted early."""
+
+
+def _pick(rset: RagSet, evaluators: Any) -> dict[str, Any]:
+    """The evaluators of ``rset`` from what the ``rag_evaluators`` fixture returned."""
+    if not isinstance(evaluators, Mapping) or not evaluators:
+        raise RagSetupError(
+            "the rag_evaluators fixture must return a non-empty dict of metric name -> "
+            f"llama-index evaluator, got {evaluators!r}"
+        )
+    if rset.evaluator_names is None:
+        return dict(evaluators)
+    unknown = [name for name in rset.evaluator_names if name not in evaluators]
+    if unknown:
+        raise RagSetupError(
+            f"{rset.name} asks for evaluator {unknown[0]!r}, which rag_evaluators does not "
+            f"provide{closest(unknown[0], evaluators)} (it has: {', '.join(evaluators)}); "
+            "fix the file's 'evaluators' list or add it to your rag_evaluators fixture"
+        )
+    return {name: evaluators[name] for name in rset.evaluator_names}
+
+
+def _shared_fixtures(item: pytest.Item, engine_name: str) -> tuple[object, object] | None:
+    """The fixture definitions ``item`` gets its engine and evaluators from, when both are
+    session-scoped and unparametrized (so every item that resolves to them gets the same
+    values); None otherwise, or when pytest's fixture lookup is not what we expect."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    found = []
+    for name in (engine_name, "rag_evaluators"):
+        if name in params:
+            return None
+        try:
+            defs = item.session._fixturemanager.getfixturedefs(name, item)
+        except Exception:  # another pytest's private API: then no early submission
+            return None
+        if not defs or defs[-1].scope != "session" or defs[-1].params:
+            return None
+        found.append(defs[-1])
+    return found[0], found[1]
+
+
+def _may_skip(item: pytest.Item) -> bool:
+    return (
+        any(item.iter_markers("skip"))
+        or any(item.iter_markers("skipif"))
+        or any(item.iter_markers("xfail"))
+    )
 
 
 def _unknown_metrics(rset: RagSet, evaluators: Mapping[str, Any]) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 
 import pytest
 
@@ -195,3 +196,86 @@ def test_yaml_is_parsed_with_the_c_loader_when_pyyaml_has_it() -> None:
     # still a safe loader: python tags are refused
     with pytest.raises(yaml.YAMLError):
         yaml.load("!!python/object/apply:os.system ['true']", Loader=_line_loader())
+
+
+# -- many small sets: the next sets start while earlier ones are still being judged -------
+
+SMALL_SETS_CONFTEST = """
+import json
+import textwrap
+from collections import Counter
+
+import pytest
+from fakes import ScriptedApp, ScriptedLLM
+
+APP = ScriptedApp(delay=0.2)
+ASKED = Counter()
+
+
+class CountingApp:
+    async def aquery(self, query):
+        ASKED[query] += 1
+        return await APP.aquery(query)
+
+
+@pytest.fixture(scope="session")
+def rag_judge_llm():
+    return ScriptedLLM()
+
+
+@pytest.fixture(scope={scope!r})
+def rag_query_engine():
+    return CountingApp()
+
+
+def pytest_sessionfinish(session):
+    with open("app.json", "w") as out:
+        json.dump({{"peak": APP.peak, "asked": ASKED}}, out)
+"""
+
+
+def small_sets(project: pytest.Pytester, count: int, scope: str) -> None:
+    project.makeconftest(SMALL_SETS_CONFTEST.format(scope=scope))
+    for n in range(count):
+        project.makefile(
+            ".yaml",
+            **{f"rag_set{n}": f'questions: [{{query: "Set {n} one?"}}, {{query: "Set {n} two?"}}]'},
+        )
+
+
+def test_small_sets_share_the_pool_and_are_asked_once(project: pytest.Pytester) -> None:
+    small_sets(project, 6, "session")
+    result = project.runpytest("--rag-workers=8")
+    result.assert_outcomes(passed=12)
+    app = json.loads((project.path / "app.json").read_text())
+    # sets of 2 questions, one at a time, would never have more than 2 queries in flight
+    assert app["peak"] > 2
+    assert len(app["asked"]) == 12 and set(app["asked"].values()) == {1}
+
+
+def test_sets_with_per_test_engines_wait_for_their_own_items(project: pytest.Pytester) -> None:
+    # a function-scoped engine may differ from item to item: no set runs before its items
+    small_sets(project, 4, "function")
+    result = project.runpytest("--rag-workers=8")
+    result.assert_outcomes(passed=8)
+    app = json.loads((project.path / "app.json").read_text())
+    assert app["peak"] == 2 and len(app["asked"]) == 8
+
+
+def test_skipped_and_deselected_sets_are_never_asked(project: pytest.Pytester) -> None:
+    small_sets(project, 4, "session")
+    (project.path / "conftest.py").write_text(
+        (project.path / "conftest.py").read_text()
+        + textwrap.dedent(
+            """
+            def pytest_collection_modifyitems(items):
+                for item in items:
+                    if "rag_set1" in item.nodeid:
+                        item.add_marker(pytest.mark.skip(reason="not today"))
+            """
+        )
+    )
+    result = project.runpytest("--rag-workers=8", "--deselect=rag_set2.yaml")
+    result.assert_outcomes(passed=4, skipped=2, deselected=2)
+    app = json.loads((project.path / "app.json").read_text())
+    assert sorted(app["asked"]) == ["Set 0 one?", "Set 0 two?", "Set 3 one?", "Set 3 two?"]
