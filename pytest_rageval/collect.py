@@ -28,8 +28,14 @@ class RagFile(pytest.File):
 
     def collect(self) -> Iterator[RagItem]:
         question_file = load_file(self.path, display=self.nodeid)
+        # every item of a file runs the same function under the same node, so they share
+        # one fixture closure (as pytest's own parametrized items do): worked out once
+        fixtureinfo = None
         for question in question_file.questions:
-            item = RagItem.from_parent(self, name=question.id, callobj=rag_data_question)
+            item = RagItem.from_parent(
+                self, name=question.id, callobj=rag_data_question, fixtureinfo=fixtureinfo
+            )
+            fixtureinfo = getattr(item, "_fixtureinfo", None)
             item.stash[QUESTION_KEY] = question
             item.stash[QUESTION_FILE_KEY] = question_file
             yield item

@@ -261,6 +261,49 @@ def test_stop_completes_every_question_at_once() -> None:
     assert {r.error for r in results} == {"query engine: not evaluated: interrupted"}
 
 
+def test_a_queued_set_starts_in_order_and_stops_whole() -> None:
+    # 100 questions for 2 workers: most wait in the runner's queue, not as tasks
+    runner = Runner(2, timeout=30, retries=0)
+    app = ScriptedApp(delay=0.3)
+    results: dict[int, Any] = {}
+    everything = threading.Event()
+
+    def on_done(key: int, outcome: Any) -> None:
+        results[key] = outcome
+        if len(results) == 100:
+            everything.set()
+
+    try:
+        questions = [(n, Question(query=f"Q{n}")) for n in range(100)]
+        runner.submit_questions(app, questions, {}, on_done)
+        time.sleep(0.5)
+        started_before_stop = app.peak
+        runner.stop("interrupted")
+        assert everything.wait(timeout=3)
+    finally:
+        runner.close()
+    assert started_before_stop == 2
+    answered = sorted(key for key, r in results.items() if r.error is None)
+    assert answered and answered == list(range(len(answered)))  # oldest first
+    stopped = [r for r in results.values() if r.error is not None]
+    assert len(stopped) >= 90
+    assert {r.error for r in stopped} == {"query engine: not evaluated: interrupted"}
+
+
+def test_a_closed_runner_tells_queued_questions_they_were_cancelled() -> None:
+    runner = Runner(1, timeout=30, retries=0)
+    results: dict[int, Any] = {}
+    runner.submit_questions(
+        ScriptedApp(delay=5),
+        [(n, Question(query=f"Q{n}")) for n in range(10)],
+        {},
+        results.__setitem__,
+    )
+    time.sleep(0.1)
+    runner.close()
+    assert sorted(results) == list(range(10)) and set(results.values()) == {None}
+
+
 class Status(Exception):
     def __init__(self, status: int, headers: dict[str, str] | None = None) -> None:
         super().__init__(f"status {status}")
