@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -91,12 +93,15 @@ class BatchRunner:
         if queries is None:
             raise ValueError("`queries` must be provided")
         per_question = _split_kwargs(eval_kwargs_lists, list(self.evaluators), len(queries))
-        return [
-            self.runner.submit_question(
-                query_engine, Question(query=query), self.evaluators, eval_kwargs=kwargs
-            )
-            for query, kwargs in zip(queries, per_question, strict=True)
-        ]
+        futures = [concurrent.futures.Future[QuestionResult]() for _ in queries]
+        self.runner.submit_questions(
+            query_engine,
+            [(n, Question(query=query)) for n, query in enumerate(queries)],
+            self.evaluators,
+            functools.partial(_settle, futures),
+            eval_kwargs=per_question,
+        )
+        return futures
 
     def _collect(self, results: list[QuestionResult]) -> dict[str, list[Any]]:
         from llama_index.core.evaluation import EvaluationResult
@@ -115,6 +120,21 @@ class BatchRunner:
                     )
                 collected[name].append(evaluation)
         return collected
+
+
+def _settle(
+    futures: list[concurrent.futures.Future[QuestionResult]],
+    index: int,
+    outcome: QuestionResult | BaseException | None,
+) -> None:
+    future = futures[index]
+    if outcome is None:
+        future.cancel()
+        future.set_running_or_notify_cancel()
+    elif isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 def _split_kwargs(

@@ -31,7 +31,7 @@ class QuestionFileError(ValueError):
     """A question file that cannot be loaded; the message names the file, the line and the fix."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Question:
     """One question of a set: what is asked and what it is judged against."""
 

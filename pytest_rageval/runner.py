@@ -46,7 +46,7 @@ class GaveUp(Exception):
     words (``rate limited by http://host/v1 (429) after 4 attempts over 38 s``)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class QuestionResult:
     """What the runner learned about one question. Plain data, safe to keep after the run.
 
@@ -240,7 +240,7 @@ class Runner:
         self._closed = False
         self._stopped: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._backlog: collections.deque[tuple[int, Any, Question, Mapping[str, Any], Any]] = (
+        self._backlog: collections.deque[tuple[int, Any, Question, Any, Any, Any]] = (
             collections.deque()
         )
         self._started = 0  # questions of the backlog started and not finished
@@ -407,6 +407,7 @@ class Runner:
         questions: Sequence[tuple[K, Question]],
         evaluators: Mapping[str, Any],
         on_done: Callable[[K, QuestionResult | BaseException | None], None],
+        eval_kwargs: Sequence[Mapping[str, Mapping[str, Any]]] | None = None,
     ) -> None:
         """Queue many questions with one hop to the loop (a set of 10,000 would otherwise
         cost the caller 10,000 cross-thread calls and futures). ``on_done(key, result)``
@@ -414,11 +415,13 @@ class Runner:
         that escaped it, or None when it was cancelled.
 
         Questions start in submission order, a few more than the pool holds at a time
-        (tasks waiting by the thousand for a slot cost the loop more than their work)."""
+        (tasks waiting by the thousand for a slot cost the loop more than their work).
+        ``eval_kwargs``, one per question, as for :meth:`submit_question`."""
         self._prepare_judges(evaluators)
+        extra = eval_kwargs if eval_kwargs is not None else [None] * len(questions)
         queued = [
-            (next(self._order), query_engine, question, evaluators, _delivery(on_done, key))
-            for key, question in questions
+            (next(self._order), query_engine, question, evaluators, kwargs, _delivery(on_done, key))
+            for (key, question), kwargs in zip(questions, extra, strict=True)
         ]
         loop = self.loop
 
@@ -434,10 +437,11 @@ class Runner:
         loop = self._loop
         window = 2 * self.workers + 2
         while self._backlog and (self._started < window or self._stopped is not None):
-            order, engine, question, evaluators, deliver = self._backlog.popleft()
+            order, engine, question, evaluators, kwargs, deliver = self._backlog.popleft()
             self._started += 1
             assert loop is not None
-            task = loop.create_task(self._run_question(order, engine, question, evaluators, None))
+            coroutine = self._run_question(order, engine, question, evaluators, kwargs)
+            task = loop.create_task(coroutine)
             task.add_done_callback(functools.partial(self._finished, deliver))
 
     def _finished(self, deliver: Callable[[Any], None], task: asyncio.Task[QuestionResult]) -> None:

@@ -101,7 +101,7 @@ class RagSet:
     def tag(self, record: dict[str, Any]) -> dict[str, Any]:
         """``record`` with what reports group and gate it by: its set and the set's gate."""
         record["set"] = self.name
-        record["thresholds"] = dict(self.thresholds)
+        record["thresholds"] = self.thresholds  # shared: one per set, not per question
         record["max_invalid"] = self.max_invalid
         return record
 

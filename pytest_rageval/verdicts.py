@@ -22,7 +22,7 @@ EPSILON = 1e-9
 """Rates are compared with this slack, so 7 of 10 passing meets a threshold of 0.7."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MetricResult:
     """One metric's judgement of one question: passing, failing, invalid (the judge
     answered, but not in a form that can be read) or error (no judgement at all)."""
