@@ -10,6 +10,8 @@ from typing import Literal
 
 import pytest
 
+from pytest_rageval.baseline import Baseline, BaselineError
+from pytest_rageval.baseline import load as load_baseline
 from pytest_rageval.thresholds import ThresholdError, check_fraction, parse_ini_thresholds
 
 DEFAULT_FILES = "rag_*.yaml rag_*.yml rag_*.json rag_*.jsonl rag_*.csv"
@@ -56,10 +58,25 @@ REPORT_TEXT_HELP = (
     f"first {REPORT_TEXT_LIMIT} characters; the default) or none"
 )
 REPORT_HELP = "write a JSON report of every rag set and question to this path"
+BASELINE_HELP = (
+    "compare this run with an earlier --rag-report JSON (e.g. the main branch's): baseline "
+    "rates, deltas, flipped questions, McNemar tests; the max_drop gate needs it"
+)
+MAX_DROP_HELP = (
+    "fail a set when a metric's pass rate is more than this fraction below the baseline's "
+    "(default: no drop gate); rag_threshold(max_drop=...) and a data file's max_drop win"
+)
+CONFIDENCE_HELP = (
+    "gate thresholds on the lower bound of the pass rate's Wilson interval at this level "
+    "(e.g. 0.95) instead of the rate itself; rag_threshold(confidence=...) and a data "
+    "file's confidence win"
+)
 THRESHOLD_MARKER = (
-    "rag_threshold(**metrics, max_invalid=None): minimum pass rate per metric for the rag "
-    "questions of this test, class or module, e.g. rag_threshold(faithfulness=0.9, "
-    "relevancy=0.8); max_invalid: most invalid judgements per metric, as a fraction"
+    "rag_threshold(**metrics, max_invalid=None, max_drop=None, confidence=None): minimum "
+    "pass rate per metric for the rag questions of this test, class or module, e.g. "
+    "rag_threshold(faithfulness=0.9, relevancy=0.8); max_invalid: most invalid judgements "
+    "per metric, as a fraction; max_drop: most a pass rate may fall below the baseline's; "
+    "confidence: gate on the lower bound of the rate's Wilson interval at this level"
 )
 
 
@@ -76,6 +93,9 @@ class Settings:
     deadline: float | None = None
     reask: bool = False
     max_invalid: float | None = None
+    max_drop: float | None = None
+    confidence: float | None = None
+    baseline: Baseline | None = None
     report_text: Literal["full", "truncate", "none"] = "truncate"
     report: Path | None = None
     judge_model: str = DEFAULT_JUDGE_MODEL
@@ -105,6 +125,9 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--rag-report", dest="rag_report", default=None, metavar="PATH", help=REPORT_HELP
     )
+    group.addoption(
+        "--rag-baseline", dest="rag_baseline", default=None, metavar="PATH", help=BASELINE_HELP
+    )
     parser.addini("rag_workers", WORKERS_HELP, default=None)
     parser.addini("rag_timeout", TIMEOUT_HELP, default=None)
     parser.addini("rag_retries", RETRIES_HELP, default=None)
@@ -116,6 +139,9 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("rag_max_invalid", MAX_INVALID_HELP, default=None)
     parser.addini("rag_report_text", REPORT_TEXT_HELP, default=None)
     parser.addini("rag_report", REPORT_HELP, default=None)
+    parser.addini("rag_baseline", BASELINE_HELP, default=None)
+    parser.addini("rag_max_drop", MAX_DROP_HELP, default=None)
+    parser.addini("rag_confidence", CONFIDENCE_HELP, default=None)
     parser.addini(
         "rag_files",
         f"glob patterns of question set files to collect (default: {DEFAULT_FILES})",
@@ -175,22 +201,44 @@ def _number(
     return float(number)
 
 
-def _report_path(config: pytest.Config) -> Path | None:
-    """The JSON report's path, checked now: a bad one would otherwise only fail after the
-    whole (paid) run."""
-    found = _raw(config, "rag_report")
+def _path(config: pytest.Config, name: str) -> tuple[Path, str] | None:
+    """A path setting and where it came from: on the command line relative to where
+    pytest runs, in the ini relative to the ini file."""
+    found = _raw(config, name)
     if found is None:
         return None
     value, where = found
     text = str(value).strip()
     if not text:
         raise pytest.UsageError(f"{where} needs a file path, e.g. rag.json")
-    # a path on the command line is relative to where pytest runs; in the ini, to the ini
     if where.startswith("--"):
         base = config.invocation_params.dir
     else:
         base = config.inipath.parent if config.inipath else config.rootpath
-    path = base / text
+    return base / text, where
+
+
+def _baseline(config: pytest.Config) -> Baseline | None:
+    """The baseline report, read and checked now: a bad one is a usage error, never a
+    silent pass."""
+    found = _path(config, "rag_baseline")
+    if found is None:
+        return None
+    path, where = found
+    try:
+        return load_baseline(path, display=str(path))
+    except BaselineError as exc:
+        raise pytest.UsageError(f"{where}: {exc}") from None
+
+
+def _report_path(config: pytest.Config) -> Path | None:
+    """The JSON report's path, checked now: a bad one would otherwise only fail after the
+    whole (paid) run."""
+    found = _path(config, "rag_report")
+    if found is None:
+        return None
+    path, where = found
+    text = str(config.getoption("rag_report", None) or config.getini("rag_report")).strip()
     if path.is_dir() or text.endswith(("/", os.sep)):
         raise pytest.UsageError(f"{where}: {path} is a directory; give a file path, e.g. rag.json")
     folder = path.parent
@@ -206,19 +254,25 @@ def _report_path(config: pytest.Config) -> Path | None:
     return path
 
 
+def _fraction(config: pytest.Config, name: str) -> float | None:
+    found = _raw(config, name)
+    if found is None:
+        return None
+    try:
+        raw: object = float(str(found[0]).strip())
+    except ValueError:
+        raw = found[0]
+    return check_fraction(name, raw, found[1])
+
+
 def resolve_settings(config: pytest.Config) -> Settings:
     """Validate every setting once; a bad value is a usage error naming where it came from."""
     where = ini_where(config, "rag_thresholds")
     try:
         thresholds = parse_ini_thresholds(config.getini("rag_thresholds"), where)
-        max_invalid = None
-        found = _raw(config, "rag_max_invalid")
-        if found is not None:
-            try:
-                raw: object = float(str(found[0]).strip())
-            except ValueError:
-                raw = found[0]
-            max_invalid = check_fraction("rag_max_invalid", raw, found[1])
+        max_invalid = _fraction(config, "rag_max_invalid")
+        max_drop = _fraction(config, "rag_max_drop")
+        confidence = _fraction(config, "rag_confidence")
     except ThresholdError as exc:
         raise pytest.UsageError(str(exc)) from None
     report_text = "truncate"
@@ -244,6 +298,9 @@ def resolve_settings(config: pytest.Config) -> Settings:
         deadline=_number(config, "rag_deadline", float, 0.001, None),
         reask=bool(reask),
         max_invalid=max_invalid,
+        max_drop=max_drop,
+        confidence=confidence,
+        baseline=_baseline(config),
         report_text=report_text,  # type: ignore[arg-type]
         report=_report_path(config),
         judge_model=str(config.getini("rag_judge_model") or DEFAULT_JUDGE_MODEL),

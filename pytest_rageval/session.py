@@ -20,6 +20,7 @@ import pytest
 
 from pytest_rageval import judges
 from pytest_rageval import report as rag_report
+from pytest_rageval.baseline import BaselineSet
 from pytest_rageval.keys import (
     PROBLEM_KEY,
     QUESTION_FILE_KEY,
@@ -45,6 +46,7 @@ from pytest_rageval.verdicts import (
     explain,
     metric_results,
     needs_set,
+    newly_failing,
     outcome,
     question_record,
     redact,
@@ -72,6 +74,10 @@ class RagSet:
     named: dict[str, str] = field(default_factory=dict)
     """Metric -> where a marker or the data file set its threshold (to catch typos)."""
     max_invalid: float | None = None
+    max_drop: float | None = None
+    confidence: float | None = None
+    base: BaselineSet | None = None
+    """What the baseline report says of this set (None: no baseline, or not in it)."""
     engine_fixture: str = DEFAULT_QUERY_ENGINE
     evaluator_names: tuple[str, ...] | None = None
     members: dict[str, Question] = field(default_factory=dict)
@@ -99,11 +105,32 @@ class RagSet:
             self.changed.notify_all()
 
     def tag(self, record: dict[str, Any]) -> dict[str, Any]:
-        """``record`` with what reports group and gate it by: its set and the set's gate."""
+        """``record`` with what reports group and gate it by: its set and the set's gate,
+        and what the baseline said of it."""
         record["set"] = self.name
         record["thresholds"] = self.thresholds  # shared: one per set, not per question
         record["max_invalid"] = self.max_invalid
+        record["max_drop"] = self.max_drop
+        record["confidence"] = self.confidence
+        record["baseline_rates"] = self.base.rates if self.base is not None else None
+        record["baseline"] = self.base.results.get(record["id"]) if self.base else None
         return record
+
+    def gate(self) -> dict[str, Any]:
+        """The keywords of :class:`Tally` beside thresholds and ``max_invalid``."""
+        drop_gate = self.base is not None and self.max_drop is not None
+        return {
+            "confidence": self.confidence,
+            "baselines": self.base.rates if drop_gate and self.base is not None else None,
+            "max_drop": self.max_drop if drop_gate else None,
+        }
+
+    def newly(self, question_id: str, metrics: Mapping[str, MetricResult]) -> frozenset[str]:
+        """The metrics this question fails and did not fail in the baseline (for the drop
+        gate; empty without one)."""
+        if self.base is None or self.max_drop is None:
+            return frozenset()
+        return newly_failing(metrics, self.base.results.get(question_id))
 
     def result(self, nodeid: str) -> QuestionResult:
         """The question's result, waiting for it."""
@@ -112,13 +139,15 @@ class RagSet:
                 self.changed.wait()
             return self.results[nodeid]
 
-    def decide(self, metrics: Mapping[str, MetricResult]) -> tuple[Outcome, dict[str, MetricRate]]:
+    def decide(
+        self, metrics: Mapping[str, MetricResult], newly: frozenset[str] = frozenset()
+    ) -> tuple[Outcome, dict[str, MetricRate]]:
         """The outcome of a question that failed a metric, as soon as the set's rates make
         it certain, with the rates it was decided on."""
         with self.changed:
             assert self.tally is not None
             while True:
-                decided = self.tally.decide(metrics)
+                decided = self.tally.decide(metrics, newly)
                 if decided is not None:
                     return decided, self.tally.rates()
                 self.changed.wait()
@@ -310,11 +339,17 @@ class RagSession:
             for metric in layer.thresholds:
                 named.setdefault(metric, layer.where)
         options = merge_layers(layer.options for layer in layers)
-        max_invalid = options.get("max_invalid", self.settings.max_invalid)
-        thresholds = merge_layers(
-            [*(layer.thresholds for layer in layers), self.settings.thresholds]
+        settings = self.settings
+        thresholds = merge_layers([*(layer.thresholds for layer in layers), settings.thresholds])
+        return RagSet(
+            name,
+            thresholds,
+            named=named,
+            max_invalid=options.get("max_invalid", settings.max_invalid),
+            max_drop=options.get("max_drop", settings.max_drop),
+            confidence=options.get("confidence", settings.confidence),
+            base=settings.baseline.sets.get(name) if settings.baseline is not None else None,
         )
-        return RagSet(name, thresholds, named=named, max_invalid=max_invalid)
 
     # -- running: submit a whole set when its first question runs ------------------------
 
@@ -375,7 +410,7 @@ class RagSession:
             names = tuple(n for n, ev in evaluators.items() if judges.applies(ev, question))
             rset.applicable[nodeid] = names
             expected.update(names)
-        rset.tally = Tally(expected, rset.thresholds, rset.max_invalid)
+        rset.tally = Tally(expected, rset.thresholds, rset.max_invalid, **rset.gate())
         rset.submitted = True
         self.runner.submit_questions(engine, list(rset.members.items()), evaluators, _on_done(rset))
 
@@ -477,19 +512,25 @@ class RagSession:
         metrics = metric_results(result)
         question = result.question
         rates: dict[str, MetricRate] | None = None
+        newly = rset.newly(question.id, metrics)
         if needs_set(metrics, result.error, question.must_pass):
-            verdict, rates = self._wait(rset.decide, metrics)
+            verdict, rates = self._wait(rset.decide, metrics, newly)
         else:
             verdict = outcome(metrics, result.error, question.must_pass, None)
         record = question_record(result, metrics, verdict)
+        before = rset.base.results.get(question.id) if rset.base is not None else None
         for name, metric in metrics.items():
             item.user_properties.append((f"rag.{name}.result", metric.result))
             item.user_properties.append((f"rag.{name}.passing", metric.passing))
             item.user_properties.append((f"rag.{name}.score", metric.score))
+            if before is not None and name in before:
+                item.user_properties.append((f"rag.{name}.baseline", before[name]))
+                flipped = {before[name], metric.result} == {"passing", "failing"}
+                item.user_properties.append((f"rag.{name}.flipped", flipped))
         self._keep(item, record)
         if not fail or verdict not in ("failed", "error"):
             return
-        message = explain(record, rates, rset.name)
+        message = explain(record, rates, rset.name, newly)
         cause = _first_exception(result)
         if cause is None:
             pytest.fail(message, pytrace=False)
@@ -554,6 +595,14 @@ class RagSession:
             self._stop(f"the run stopped early ({session.shouldfail or session.shouldstop})")
         self._keep_unreported()
         workeroutput = getattr(self.config, "workeroutput", None)
+        # a set can fail with no failed item to carry it (a confidence bound, a drop from
+        # removed questions): the run fails, and the summary says why
+        if (
+            workeroutput is None
+            and session.exitstatus == pytest.ExitCode.OK
+            and any(summary.unheld() for summary in rag_report.summarize(self.records))
+        ):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if workeroutput is not None:  # an xdist worker: the controller reports
             workeroutput["rageval"] = {
                 "records": self.records[self._records_on_reports :],  # kept at the end
@@ -609,10 +658,11 @@ class RagSession:
                         evaluated=False,
                     )
             judged = {nodeid: metric_results(r) for nodeid, r in results.items()}
-            rates = set_rates(judged.values(), rset.thresholds, rset.max_invalid)
+            rates = set_rates(judged.values(), rset.thresholds, rset.max_invalid, **rset.gate())
             for nodeid in missing:
                 result, metrics = results[nodeid], judged[nodeid]
-                verdict = outcome(metrics, result.error, result.question.must_pass, rates)
+                newly = rset.newly(result.question.id, metrics)
+                verdict = outcome(metrics, result.error, result.question.must_pass, rates, newly)
                 self.records.append(rset.tag(question_record(result, metrics, verdict)))
         if self.stopped is not None:
             self.complete = False
@@ -620,7 +670,9 @@ class RagSession:
     def json_report(self) -> dict[str, Any]:
         """The ``--rag-report`` document of this run."""
         summaries = rag_report.summarize(self.records)
-        document = rag_report.json_report(summaries, text=self.settings.report_text)
+        document = rag_report.json_report(
+            summaries, text=self.settings.report_text, baseline=self.settings.baseline
+        )
         document["complete"] = self.complete
         document["stopped"] = self.stopped
         document["notices"] = self.notices()
@@ -645,7 +697,8 @@ class RagSession:
             return
         terminalreporter.write_sep("=", "rag evaluation")
         summaries = rag_report.summarize(self.records)
-        for line in rag_report.render_summary(summaries, self.notices()):
+        lines = rag_report.render_summary(summaries, self.notices(), self.settings.baseline)
+        for line in lines:
             terminalreporter.write_line(line)
         if not self.complete:
             unfinished = sum(1 for record in self.records if not record.get("evaluated", True))

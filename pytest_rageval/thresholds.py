@@ -11,10 +11,12 @@ DEFAULT_THRESHOLD = 1.0
 """Used for a metric no marker, data file or ini line names: every question must pass."""
 
 
-GATE_OPTIONS = ("max_invalid",)
+GATE_OPTIONS = ("max_invalid", "max_drop", "confidence")
 """Keywords of ``rag_threshold`` and keys beside a data file's thresholds that are not
 metric names: ``max_invalid`` is the most invalid judgements a set's metric may have, as a
-fraction of its questions."""
+fraction of its questions; ``max_drop`` the most a pass rate may fall below the baseline's;
+``confidence`` gates thresholds on the lower bound of the pass rate's Wilson interval at
+that level (e.g. 0.95)."""
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,17 @@ def check_layer(values: Mapping[str, object], where: str) -> Layer:
 
 
 def check_fraction(name: str, value: object, where: str) -> float:
-    """A gate option's value: a fraction in [0, 1]."""
+    """A gate option's value: a fraction in [0, 1] (``confidence``: strictly between)."""
+    if name.endswith("confidence"):
+        allowed, example = "a level strictly between 0 and 1", " such as 0.95"
+    else:
+        allowed, example = "a fraction in [0, 1]", ""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ThresholdError(f"{where}: {name} must be a fraction in [0, 1], got {value!r}")
+        raise ThresholdError(f"{where}: {name} must be {allowed}{example}, got {value!r}")
     number = float(value)
-    if math.isnan(number) or not 0.0 <= number <= 1.0:
-        raise ThresholdError(f"{where}: {name} must be a fraction in [0, 1], got {value!r}")
+    bad = not 0.0 < number < 1.0 if name.endswith("confidence") else not 0.0 <= number <= 1.0
+    if math.isnan(number) or bad:
+        raise ThresholdError(f"{where}: {name} must be {allowed}{example}, got {value!r}")
     return number
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 import re
 import textwrap
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any, Literal
 
 from pytest_rageval.runner import QuestionResult
+from pytest_rageval.stats import wilson
 from pytest_rageval.thresholds import threshold_for
 
 Outcome = Literal["passed", "tolerated", "failed", "error"]
@@ -113,6 +115,12 @@ class MetricRate:
     errors: int = 0
     max_invalid: float | None = None
     pending: int = 0
+    confidence: float | None = None
+    """Gate the threshold on the lower bound of this two-sided Wilson interval."""
+    baseline: float | None = None
+    """The baseline run's pass rate, when the set has one."""
+    max_drop: float | None = None
+    """The most the pass rate may fall below ``baseline``."""
 
     @property
     def failed(self) -> int:
@@ -125,12 +133,50 @@ class MetricRate:
     @property
     def ok(self) -> bool:
         """The pass rate meets the threshold (with ``pending``: even if all of them fail)."""
-        return self.passed >= self.threshold * self.n - EPSILON
+        return self._meets(self.passed)
 
     @property
     def could_pass(self) -> bool:
         """The threshold can still be met if every pending question passes."""
-        return self.passed + self.pending >= self.threshold * self.n - EPSILON
+        return self._meets(self.passed + self.pending)
+
+    def _meets(self, passed: int) -> bool:
+        if self.confidence is None or not self.n:
+            return passed >= self.threshold * self.n - EPSILON
+        return self._lower(passed) >= self.threshold - EPSILON
+
+    def _lower(self, passed: int) -> float:
+        z = NormalDist().inv_cdf(1 - (1 - (self.confidence or 0.95)) / 2)
+        interval = wilson(passed, self.n, z)
+        return interval[0] if interval is not None else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The 95% Wilson interval of the pass rate (None without questions)."""
+        return wilson(self.passed, self.n) if not self.pending else None
+
+    @property
+    def floor(self) -> float | None:
+        """The lowest pass rate the drop gate allows (None: no drop gate)."""
+        if self.baseline is None or self.max_drop is None:
+            return None
+        return self.baseline - self.max_drop
+
+    @property
+    def dropped(self) -> bool:
+        """More than ``max_drop`` below the baseline, even if every pending question passes."""
+        floor = self.floor
+        return (
+            floor is not None
+            and bool(self.n)
+            and (self.passed + self.pending < floor * self.n - EPSILON)
+        )
+
+    @property
+    def kept(self) -> bool:
+        """Within ``max_drop`` of the baseline, even if every pending question fails."""
+        floor = self.floor
+        return floor is None or not self.n or self.passed >= floor * self.n - EPSILON
 
     @property
     def invalid_ok(self) -> bool:
@@ -153,6 +199,9 @@ class MetricRate:
             "pass_rate": self.pass_rate,
             "threshold": self.threshold,
             "max_invalid": self.max_invalid,
+            "interval": list(self.interval) if self.interval is not None else None,
+            "confidence": self.confidence,
+            "max_drop": self.max_drop,
             "ok": self.ok and not self.invalid_exceeded and not self.errors,
         }
 
@@ -161,9 +210,11 @@ def set_rates(
     questions: Iterable[Mapping[str, MetricResult]],
     thresholds: Mapping[str, float],
     max_invalid: float | None = None,
+    **gate: Any,
 ) -> dict[str, MetricRate]:
-    """Pass rate per metric over the questions it applies to, in first-seen metric order."""
-    tally = Tally({}, thresholds, max_invalid)
+    """Pass rate per metric over the questions it applies to, in first-seen metric order
+    (``gate``: the other keywords of :class:`Tally`)."""
+    tally = Tally({}, thresholds, max_invalid, **gate)
     for metrics in questions:
         tally.add(metrics, count=True)
     return tally.rates()
@@ -183,10 +234,17 @@ class Tally:
         expected: Mapping[str, int],
         thresholds: Mapping[str, float],
         max_invalid: float | None = None,
+        *,
+        confidence: float | None = None,
+        baselines: Mapping[str, float | None] | None = None,
+        max_drop: float | None = None,
     ) -> None:
         self.expected = dict(expected)
         self.thresholds = thresholds
         self.max_invalid = max_invalid
+        self.confidence = confidence
+        self.baselines = baselines or {}
+        self.max_drop = max_drop
         self._counts: dict[str, list[int]] = {}  # metric -> [seen, passed, invalid, errors]
 
     def add(self, metrics: Mapping[str, MetricResult], *, count: bool = False) -> None:
@@ -211,15 +269,21 @@ class Tally:
             errors=errors,
             max_invalid=self.max_invalid,
             pending=n - seen,
+            confidence=self.confidence,
+            baseline=self.baselines.get(metric),
+            max_drop=self.max_drop,
         )
 
     def rates(self) -> dict[str, MetricRate]:
         names = list(self._counts) + [m for m in self.expected if m not in self._counts]
         return {name: self.rate(name) for name in names}
 
-    def decide(self, metrics: Mapping[str, MetricResult]) -> Outcome | None:
+    def decide(
+        self, metrics: Mapping[str, MetricResult], newly: Collection[str] = ()
+    ) -> Outcome | None:
         """The outcome of a question that errored or failed no metric needs no set; for the
-        others, its outcome once certain, else None (wait for more results)."""
+        others, its outcome once certain, else None (wait for more results). ``newly``:
+        the metrics it fails now and did not fail in the baseline (the drop gate's)."""
         undecided = False
         for name, metric in metrics.items():
             if metric.passing or metric.result == "error":
@@ -229,9 +293,25 @@ class Tally:
                 return "failed"
             if metric.invalid and rate.invalid_exceeded:
                 return "failed"
+            if name in newly and rate.dropped:
+                return "failed"
             if not rate.ok or (metric.invalid and not rate.invalid_ok):
                 undecided = True
+            if name in newly and not rate.kept:
+                undecided = True
         return None if undecided else "tolerated"
+
+
+def newly_failing(
+    metrics: Mapping[str, MetricResult], before: Mapping[str, str] | None
+) -> frozenset[str]:
+    """The metrics a question fails now and did not fail in the baseline: it passed them
+    there, or is new (``before`` None). Invalid and errored results are never counted."""
+    return frozenset(
+        name
+        for name, metric in metrics.items()
+        if metric.result == "failing" and (before is None or before.get(name) in ("passing", None))
+    )
 
 
 def needs_set(metrics: Mapping[str, MetricResult], error: str | None, must_pass: bool) -> bool:
@@ -244,8 +324,10 @@ def outcome(
     error: str | None,
     must_pass: bool,
     rates: Mapping[str, MetricRate] | None,
+    newly: Collection[str] = (),
 ) -> Outcome:
-    """passed / tolerated / failed / error, as the README defines them."""
+    """passed / tolerated / failed / error, as the README defines them (``newly``: as for
+    :meth:`Tally.decide`)."""
     if error is not None:
         return "error"
     failed = [name for name, metric in metrics.items() if not metric.passing]
@@ -259,6 +341,8 @@ def outcome(
         rate = rates[name]
         if not rate.ok or (metrics[name].invalid and rate.invalid_exceeded):
             return "failed"
+        if name in newly and rate.dropped:
+            return "failed"
     return "tolerated"
 
 
@@ -271,6 +355,8 @@ def row_verdict(rate: MetricRate, must_pass_failures: int = 0) -> str:
         return "FAILED"
     if rate.invalid_exceeded:
         return "FAILED (invalid)"
+    if rate.dropped:
+        return "FAILED (drop)"
     if must_pass_failures:
         return "FAILED (must_pass)"
     return "ok"
@@ -289,9 +375,27 @@ def shorten(text: str | None, width: int = 300) -> str:
     return textwrap.shorten(flat, width, placeholder=" [...]") if flat else "(empty)"
 
 
+def describe_drop(set_name: str, name: str, rate: MetricRate) -> str:
+    """``rag_set.yaml: faithfulness pass rate 0.70 is 0.20 below the baseline's 0.90,
+    more than max_drop 0.05``."""
+    assert rate.baseline is not None and rate.pass_rate is not None
+    return (
+        f"{set_name}: {name} pass rate {format_fraction(rate.pass_rate)} is "
+        f"{format_fraction(rate.baseline - rate.pass_rate)} below the baseline's "
+        f"{format_fraction(rate.baseline)}, more than max_drop {format_fraction(rate.max_drop)}"
+    )
+
+
 def describe_rate(set_name: str, name: str, rate: MetricRate) -> str:
     """``rag_set.yaml: faithfulness pass rate 3/4 = 0.75 < threshold 0.76``."""
     relation = ">=" if rate.ok else "<"
+    if rate.confidence is not None and not rate.pending:
+        return (
+            f"{set_name}: {name} pass rate {rate.passed}/{rate.n} = "
+            f"{format_fraction(rate.pass_rate)}, lower bound of its "
+            f"{rate.confidence:.0%} Wilson interval {format_fraction(rate._lower(rate.passed))} "
+            f"{relation} threshold {format_fraction(rate.threshold)}"
+        )
     if rate.pending:
         best = rate.passed + rate.pending
         return (
@@ -310,6 +414,7 @@ def explain(
     record: Mapping[str, Any],
     rates: Mapping[str, MetricRate] | None,
     set_name: str,
+    newly: Collection[str] = (),
 ) -> str:
     """The failure message a user reads for a failed or errored question."""
     lines = [f"query:    {shorten(record['query'])}"]
@@ -335,6 +440,9 @@ def explain(
         elif rates is not None and name in rates:
             rate = rates[name]
             lines.append("  " + describe_rate(set_name, name, rate))
+            if name in newly and rate.dropped:
+                was = "is new" if record.get("baseline") is None else "passed it in the baseline"
+                lines.append(f"  {describe_drop(set_name, name, rate)}; this question {was}")
             if metric["invalid"] and rate.max_invalid is not None:
                 relation = ">" if rate.invalid_exceeded else "<="
                 lines.append(

@@ -106,7 +106,7 @@ def test_error_in_one_question_leaves_the_others(project: pytest.Pytester) -> No
     # the error counts as not passing, in its own column, and the row says so
     result.stdout.fnmatch_lines(
         [
-            "rag_set.yaml  faithfulness  3            2         0         0          1         0.67         0.50         ERROR",
+            "rag_set.yaml  faithfulness  3            2         0         0          1         0.67         0.21-0.94  0.50         ERROR",
             "errors by cause:",
             "  1 x query engine raised RuntimeError: the app broke on 'Where is BOOM?'",
         ]

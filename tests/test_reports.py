@@ -26,10 +26,10 @@ def test_terminal_table(project: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "*= rag evaluation =*",
-            "set           metric        questions    passed    failed    invalid    errors    pass rate    threshold    verdict",
-            "------------  ------------  -----------  --------  --------  ---------  --------  -----------  -----------  ---------",
-            "rag_set.yaml  faithfulness  3            1         1         0          1         0.33         0.50         ERROR",
-            "rag_set.yaml  relevancy     3            2         0         0          1         0.67         1.00         ERROR",
+            "set           metric        questions    passed    failed    invalid    errors    pass rate    95% CI     threshold    verdict",
+            "------------  ------------  -----------  --------  --------  ---------  --------  -----------  ---------  -----------  ---------",
+            "rag_set.yaml  faithfulness  3            1         1         0          1         0.33         0.06-0.79  0.50         ERROR",
+            "rag_set.yaml  relevancy     3            2         0         0          1         0.67         0.21-0.94  1.00         ERROR",
             "errors by cause:",
             "  1 x query engine raised RuntimeError: the app broke on 'Where is BOOM?'",
         ]
@@ -60,10 +60,17 @@ def pytest_rageval_update_report(config, report):
         "pass_rate": pytest.approx(1 / 3),
         "threshold": 0.3,
         "max_invalid": None,
+        # the 95% Wilson interval of 1/3 (Newcombe's method 3)
+        "interval": [pytest.approx(0.0615, abs=1e-4), pytest.approx(0.7923, abs=1e-4)],
+        "confidence": None,
+        "max_drop": None,
+        # 3 questions at a threshold of 0.3: even 0 passes is not rare enough to tell
+        "detectable_drop": None,
         # the rate meets its threshold, but an errored question fails the run
         "ok": False,
         "verdict": "ERROR",
     }
+    assert report["baseline"] is None and "baseline" not in rag_set
     assert report["complete"] is True and report["stopped"] is None
     assert report["errors"] == {
         "query engine raised RuntimeError: the app broke on 'Where is BOOM?'": 1

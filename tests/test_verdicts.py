@@ -73,7 +73,7 @@ def test_an_unreadable_yes_no_answer_is_invalid_not_a_pass(project: pytest.Pytes
             "rag question failed faithfulness",
             "faithfulness: invalid judgement: the judge answered neither YES nor NO",
             "  judge said: Garbage: eyes closed, cannot judge",
-            "rag_set.yaml  faithfulness  2            1         0         1          0         0.50         1.00         FAILED",
+            "rag_set.yaml  faithfulness  2            1         0         1          0         0.50         0.09-0.91  1.00         FAILED",
         ]
     )
     report = json.loads((project.path / "report.json").read_text())

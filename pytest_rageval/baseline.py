@@ -1,0 +1,235 @@
+"""Comparing a run with a baseline: an earlier ``--rag-report`` JSON (no pytest here).
+
+Questions are matched by set id and question id. A set's id is its data file's path
+from the rootdir (or ``module.py::test_name`` for a parametrized test); a question's id
+is the ``id`` given in the file, else a slug of its query. Moving or renaming the file,
+renaming the test, or rewording a question without an ``id`` changes them.
+
+Per set and metric: the baseline's pass rate and the delta (between whole-set pass rates
+as each run printed them), the questions that flipped pass -> fail and fail -> pass,
+those apart (errored or invalid in either run), and the exact McNemar test on the flips.
+New and removed questions are listed per set and never counted as flips.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_rageval.stats import McNemar, mcnemar
+
+READABLE_VERSIONS = (1,)
+"""Report versions this version reads as a baseline."""
+
+JUDGED = ("passing", "failing")
+
+
+class BaselineError(Exception):
+    """A baseline that cannot be used (missing, unreadable, not a report, wrong version)."""
+
+
+@dataclass(frozen=True)
+class BaselineSet:
+    """One set of the baseline: its printed pass rates and each question's results."""
+
+    rates: dict[str, float | None]
+    results: dict[str, dict[str, str]]
+    """Question id -> metric -> passing / failing / invalid / error."""
+
+
+@dataclass(frozen=True)
+class Baseline:
+    path: str
+    sets: dict[str, BaselineSet]
+
+    def result(self, set_id: str, question_id: str, metric: str) -> str | None:
+        """What the baseline said of one question's metric (None: not in the baseline)."""
+        base = self.sets.get(set_id)
+        if base is None:
+            return None
+        return base.results.get(question_id, {}).get(metric)
+
+
+def load(path: Path, display: str | None = None) -> Baseline:
+    """Read and check a baseline report; :class:`BaselineError` says what is wrong with
+    it and how to fix it."""
+    name = display or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BaselineError(
+            f"{name}: no such file; give the --rag-report JSON of an earlier run (for "
+            "example the main branch's), or leave the baseline out"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BaselineError(f"{name}: cannot be read ({exc})") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BaselineError(
+            f"{name}:{exc.lineno}: not a pytest-rageval report: invalid JSON ({exc.msg})"
+        ) from None
+    return from_document(document, name)
+
+
+def from_document(document: Any, name: str) -> Baseline:
+    """A :class:`Baseline` from a parsed report."""
+    if not isinstance(document, Mapping) or "version" not in document:
+        raise BaselineError(
+            f"{name}: not a pytest-rageval report (no 'version'); a baseline is the JSON "
+            "that --rag-report writes"
+        )
+    version = document["version"]
+    if version not in READABLE_VERSIONS:
+        readable = ", ".join(str(v) for v in READABLE_VERSIONS)
+        raise BaselineError(
+            f"{name}: report version {version!r}, and this pytest-rageval reads version "
+            f"{readable}; write the baseline again with this version"
+        )
+    sets = document.get("sets")
+    if not isinstance(sets, list):
+        raise BaselineError(f"{name}: 'sets' must be a list")
+    found: dict[str, BaselineSet] = {}
+    for index, entry in enumerate(sets):
+        where = f"{name}: sets[{index}]"
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("id"), str):
+            raise BaselineError(f"{where} has no 'id'")
+        metrics = entry.get("metrics")
+        questions = entry.get("questions")
+        if not isinstance(metrics, Mapping) or not isinstance(questions, list):
+            raise BaselineError(f"{where} needs 'metrics' (an object) and 'questions' (a list)")
+        rates = {
+            str(metric): _rate(rate.get("pass_rate")) if isinstance(rate, Mapping) else None
+            for metric, rate in metrics.items()
+        }
+        results: dict[str, dict[str, str]] = {}
+        for number, question in enumerate(questions):
+            if not isinstance(question, Mapping) or not isinstance(question.get("id"), str):
+                raise BaselineError(f"{where}.questions[{number}] has no 'id'")
+            judged = question.get("metrics") or {}
+            if not isinstance(judged, Mapping):
+                raise BaselineError(f"{where}.questions[{number}].metrics must be an object")
+            results[question["id"]] = {
+                str(metric): str(value.get("result"))
+                for metric, value in judged.items()
+                if isinstance(value, Mapping)
+            }
+        found[entry["id"]] = BaselineSet(rates, results)
+    return Baseline(name, found)
+
+
+def _rate(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class Flip:
+    """A question whose verdict on one metric changed, with what the judge says now."""
+
+    id: str
+    feedback: str | None = None
+
+
+@dataclass(frozen=True)
+class MetricChange:
+    metric: str
+    rate: float | None
+    baseline_rate: float | None
+    worse: list[Flip]
+    """Passed in the baseline, fails now."""
+    better: list[Flip]
+    """Failed in the baseline, passes now."""
+    apart: list[str]
+    """In both runs, but errored or invalid in either: left out of the test."""
+    test: McNemar
+
+    @property
+    def delta(self) -> float | None:
+        if self.rate is None or self.baseline_rate is None:
+            return None
+        return self.rate - self.baseline_rate
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "baseline_pass_rate": self.baseline_rate,
+            "delta": self.delta,
+            "pass_to_fail": [flip.id for flip in self.worse],
+            "fail_to_pass": [flip.id for flip in self.better],
+            "apart": list(self.apart),
+            "p_value": self.test.p_value,
+            "change": self.test.change,
+        }
+
+
+@dataclass(frozen=True)
+class SetChange:
+    """One set of this run against the baseline (``found`` False: no baseline for it)."""
+
+    id: str
+    found: bool
+    new: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    metrics: dict[str, MetricChange] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "found": self.found,
+            "new": list(self.new),
+            "removed": list(self.removed),
+            "metrics": {name: change.to_json() for name, change in self.metrics.items()},
+        }
+
+
+def compare_set(
+    set_id: str,
+    rates: Mapping[str, float | None],
+    questions: Iterable[Mapping[str, Any]],
+    baseline: Baseline,
+) -> SetChange:
+    """One set of this run (its printed pass rates and question records) against the
+    baseline."""
+    base = baseline.sets.get(set_id)
+    if base is None:
+        return SetChange(set_id, found=False)
+    records = {record["id"]: record for record in questions}
+    new = [qid for qid in records if qid not in base.results]
+    removed = [qid for qid in base.results if qid not in records]
+    metrics: dict[str, MetricChange] = {}
+    for metric, rate in rates.items():
+        worse: list[Flip] = []
+        better: list[Flip] = []
+        apart: list[str] = []
+        for qid, record in records.items():
+            now = record.get("metrics", {}).get(metric)
+            before = base.results.get(qid, {}).get(metric)
+            if now is None or before is None:
+                continue
+            if now.get("result") not in JUDGED or before not in JUDGED:
+                apart.append(qid)
+            elif before == "passing" and now["result"] == "failing":
+                worse.append(Flip(qid, now.get("feedback")))
+            elif before == "failing" and now["result"] == "passing":
+                better.append(Flip(qid, now.get("feedback")))
+        metrics[metric] = MetricChange(
+            metric,
+            rate,
+            base.rates.get(metric),
+            worse,
+            better,
+            apart,
+            mcnemar(len(worse), len(better)),
+        )
+    return SetChange(set_id, True, new, removed, metrics)
+
+
+def compare(report: Mapping[str, Any], baseline: Baseline) -> dict[str, SetChange]:
+    """Every set of a report document (as ``--rag-report`` writes it) against the
+    baseline, by set id."""
+    changes: dict[str, SetChange] = {}
+    for entry in report.get("sets", []):
+        rates = {name: rate.get("pass_rate") for name, rate in entry["metrics"].items()}
+        changes[entry["id"]] = compare_set(entry["id"], rates, entry["questions"], baseline)
+    return changes

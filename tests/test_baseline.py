@@ -1,0 +1,240 @@
+"""The pull-request gate: a run compared with an earlier report (baseline), flips, the
+max_drop gate, McNemar labels, and what a set can detect."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+CONFTEST = """
+import os
+
+import pytest
+from fakes import ScriptedLLM
+
+
+@pytest.fixture(scope="session")
+def rag_judge_llm():
+    return ScriptedLLM()
+
+
+@pytest.fixture(scope="session")
+def rag_query_engine():
+    # questions named in $WRONG get an answer the judge rejects; in $EYES, one it cannot read
+    wrong = set(os.environ.get("WRONG", "").split(","))
+    eyes = set(os.environ.get("EYES", "").split(","))
+
+    def app(query):
+        qid = query.split()[-1].rstrip("?")
+        answer = f"Answer: {query}"
+        answer += " WRONG" if qid in wrong else ""
+        answer += " EYES" if qid in eyes else ""
+        return answer, [f"Context: {query}"]
+
+    return app
+"""
+
+
+def question_file(ids: range | list[int], max_drop: float = 0.1) -> str:
+    lines = [
+        "evaluators: [faithfulness]",
+        "thresholds: {faithfulness: 0.5}",
+        f"max_drop: {max_drop}",
+        "questions:",
+    ]
+    lines += [f'  - {{id: q{i}, query: "What about q{i}?"}}' for i in ids]
+    return "\n".join(lines) + "\n"
+
+
+def outcomes(result: pytest.RunResult) -> dict[str, int]:
+    """Outcome counts, tolerated included (``assert_outcomes`` knows only pytest's)."""
+    return {k: v for k, v in result.parseoutcomes().items() if k not in ("seconds", "warnings")}
+
+
+def wrong(*ids: int) -> str:
+    return ",".join(f"q{i}" for i in ids)
+
+
+@pytest.fixture
+def gate(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """20 questions; the baseline run (base.json) fails q18 and q19: a rate of 0.90."""
+    project.makeconftest(CONFTEST)
+    project.makefile(".yaml", rag_set=question_file(range(20)))
+    monkeypatch.setenv("WRONG", wrong(18, 19))
+    assert outcomes(project.runpytest("--rag-report=base.json")) == {"passed": 18, "tolerated": 2}
+    return project
+
+
+def test_a_real_regression_fails_the_drop_gate(
+    gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 8 questions that passed now fail, one that failed now passes: 0.90 -> 0.55
+    monkeypatch.setenv("WRONG", wrong(*range(8), 19))
+    result = gate.runpytest(
+        "--rag-baseline=base.json", "--rag-report=head.json", "--junitxml=junit.xml"
+    )
+    # above the threshold of 0.5, but 0.35 below the baseline: the 8 flips fail; q19
+    # failed in the baseline too and is tolerated as before
+    assert outcomes(result) == {"passed": 11, "failed": 8, "tolerated": 1}
+    result.stdout.fnmatch_lines(
+        [
+            "rag question failed faithfulness",
+            "  rag_set.yaml: faithfulness pass rate 0.55 is 0.35 below the baseline's 0.90, "
+            "more than max_drop 0.10; this question passed it in the baseline",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*pass rate    95% CI     threshold    baseline    delta    change *verdict",
+            "rag_set.yaml  faithfulness  20 *0.55         0.34-0.74  0.50         0.90        -0.35"
+            "    regression (p=0.039)  FAILED (drop)",
+            "against the baseline */base.json:",
+            "  rag_set.yaml faithfulness: 8 pass -> fail, 1 fail -> pass (regression (p=0.039))",
+            "    pass -> fail: q0: NO",
+            "*",
+            "    fail -> pass: q18: YES",
+        ]
+    )
+    # 20 questions at 0.90 cannot see a drop of 0.10
+    result.stdout.fnmatch_lines(
+        [
+            "warning: rag_set.yaml has 20 questions: it can only detect drops of 0.21 or more "
+            "in faithfulness (max_drop 0.10)"
+        ]
+    )
+    report = json.loads((gate.path / "head.json").read_text())
+    [rag_set] = report["sets"]
+    change = rag_set["baseline"]["metrics"]["faithfulness"]
+    assert change["baseline_pass_rate"] == 0.9
+    assert change["delta"] == pytest.approx(-0.35)
+    assert change["pass_to_fail"] == [f"q{i}" for i in range(8)]
+    assert change["fail_to_pass"] == ["q18"]
+    assert change["change"] == "regression" and change["p_value"] == pytest.approx(20 / 512)
+    assert rag_set["metrics"]["faithfulness"]["verdict"] == "FAILED (drop)"
+    assert rag_set["metrics"]["faithfulness"]["detectable_drop"] == pytest.approx(0.2133, abs=1e-4)
+    cases = {case.get("name"): case for case in ET.parse(gate.path / "junit.xml").iter("testcase")}
+    properties = {p.get("name"): p.get("value") for p in cases["q0"].iter("property")}
+    assert properties["rag.faithfulness.baseline"] == "passing"
+    assert properties["rag.faithfulness.flipped"] == "True"
+    properties = {p.get("name"): p.get("value") for p in cases["q19"].iter("property")}
+    assert properties["rag.faithfulness.flipped"] == "False"
+
+
+def test_a_noise_sized_change_is_within_noise_and_passes(
+    gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WRONG", wrong(0, 18, 19))  # one more failure: 0.90 -> 0.85
+    result = gate.runpytest("--rag-baseline=base.json")
+    assert outcomes(result) == {"passed": 17, "tolerated": 3}
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "rag_set.yaml  faithfulness  20 *0.85 *0.90        -0.05    within noise (p=1)  ok",
+            "  rag_set.yaml faithfulness: 1 pass -> fail, 0 fail -> pass (within noise (p=1))",
+        ]
+    )
+
+
+def test_new_removed_and_unjudged_questions_are_not_flips(
+    gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # q19 removed, q20 added (failing), q3 unreadable now
+    gate.makefile(".yaml", rag_set=question_file([*range(19), 20], max_drop=0.5))
+    monkeypatch.setenv("WRONG", wrong(18, 20))
+    monkeypatch.setenv("EYES", wrong(3))
+    result = gate.runpytest("--rag-baseline=base.json", "--rag-report=head.json")
+    result.stdout.fnmatch_lines(
+        [
+            "  rag_set.yaml: new: q20",
+            "  rag_set.yaml: removed: q19",
+            "  rag_set.yaml faithfulness: 0 pass -> fail, 0 fail -> pass (within noise (p=1))",
+            "    errored or invalid in either run: q3",
+        ]
+    )
+    change = json.loads((gate.path / "head.json").read_text())["sets"][0]["baseline"]
+    assert change["new"] == ["q20"] and change["removed"] == ["q19"]
+    assert change["metrics"]["faithfulness"]["apart"] == ["q3"]
+    assert change["metrics"]["faithfulness"]["pass_to_fail"] == []
+
+
+def test_a_set_missing_from_the_baseline_is_gated_on_thresholds(
+    gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate.makefile(".yaml", rag_other=question_file(range(4)))
+    monkeypatch.setenv("WRONG", wrong(18, 19, 0))
+    result = gate.runpytest("--rag-baseline=base.json")
+    result.stdout.fnmatch_lines(
+        ["rag_other.yaml  faithfulness *none *n/a *n/a *ok", "  no baseline for rag_other.yaml"]
+    )
+    assert result.ret == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "*--rag-baseline: */nope.json: no such file; give the --rag-report JSON*"),
+        ("{not json", "*--rag-baseline: */nope.json:1: not a pytest-rageval report: invalid JSON*"),
+        ('{"sets": []}', "*nope.json: not a pytest-rageval report (no 'version')*"),
+        (
+            '{"version": 99, "sets": []}',
+            "*nope.json: report version 99, and this pytest-rageval reads version 1; write "
+            "the baseline again with this version",
+        ),
+        ('{"version": 1, "sets": [{"metrics": {}}]}', "*nope.json: sets?0? has no 'id'"),
+    ],
+)
+def test_a_bad_baseline_is_a_usage_error(
+    project: pytest.Pytester, content: str | None, message: str
+) -> None:
+    project.makefile(".yaml", rag_set=question_file(range(2)))
+    if content is not None:
+        (project.path / "nope.json").write_text(content)
+    result = project.runpytest("--rag-baseline=nope.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_confidence_gates_on_the_lower_wilson_bound(project: pytest.Pytester) -> None:
+    project.makeconftest(CONFTEST)
+    # 10 of 10 pass: the rate 1.00 meets 0.8, but its 95% interval's lower bound, 0.72, does not
+    project.makefile(".yaml", rag_set=question_file(range(10)).replace("0.5}", "0.8}"))
+    assert project.runpytest().ret == pytest.ExitCode.OK
+    result = project.runpytest("-o", "rag_confidence=0.95")
+    # no question failed, yet the set does: the run fails, and the summary says why
+    assert outcomes(result) == {"passed": 10}
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "rag_set.yaml  faithfulness  10 *1.00         0.72-1.00  0.80 *FAILED",
+            "FAILED rag_set.yaml: faithfulness pass rate 10/10 = 1.00, lower bound of its 95% "
+            "Wilson interval 0.72 < threshold 0.80, and no question failed it: the set fails "
+            "the run",
+        ]
+    )
+    # a marker's confidence wins over the ini's; 0.5 puts the bound at 0.91
+    project.makeconftest(
+        CONFTEST
+        + """
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.rag_threshold(confidence=0.5))
+"""
+    )
+    result = project.runpytest("-o", "rag_confidence=0.95")
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_bad_gate_options_name_where_they_came_from(project: pytest.Pytester) -> None:
+    project.makefile(".yaml", rag_set=question_file(range(2), max_drop=1.5))
+    result = project.runpytest()
+    result.stdout.fnmatch_lines(["rag_set.yaml:2: max_drop must be a fraction in ?0, 1?, got 1.5"])
+    result = project.runpytest("-o", "rag_confidence=1", "--ignore=rag_set.yaml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*-o rag_confidence: rag_confidence must be a level strictly between 0 and 1 such as "
+            "0.95, got 1.0*"
+        ]
+    )
