@@ -12,6 +12,7 @@ import pytest
 
 from pytest_rageval.baseline import Baseline, BaselineError
 from pytest_rageval.baseline import load as load_baseline
+from pytest_rageval.reports.json import TEXT_LIMIT
 from pytest_rageval.thresholds import ThresholdError, check_fraction, parse_ini_thresholds
 
 DEFAULT_FILES = "rag_*.yaml rag_*.yml rag_*.json rag_*.jsonl rag_*.csv"
@@ -22,7 +23,7 @@ DEFAULT_QUERY_RETRIES = 0
 DEFAULT_MAX_BACKOFF = 60.0
 DEFAULT_JUDGE_MODEL = "gpt-4o-mini"
 REPORT_TEXT_CHOICES = ("full", "truncate", "none")
-REPORT_TEXT_LIMIT = 2000
+
 """Characters of each response and context the JSON report keeps with rag_report_text =
 truncate (the default)."""
 
@@ -55,7 +56,7 @@ MAX_INVALID_HELP = (
 )
 REPORT_TEXT_HELP = (
     "how much of each response and context the JSON report keeps: full, truncate (the "
-    f"first {REPORT_TEXT_LIMIT} characters; the default) or none"
+    f"first {TEXT_LIMIT} characters; the default) or none"
 )
 REPORT_HELP = "write a JSON report of every rag set and question to this path"
 BASELINE_HELP = (

@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 import pytest
 
 from pytest_rageval import judges
-from pytest_rageval import report as rag_report
 from pytest_rageval.baseline import BaselineSet
 from pytest_rageval.keys import (
     PROBLEM_KEY,
@@ -30,6 +29,9 @@ from pytest_rageval.keys import (
 )
 from pytest_rageval.options import Settings
 from pytest_rageval.questions import DEFAULT_QUERY_ENGINE, Question, as_question
+from pytest_rageval.reports import json as json_report
+from pytest_rageval.reports import terminal
+from pytest_rageval.reports.summary import summarize
 from pytest_rageval.runner import GaveUp, QuestionResult, Runner, describe
 from pytest_rageval.thresholds import (
     Layer,
@@ -600,7 +602,7 @@ class RagSession:
         if (
             workeroutput is None
             and session.exitstatus == pytest.ExitCode.OK
-            and any(summary.unheld() for summary in rag_report.summarize(self.records))
+            and any(summary.unheld() for summary in summarize(self.records))
         ):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if workeroutput is not None:  # an xdist worker: the controller reports
@@ -618,7 +620,7 @@ class RagSession:
         document = self.json_report()
         self.config.hook.pytest_rageval_update_report(config=self.config, report=document)
         try:
-            rag_report.write_json(path, document)
+            json_report.write_json(path, document)
         except (OSError, ValueError, TypeError) as exc:
             self.report_error = f"{type(exc).__name__}: {exc}"
 
@@ -669,8 +671,8 @@ class RagSession:
 
     def json_report(self) -> dict[str, Any]:
         """The ``--rag-report`` document of this run."""
-        summaries = rag_report.summarize(self.records)
-        document = rag_report.json_report(
+        summaries = summarize(self.records)
+        document = json_report.json_report(
             summaries, text=self.settings.report_text, baseline=self.settings.baseline
         )
         document["complete"] = self.complete
@@ -696,8 +698,8 @@ class RagSession:
         if not self.records:
             return
         terminalreporter.write_sep("=", "rag evaluation")
-        summaries = rag_report.summarize(self.records)
-        lines = rag_report.render_summary(summaries, self.notices(), self.settings.baseline)
+        summaries = summarize(self.records)
+        lines = terminal.render_summary(summaries, self.notices(), self.settings.baseline)
         for line in lines:
             terminalreporter.write_line(line)
         if not self.complete:

@@ -1,0 +1,186 @@
+"""The terminal's ``rag evaluation`` section: the table, flips since the baseline,
+errors by cause and warnings (no pytest here)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from pytest_rageval.baseline import Baseline, MetricChange, SetChange
+from pytest_rageval.reports.summary import SetSummary, changes_of, error_causes
+from pytest_rageval.verdicts import format_fraction, printable, shorten
+
+TABLE_HEADERS = (
+    "set",
+    "metric",
+    "questions",
+    "passed",
+    "failed",
+    "invalid",
+    "errors",
+    "pass rate",
+    "95% CI",
+    "threshold",
+    "verdict",
+)
+BASELINE_HEADERS = ("baseline", "delta", "change")
+"""Columns added before the verdict when the run has a baseline."""
+FLIPS_SHOWN = 10
+"""Flipped questions listed per set and metric on the terminal (the rest are counted)."""
+
+
+def format_interval(interval: tuple[float, float] | list[float] | None) -> str:
+    return "n/a" if interval is None else f"{interval[0]:.2f}-{interval[1]:.2f}"
+
+
+def format_delta(delta: float | None) -> str:
+    return "n/a" if delta is None else f"{delta:+.2f}"
+
+
+def format_change(change: MetricChange | None) -> str:
+    if change is None:
+        return "n/a"
+    return f"{change.test.change} (p={change.test.p_value:.2g})"
+
+
+def table_rows(
+    summaries: Iterable[SetSummary], changes: Mapping[str, SetChange] | None = None
+) -> list[tuple[object, ...]]:
+    """The terminal table's rows; with ``changes`` (a baseline), three more columns."""
+    rows: list[tuple[object, ...]] = []
+    for summary in summaries:
+        rates = summary.rates
+        against = changes.get(summary.name) if changes is not None else None
+        extra: tuple[object, ...]
+        if not rates:
+            n = len(summary.questions)
+            extra = ("n/a",) * len(BASELINE_HEADERS) if changes is not None else ()
+            rows.append((summary.name, "-", n, 0, 0, 0, n, "n/a", "n/a", "n/a", *extra, "FAILED"))
+        verdicts = summary.verdicts()
+        for metric, rate in rates.items():
+            extra = ()
+            if changes is not None:
+                change = against.metrics.get(metric) if against is not None else None
+                if change is None:
+                    extra = ("none", "n/a", "n/a")
+                else:
+                    extra = (
+                        format_fraction(change.baseline_rate),
+                        format_delta(change.delta),
+                        format_change(change),
+                    )
+            rows.append(
+                (
+                    summary.name,
+                    metric,
+                    rate.n,
+                    rate.passed,
+                    rate.failed,
+                    rate.invalid,
+                    rate.errors,
+                    format_fraction(rate.pass_rate),
+                    format_interval(rate.interval),
+                    format_fraction(rate.threshold),
+                    *extra,
+                    verdicts[metric],
+                )
+            )
+    return rows
+
+
+def headers(with_baseline: bool) -> tuple[str, ...]:
+    if not with_baseline:
+        return TABLE_HEADERS
+    return (*TABLE_HEADERS[:-1], *BASELINE_HEADERS, TABLE_HEADERS[-1])
+
+
+def render_table(
+    summaries: Iterable[SetSummary], changes: Mapping[str, SetChange] | None = None
+) -> str:
+    from tabulate import tabulate
+
+    return tabulate(
+        table_rows(summaries, changes),
+        headers=headers(changes is not None),
+        disable_numparse=True,
+    )
+
+
+def render_flips(changes: Mapping[str, SetChange], baseline_path: str) -> list[str]:
+    """The questions whose verdicts changed since the baseline, per set and metric."""
+    lines = [f"against the baseline {baseline_path}:"]
+    for set_id, change in changes.items():
+        if not change.found:
+            lines.append(f"  no baseline for {set_id}")
+            continue
+        if change.new:
+            lines.append(f"  {set_id}: new: {_some(change.new)}")
+        if change.removed:
+            lines.append(f"  {set_id}: removed: {_some(change.removed)}")
+        for metric, flips in change.metrics.items():
+            if not (flips.worse or flips.better or flips.apart):
+                continue
+            lines.append(
+                f"  {set_id} {metric}: {len(flips.worse)} pass -> fail, "
+                f"{len(flips.better)} fail -> pass ({format_change(flips)})"
+            )
+            for label, listed in (("pass -> fail", flips.worse), ("fail -> pass", flips.better)):
+                for flip in listed[:FLIPS_SHOWN]:
+                    lines.append(f"    {label}: {flip.id}: {shorten(flip.feedback, 120)}")
+                if len(listed) > FLIPS_SHOWN:
+                    lines.append(f"    {label}: and {len(listed) - FLIPS_SHOWN} more")
+            if flips.apart:
+                lines.append(f"    errored or invalid in either run: {_some(flips.apart)}")
+    if len(lines) == 1:
+        lines.append("  no question changed its verdict")
+    return lines
+
+
+def _some(ids: list[str], shown: int = FLIPS_SHOWN) -> str:
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return ", ".join(printable(i) for i in ids[:shown]) + more
+
+
+def weak_gates(summaries: Iterable[SetSummary]) -> list[str]:
+    """Warnings for sets too small for their ``max_drop``: the smallest drop they detect
+    (80% power, 5% level) is larger."""
+    warnings: list[str] = []
+    for summary in summaries:
+        if summary.max_drop is None:
+            continue
+        for metric, rate in summary.rates.items():
+            drop = summary.detectable(metric)
+            if drop is None:
+                warnings.append(
+                    f"{summary.name} has {rate.n} questions for {metric}: too few to detect "
+                    f"any drop, whatever max_drop ({format_fraction(summary.max_drop)}) says"
+                )
+            elif drop > summary.max_drop + 1e-9:
+                warnings.append(
+                    f"{summary.name} has {rate.n} questions: it can only detect drops of "
+                    f"{format_fraction(drop)} or more in {metric} (max_drop "
+                    f"{format_fraction(summary.max_drop)})"
+                )
+    return warnings
+
+
+def render_summary(
+    summaries: list[SetSummary], notices: Iterable[str] = (), baseline: Baseline | None = None
+) -> list[str]:
+    """The ``rag evaluation`` section: the table, sets judged on nothing, the flips since
+    the baseline, errors by cause and warnings."""
+    changes = changes_of(summaries, baseline) if baseline is not None else None
+    lines = render_table(summaries, changes).splitlines()
+    for summary in summaries:
+        if summary.problem is not None:
+            lines.append(f"{summary.name}: {printable(summary.problem)}")
+    for summary in summaries:
+        lines.extend(f"FAILED {printable(reason)}" for reason in summary.unheld())
+    if changes is not None and baseline is not None:
+        lines.extend(render_flips(changes, baseline.path))
+    causes = error_causes(s for s in summaries if s.problem is None)
+    if causes:
+        lines.append("errors by cause:")
+        lines.extend(f"  {count} x {printable(text)}" for text, count in causes.most_common())
+    notices = [*notices, *weak_gates(summaries)]
+    lines.extend(f"warning: {printable(notice)}" for notice in notices)
+    return lines
