@@ -199,6 +199,8 @@ def compare_set(
     removed = [qid for qid in base.results if qid not in records]
     metrics: dict[str, MetricChange] = {}
     for metric, rate in rates.items():
+        if metric not in base.rates:
+            continue  # a metric the baseline did not judge: nothing to compare
         worse: list[Flip] = []
         better: list[Flip] = []
         apart: list[str] = []

@@ -6,7 +6,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
@@ -59,6 +59,11 @@ REPORT_TEXT_HELP = (
     f"first {TEXT_LIMIT} characters; the default) or none"
 )
 REPORT_HELP = "write a JSON report of every rag set and question to this path"
+MARKDOWN_HELP = (
+    "write a Markdown summary (table, flips, warnings) to this path; it is also appended to "
+    "$GITHUB_STEP_SUMMARY when that is set"
+)
+HTML_HELP = "write a self-contained HTML report (charts, a sortable question table) to this path"
 BASELINE_HELP = (
     "compare this run with an earlier --rag-report JSON (e.g. the main branch's): baseline "
     "rates, deltas, flipped questions, McNemar tests; the max_drop gate needs it"
@@ -99,10 +104,32 @@ class Settings:
     baseline: Baseline | None = None
     report_text: Literal["full", "truncate", "none"] = "truncate"
     report: Path | None = None
+    markdown: Path | None = None
+    html: Path | None = None
     judge_model: str = DEFAULT_JUDGE_MODEL
     thresholds: dict[str, float] = field(default_factory=dict)
     thresholds_where: str = "rag_thresholds"
     files: tuple[str, ...] = tuple(DEFAULT_FILES.split())
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings a report records (paths as given, the baseline by its path)."""
+        return {
+            "workers": self.workers,
+            "timeout": self.timeout,
+            "retries": self.retries,
+            "query_retries": self.query_retries,
+            "max_backoff": self.max_backoff,
+            "rpm": self.rpm,
+            "deadline": self.deadline,
+            "reask": self.reask,
+            "max_invalid": self.max_invalid,
+            "max_drop": self.max_drop,
+            "confidence": self.confidence,
+            "thresholds": dict(self.thresholds),
+            "judge_model": self.judge_model,
+            "report_text": self.report_text,
+            "baseline": self.baseline.path if self.baseline is not None else None,
+        }
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -127,6 +154,10 @@ def add_options(parser: pytest.Parser) -> None:
         "--rag-report", dest="rag_report", default=None, metavar="PATH", help=REPORT_HELP
     )
     group.addoption(
+        "--rag-markdown", dest="rag_markdown", default=None, metavar="PATH", help=MARKDOWN_HELP
+    )
+    group.addoption("--rag-html", dest="rag_html", default=None, metavar="PATH", help=HTML_HELP)
+    group.addoption(
         "--rag-baseline", dest="rag_baseline", default=None, metavar="PATH", help=BASELINE_HELP
     )
     parser.addini("rag_workers", WORKERS_HELP, default=None)
@@ -141,6 +172,8 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("rag_report_text", REPORT_TEXT_HELP, default=None)
     parser.addini("rag_report", REPORT_HELP, default=None)
     parser.addini("rag_baseline", BASELINE_HELP, default=None)
+    parser.addini("rag_markdown", MARKDOWN_HELP, default=None)
+    parser.addini("rag_html", HTML_HELP, default=None)
     parser.addini("rag_max_drop", MAX_DROP_HELP, default=None)
     parser.addini("rag_confidence", CONFIDENCE_HELP, default=None)
     parser.addini(
@@ -232,14 +265,14 @@ def _baseline(config: pytest.Config) -> Baseline | None:
         raise pytest.UsageError(f"{where}: {exc}") from None
 
 
-def _report_path(config: pytest.Config) -> Path | None:
-    """The JSON report's path, checked now: a bad one would otherwise only fail after the
-    whole (paid) run."""
-    found = _path(config, "rag_report")
+def _output_path(config: pytest.Config, name: str) -> Path | None:
+    """A report's path, checked now: a bad one would otherwise only fail after the whole
+    (paid) run."""
+    found = _path(config, name)
     if found is None:
         return None
     path, where = found
-    text = str(config.getoption("rag_report", None) or config.getini("rag_report")).strip()
+    text = str(config.getoption(name, None) or config.getini(name)).strip()
     if path.is_dir() or text.endswith(("/", os.sep)):
         raise pytest.UsageError(f"{where}: {path} is a directory; give a file path, e.g. rag.json")
     folder = path.parent
@@ -303,7 +336,9 @@ def resolve_settings(config: pytest.Config) -> Settings:
         confidence=confidence,
         baseline=_baseline(config),
         report_text=report_text,  # type: ignore[arg-type]
-        report=_report_path(config),
+        report=_output_path(config, "rag_report"),
+        markdown=_output_path(config, "rag_markdown"),
+        html=_output_path(config, "rag_html"),
         judge_model=str(config.getini("rag_judge_model") or DEFAULT_JUDGE_MODEL),
         thresholds=thresholds,
         thresholds_where=where,

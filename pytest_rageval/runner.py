@@ -230,6 +230,8 @@ class Runner:
         self.deadline = deadline
         self.reask = reask
         self.notices: list[str] = []
+        self.counts = {"app_calls": 0, "judge_calls": 0, "retries": 0}
+        """Attempts so far: calls of the app, of the judges, and how many were retries."""
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -597,6 +599,8 @@ class Runner:
             await throttle.acquire(priority)
             try:
                 started = await throttle.gate(paced)
+                self.counts["judge_calls" if paced else "app_calls"] += 1
+                self.counts["retries"] += attempt > 0
                 try:
                     value = await _within(self.timeout, make)
                 except asyncio.TimeoutError:

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -29,8 +30,8 @@ from pytest_rageval.keys import (
 )
 from pytest_rageval.options import Settings
 from pytest_rageval.questions import DEFAULT_QUERY_ENGINE, Question, as_question
+from pytest_rageval.reports import html, markdown, terminal
 from pytest_rageval.reports import json as json_report
-from pytest_rageval.reports import terminal
 from pytest_rageval.reports.summary import summarize
 from pytest_rageval.runner import GaveUp, QuestionResult, Runner, describe
 from pytest_rageval.thresholds import (
@@ -169,7 +170,8 @@ class RagSession:
         self.records: list[dict[str, Any]] = []
         self.complete = True
         self.stopped: str | None = None
-        self.report_error: str | None = None
+        self.written: list[tuple[str, Path, str | None]] = []
+        """Each report file: what it is, where, and why it could not be written (or None)."""
         self._session: Any = None
         self._restore_sigint: Any = None
         self._waiting = False
@@ -614,15 +616,47 @@ class RagSession:
                 "complete": self.complete,
             }
             return
-        path = self.settings.report
-        if path is None:
+        self._write_reports()
+
+    def _write_reports(self) -> None:
+        """The JSON report, the Markdown summary (also onto a GitHub step summary) and the
+        HTML report, as asked for; a file that cannot be written is said in the summary."""
+        settings = self.settings
+        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        outputs: list[tuple[str, Path | None, Callable[[dict[str, Any]], str]]] = [
+            ("rag report", settings.report, json_report.dumps),
+            ("rag markdown summary", settings.markdown, self._markdown),
+            ("rag html report", settings.html, html.render_html),
+        ]
+        if not step_summary and all(path is None for _, path, _ in outputs):
             return
         document = self.json_report()
         self.config.hook.pytest_rageval_update_report(config=self.config, report=document)
-        try:
-            json_report.write_json(path, document)
-        except (OSError, ValueError, TypeError) as exc:
-            self.report_error = f"{type(exc).__name__}: {exc}"
+        for label, path, render in outputs:
+            if path is None:
+                continue
+            try:
+                json_report.write_atomic(path, render(document))
+            except (OSError, ValueError, TypeError) as exc:
+                self.written.append((label, path, f"{type(exc).__name__}: {exc}"))
+            else:
+                self.written.append((label, path, None))
+        if step_summary:
+            try:
+                with open(step_summary, "a", encoding="utf-8") as summary:
+                    summary.write(self._markdown(document))
+            except OSError as exc:
+                self.written.append(("GitHub step summary", Path(step_summary), str(exc)))
+
+    def _markdown(self, document: dict[str, Any]) -> str:
+        html_path = self.settings.html
+        # as the user would type it: relative to where pytest ran
+        shown = (
+            None
+            if html_path is None
+            else os.path.relpath(html_path, self.config.invocation_params.dir)
+        )
+        return markdown.render_markdown(document, html=shown)
 
     def merge_worker(self, output: Mapping[str, Any]) -> None:
         """On the xdist controller: what a worker alone knew (results of items that never
@@ -678,6 +712,10 @@ class RagSession:
         document["complete"] = self.complete
         document["stopped"] = self.stopped
         document["notices"] = self.notices()
+        document["settings"] = self.settings.to_json()
+        document["versions"] = versions(self.settings.judge_model)
+        counts = self._runner.counts if self._runner is not None else {}
+        document["timing"] = {"wall_seconds": round(time.monotonic() - self._started, 3), **counts}
         return document
 
     def notices(self) -> list[str]:
@@ -709,14 +747,11 @@ class RagSession:
                 f"{unfinished} of {len(self.records)} questions not evaluated",
                 yellow=True,
             )
-        if self.settings.report is not None:
-            if self.report_error is None:
-                terminalreporter.write_line(f"rag report written to {self.settings.report}")
+        for label, path, error in self.written:
+            if error is None:
+                terminalreporter.write_line(f"{label} written to {path}")
             else:
-                terminalreporter.write_line(
-                    f"rag report NOT written to {self.settings.report}: {self.report_error}",
-                    red=True,
-                )
+                terminalreporter.write_line(f"{label} NOT written to {path}: {error}", red=True)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self._restore_sigint is not None:
@@ -724,6 +759,21 @@ class RagSession:
             self._restore_sigint = None
         if self._runner is not None:
             self._runner.close()
+
+
+def versions(judge_model: str) -> dict[str, str | None]:
+    """What produced a report: package versions and the default judge's model."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {}
+    for package in ("pytest-rageval", "llama-index-core", "pytest"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = None
+    found["python"] = sys.version.split()[0]
+    found["judge_model"] = judge_model
+    return found
 
 
 def _on_done(rset: RagSet) -> Callable[[str, QuestionResult | BaseException | None], None]:

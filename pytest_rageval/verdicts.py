@@ -377,13 +377,18 @@ def shorten(text: str | None, width: int = 300) -> str:
 
 def describe_drop(set_name: str, name: str, rate: MetricRate) -> str:
     """``rag_set.yaml: faithfulness pass rate 0.70 is 0.20 below the baseline's 0.90,
-    more than max_drop 0.05``."""
-    assert rate.baseline is not None and rate.pass_rate is not None
-    return (
-        f"{set_name}: {name} pass rate {format_fraction(rate.pass_rate)} is "
-        f"{format_fraction(rate.baseline - rate.pass_rate)} below the baseline's "
-        f"{format_fraction(rate.baseline)}, more than max_drop {format_fraction(rate.max_drop)}"
+    more than max_drop 0.05`` (with questions still running: the best it can still be)."""
+    assert rate.baseline is not None and rate.n
+    best = (rate.passed + rate.pending) / rate.n
+    text = (
+        f"{set_name}: {name} pass rate {'at most ' if rate.pending else ''}"
+        f"{format_fraction(best)} is {format_fraction(rate.baseline - best)} below the "
+        f"baseline's {format_fraction(rate.baseline)}, more than max_drop "
+        f"{format_fraction(rate.max_drop)}"
     )
+    if rate.pending:
+        text += f" (decided with {rate.pending} of {rate.n} questions still running)"
+    return text
 
 
 def describe_rate(set_name: str, name: str, rate: MetricRate) -> str:

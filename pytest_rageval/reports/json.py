@@ -82,14 +82,23 @@ def strict_json(value: Any) -> Any:
     return value
 
 
+def dumps(document: Mapping[str, Any]) -> str:
+    """``document`` as strict JSON text (non-finite floats as null)."""
+    return json.dumps(strict_json(document), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
 def write_json(path: Path, document: Mapping[str, Any]) -> None:
-    """Write ``document`` atomically: a reader sees the old file or the new, never half."""
-    text = json.dumps(strict_json(document), indent=2, ensure_ascii=False, allow_nan=False)
+    """Write ``document`` as strict JSON, atomically."""
+    write_atomic(path, dumps(document))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` atomically: a reader sees the old file or the new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+            handle.write(text)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

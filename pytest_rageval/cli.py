@@ -1,0 +1,126 @@
+"""The ``rageval`` console script: compare and render saved reports without re-running.
+
+    rageval diff BASE.json HEAD.json [--max-drop 0.05]
+    rageval report REPORT.json [--html out.html] [--markdown out.md]
+
+``diff`` prints what ``pytest --rag-baseline BASE.json`` prints for the run that wrote
+HEAD.json (table with intervals and deltas, flips, McNemar labels) and exits 1 when a
+metric fell more than ``--max-drop`` or a regression is significant, 0 otherwise, and 2
+when a file cannot be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_rageval.baseline import Baseline, BaselineError, load
+from pytest_rageval.reports import html, markdown, terminal
+from pytest_rageval.reports.json import write_atomic
+from pytest_rageval.reports.summary import changes_of, summaries_from_document
+
+
+def _report(path: str) -> tuple[Baseline, dict[str, Any]]:
+    """A saved report, checked as a baseline would be, and its document."""
+    baseline = load(Path(path), display=path)
+    document = json.loads(Path(path).read_text(encoding="utf-8"))
+    return baseline, document
+
+
+def diff(base_path: str, head_path: str, max_drop: float | None) -> int:
+    base, _ = _report(base_path)
+    _, head = _report(head_path)
+    summaries = summaries_from_document(head)
+    changes = changes_of(summaries, base)
+    for line in terminal.render_table(summaries, changes).splitlines():
+        print(line)
+    for line in terminal.render_flips(changes, base.path):
+        print(line)
+    failures = []
+    for set_id, change in changes.items():
+        for metric, metric_change in change.metrics.items():
+            delta = metric_change.delta
+            if max_drop is not None and delta is not None and -delta > max_drop + 1e-9:
+                failures.append(
+                    f"{set_id} {metric}: pass rate fell {-delta:.2f}, more than --max-drop "
+                    f"{max_drop:.2f}"
+                )
+            if metric_change.test.change == "regression":
+                failures.append(
+                    f"{set_id} {metric}: significant regression (exact McNemar p="
+                    f"{metric_change.test.p_value:.2g})"
+                )
+    for failure in failures:
+        print(f"FAILED {failure}")
+    return 1 if failures else 0
+
+
+def report(path: str, html_out: str | None, markdown_out: str | None) -> int:
+    _, document = _report(path)  # checked as a baseline would be
+    if html_out is None and markdown_out is None:
+        print(markdown.render_markdown(document), end="")
+        return 0
+    if html_out is not None:
+        write_atomic(Path(html_out), html.render_html(document))
+        print(f"rag html report written to {html_out}")
+    if markdown_out is not None:
+        write_atomic(Path(markdown_out), markdown.render_markdown(document, html=html_out))
+        print(f"rag markdown summary written to {markdown_out}")
+    return 0
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1], got {text!r}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    main_parser = argparse.ArgumentParser(
+        prog="rageval", description="pytest-rageval's reports, compared and rendered offline."
+    )
+    commands = main_parser.add_subparsers(dest="command", required=True)
+    compare = commands.add_parser(
+        "diff", help="compare two --rag-report files: deltas, flips, McNemar tests"
+    )
+    compare.add_argument("base", help="the baseline report (e.g. the main branch's)")
+    compare.add_argument("head", help="the report to judge against it")
+    compare.add_argument(
+        "--max-drop",
+        type=_fraction,
+        default=None,
+        help="exit 1 when a metric's pass rate fell more than this below the baseline's",
+    )
+    render = commands.add_parser("report", help="render a saved report as HTML or Markdown")
+    render.add_argument("report", help="a --rag-report file")
+    render.add_argument("--html", default=None, metavar="PATH", help="write the HTML report")
+    render.add_argument(
+        "--markdown", default=None, metavar="PATH", help="write the Markdown summary"
+    )
+    return main_parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parser().parse_args(argv)
+    try:
+        if arguments.command == "diff":
+            return diff(arguments.base, arguments.head, arguments.max_drop)
+        return report(arguments.report, arguments.html, arguments.markdown)
+    except BaselineError as exc:
+        print(f"rageval: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"rageval: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The self-contained HTML report, rendered from a ``--rag-report`` document with a
+Jinja2 template (no pytest here). No network and no external assets: it opens from a
+file, in a CI artifact as on a laptop."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pytest_rageval.reports.markdown import passed
+
+CHART = {"width": 160, "height": 24}
+"""Size of each metric's chart: its pass rate on a 0-1 scale, with the interval, the
+threshold (dashed) and the baseline (a diamond)."""
+
+
+def _x(value: float | None) -> float | None:
+    if value is None:
+        return None
+    return round(4 + max(0.0, min(1.0, value)) * (CHART["width"] - 8), 1)
+
+
+def _fraction(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def view(document: Mapping[str, Any]) -> dict[str, Any]:
+    """What the template shows, computed here so that the template only lays it out."""
+    sets: list[dict[str, Any]] = []
+    questions: list[dict[str, Any]] = []
+    total = ok = 0
+    for entry in document.get("sets", []):
+        base = entry.get("baseline") or {}
+        changes = base.get("metrics", {})
+        metrics = []
+        for name, rate in entry["metrics"].items():
+            total += 1
+            ok += rate["verdict"] == "ok"
+            change = changes.get(name)
+            interval = rate.get("interval")
+            baseline_rate = change["baseline_pass_rate"] if change else None
+            delta = change["delta"] if change else None
+            metrics.append(
+                {
+                    "name": name,
+                    "n": rate["n"],
+                    "passed": rate["passed"],
+                    "invalid": rate["invalid"],
+                    "errors": rate["errors"],
+                    "verdict": rate["verdict"],
+                    "rate_text": _fraction(rate["pass_rate"]),
+                    "interval_text": (
+                        "n/a" if not interval else f"{interval[0]:.2f}-{interval[1]:.2f}"
+                    ),
+                    "threshold_text": _fraction(rate["threshold"]),
+                    "baseline_text": _fraction(baseline_rate) if change else "none",
+                    "delta_text": "n/a" if delta is None else f"{delta:+.2f}",
+                    "change_text": (
+                        f"{change['change']} (p={change['p_value']:.2g})" if change else "n/a"
+                    ),
+                    "rate_x": _x(rate["pass_rate"]),
+                    "low_x": _x(interval[0]) if interval else None,
+                    "high_x": _x(interval[1]) if interval else None,
+                    "threshold_x": _x(rate["threshold"]),
+                    "baseline_x": _x(baseline_rate),
+                }
+            )
+        sets.append(
+            {
+                "id": entry["id"],
+                "metrics": metrics,
+                "no_baseline": document.get("baseline") is not None and not base.get("found"),
+            }
+        )
+        down = {n: set(c["pass_to_fail"]) for n, c in changes.items()}
+        up = {n: set(c["fail_to_pass"]) for n, c in changes.items()}
+        new = set(base.get("new", ()))
+        for record in entry.get("questions", []):
+            judged = []
+            for name, metric in record.get("metrics", {}).items():
+                flip = "down" if record["id"] in down.get(name, ()) else None
+                flip = "up" if record["id"] in up.get(name, ()) else flip
+                judged.append(
+                    {
+                        "name": name,
+                        "result": metric.get("result"),
+                        "feedback": metric.get("error")
+                        or metric.get("reason")
+                        or metric.get("feedback"),
+                        "flip": flip,
+                    }
+                )
+            questions.append(
+                {
+                    "set": entry["id"],
+                    "id": record["id"],
+                    "outcome": record.get("outcome"),
+                    "query": record.get("query"),
+                    "response": record.get("response"),
+                    "contexts": record.get("contexts") or [],
+                    "metrics": judged,
+                    "flipped": any(m["flip"] for m in judged),
+                    "new": record["id"] in new,
+                }
+            )
+    return {
+        "status": "passed" if passed(document) else "FAILED",
+        "ok": ok,
+        "total": total,
+        "baseline": document.get("baseline"),
+        "versions": document.get("versions") or {},
+        "timing": document.get("timing") or {},
+        "stopped": document.get("stopped"),
+        "notices": document.get("notices", []),
+        "sets": sets,
+        "questions": questions,
+        "outcomes": sorted({q["outcome"] for q in questions if q["outcome"]}),
+        "chart": CHART,
+    }
+
+
+def render_html(document: Mapping[str, Any]) -> str:
+    """The HTML report of a report document."""
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("pytest_rageval.reports", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return environment.get_template("report.html.j2").render(**view(document))
