@@ -401,3 +401,18 @@ def test_the_html_report_renders_in_chromium(
     failed = rendered(page, "#outcome=failed")
     assert '<span class="muted" id="shown">8 of 20 questions</span>' in failed
     assert 'data-id="q18" data-outcome="passed" data-flipped="yes" style="display: none;"' in failed
+
+
+def test_the_drop_gate_under_xdist(gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate.makefile(".yaml", rag_other=question_file(range(50, 54)))
+    monkeypatch.setenv("WRONG", wrong(*range(8), 19))
+    result = gate.runpytest_subprocess("-n", "2", "--rag-baseline=base.json")
+    assert outcomes(result) == {"passed": 15, "failed": 8, "tolerated": 1}
+    result.stdout.fnmatch_lines(
+        [
+            "rag_other.yaml  faithfulness *none *n/a *n/a *ok",
+            "rag_set.yaml    faithfulness  20 *0.55 *0.90 *-0.35 *regression (p=0.039)  FAILED (drop)",
+            "  no baseline for rag_other.yaml",
+            "  rag_set.yaml faithfulness: 8 pass -> fail, 1 fail -> pass (regression (p=0.039))",
+        ]
+    )

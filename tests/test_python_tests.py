@@ -88,9 +88,10 @@ def test_other_parameters_make_separate_sets(project: pytest.Pytester) -> None:
     assert result.parseoutcomes() == {"passed": 2, "tolerated": 2}
     result.stdout.fnmatch_lines(
         [
-            "test_app.py::test_answers[[]style=short[]]  faithfulness  2 * 1 * 0.50 * 0.50 * ok",
-            "test_app.py::test_answers[[]style=short[]]  relevancy  *",
+            # sets by name: the same order with or without pytest-xdist
             "test_app.py::test_answers[[]style=long[]] * faithfulness  2 * 1 * 0.50 * 0.50 * ok",
+            "test_app.py::test_answers[[]style=long[]] * relevancy  *",
+            "test_app.py::test_answers[[]style=short[]]  faithfulness  2 * 1 * 0.50 * 0.50 * ok",
         ]
     )
 

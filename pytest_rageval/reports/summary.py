@@ -105,7 +105,8 @@ class SetSummary:
 
 
 def summarize(records: Iterable[Mapping[str, Any]]) -> list[SetSummary]:
-    """Group question records by set, in the order sets were first reported."""
+    """Group question records by set, sets by name (the same order whatever the order
+    their questions finished in, with or without pytest-xdist)."""
     sets: dict[str, SetSummary] = {}
     for record in records:
         name = record["set"]
@@ -120,7 +121,7 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> list[SetSummary]:
                 baseline_rates=record.get("baseline_rates"),
             )
         summary.questions.append({k: v for k, v in record.items() if k not in SET_KEYS})
-    return list(sets.values())
+    return sorted(sets.values(), key=lambda summary: summary.name)
 
 
 def changes_of(summaries: Iterable[SetSummary], baseline: Baseline) -> dict[str, SetChange]:
