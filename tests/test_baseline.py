@@ -285,6 +285,15 @@ def test_rageval_diff_matches_the_in_run_comparison(
     missing = gate.run(RAGEVAL, "diff", "nope.json", "head.json")
     assert missing.ret == 2
     missing.stderr.fnmatch_lines(["rageval: error: nope.json: no such file*"])
+    # a saved report rendered again, without running anything
+    rendered = gate.run(
+        RAGEVAL, "report", "head.json", "--html", "again.html", "--markdown", "a.md"
+    )
+    assert rendered.ret == 0
+    assert (gate.path / "again.html").read_text().startswith("<!DOCTYPE html>")
+    assert "| `rag_set.yaml` | faithfulness | 0.55 (11/20) |" in (gate.path / "a.md").read_text()
+    printed = gate.run(RAGEVAL, "report", "head.json")
+    printed.stdout.fnmatch_lines(["### pytest-rageval: FAILED (0 of 1 set metrics ok)"])
 
 
 def test_markdown_summary_and_github_step_summary(
