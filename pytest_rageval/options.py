@@ -59,6 +59,12 @@ REPORT_TEXT_HELP = (
     f"first {TEXT_LIMIT} characters; the default) or none"
 )
 REPORT_HELP = "write a JSON report of every rag set and question to this path"
+DEFAULT_CACHE_DIR = ".rageval_cache"
+CACHE_MODES = ("on", "off", "refresh", "readonly")
+CACHE_HELP = (
+    "the verdict cache: on (read and write; the default), off, refresh (judge again and "
+    "write) or readonly"
+)
 MARKDOWN_HELP = (
     "write a Markdown summary (table, flips, warnings) to this path; it is also appended to "
     "$GITHUB_STEP_SUMMARY when that is set"
@@ -102,6 +108,8 @@ class Settings:
     max_drop: float | None = None
     confidence: float | None = None
     baseline: Baseline | None = None
+    cache: str = "on"
+    cache_dir: Path = Path(DEFAULT_CACHE_DIR)
     report_text: Literal["full", "truncate", "none"] = "truncate"
     report: Path | None = None
     markdown: Path | None = None
@@ -129,6 +137,7 @@ class Settings:
             "judge_model": self.judge_model,
             "report_text": self.report_text,
             "baseline": self.baseline.path if self.baseline is not None else None,
+            "cache": self.cache,
         }
 
 
@@ -158,6 +167,27 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption("--rag-html", dest="rag_html", default=None, metavar="PATH", help=HTML_HELP)
     group.addoption(
+        "--rag-cache",
+        dest="rag_cache",
+        default=None,
+        choices=CACHE_MODES,
+        help=CACHE_HELP,
+    )
+    group.addoption(
+        "--rag-cache-clear",
+        dest="rag_cache_clear",
+        action="store_true",
+        default=False,
+        help="empty the verdict cache before the run",
+    )
+    group.addoption(
+        "--rag-cache-info",
+        dest="rag_cache_info",
+        action="store_true",
+        default=False,
+        help="print the verdict cache's folder, size and number of verdicts, and exit",
+    )
+    group.addoption(
         "--rag-baseline", dest="rag_baseline", default=None, metavar="PATH", help=BASELINE_HELP
     )
     parser.addini("rag_workers", WORKERS_HELP, default=None)
@@ -172,6 +202,12 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("rag_report_text", REPORT_TEXT_HELP, default=None)
     parser.addini("rag_report", REPORT_HELP, default=None)
     parser.addini("rag_baseline", BASELINE_HELP, default=None)
+    parser.addini("rag_cache", CACHE_HELP, default=None)
+    parser.addini(
+        "rag_cache_dir",
+        f"folder of the verdict cache, relative to the rootdir (default {DEFAULT_CACHE_DIR})",
+        default=None,
+    )
     parser.addini("rag_markdown", MARKDOWN_HELP, default=None)
     parser.addini("rag_html", HTML_HELP, default=None)
     parser.addini("rag_max_drop", MAX_DROP_HELP, default=None)
@@ -288,6 +324,24 @@ def _output_path(config: pytest.Config, name: str) -> Path | None:
     return path
 
 
+def _cache_mode(config: pytest.Config) -> str:
+    found = _raw(config, "rag_cache")
+    if found is None:
+        return "on"
+    mode = str(found[0]).strip().lower()
+    if mode not in CACHE_MODES:
+        raise pytest.UsageError(
+            f"{found[1]} must be one of {', '.join(CACHE_MODES)}, got {found[0]!r}"
+        )
+    return mode
+
+
+def cache_dir(config: pytest.Config) -> Path:
+    """The verdict cache's folder: ini ``rag_cache_dir``, relative to the rootdir."""
+    value = str(config.getini("rag_cache_dir") or "").strip() or DEFAULT_CACHE_DIR
+    return config.rootpath / value
+
+
 def _fraction(config: pytest.Config, name: str) -> float | None:
     found = _raw(config, name)
     if found is None:
@@ -335,6 +389,8 @@ def resolve_settings(config: pytest.Config) -> Settings:
         max_drop=max_drop,
         confidence=confidence,
         baseline=_baseline(config),
+        cache=_cache_mode(config),
+        cache_dir=cache_dir(config),
         report_text=report_text,  # type: ignore[arg-type]
         report=_output_path(config, "rag_report"),
         markdown=_output_path(config, "rag_markdown"),

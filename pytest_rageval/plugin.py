@@ -30,6 +30,20 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if not config.getoption("rag_cache_info", False):
+        return None
+    from pytest_rageval.cache import VerdictCache
+
+    info = VerdictCache(options.cache_dir(config), "readonly").info()
+    print(
+        f"rag verdict cache: {info['path']}: {info['verdicts']} verdicts, "
+        f"{info['bytes'] / 1024:.1f} KiB"
+    )
+    return 0
+
+
 def pytest_configure(config: pytest.Config) -> None:
     options.add_markers(config)
     settings = options.resolve_settings(config)

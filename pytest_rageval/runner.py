@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pytest_rageval import judges, retry
+from pytest_rageval.cache import VerdictCache, verdict_key
+from pytest_rageval.cache import from_json as cached_evaluation
+from pytest_rageval.cache import to_json as cacheable
 from pytest_rageval.questions import Question
 
 T = TypeVar("T")
@@ -217,6 +220,7 @@ class Runner:
         deadline: float | None = None,
         reask: bool = False,
         seed: int | None = None,
+        cache: VerdictCache | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
@@ -229,6 +233,7 @@ class Runner:
         self.rpm = rpm
         self.deadline = deadline
         self.reask = reask
+        self.cache = cache
         self.notices: list[str] = []
         self.counts = {"app_calls": 0, "judge_calls": 0, "retries": 0}
         """Attempts so far: calls of the app, of the judges, and how many were retries."""
@@ -560,6 +565,21 @@ class Runner:
                 else judges.reference_kwargs(question)
             )
             try:
+                cache, key = self.cache, None
+                if cache is not None and cache.mode != "off":
+                    key = verdict_key(
+                        cache.describe(evaluator),
+                        query=question.query,
+                        response=result.response,
+                        contexts=result.contexts,
+                        arguments=kwargs,
+                    )
+                    hit = cache.get(name, key)
+                    if hit is not None:  # a hit never takes a slot
+                        result.evaluations[name] = cached_evaluation(
+                            hit, question.query, result.response, result.contexts
+                        )
+                        return
                 # prepared before taking a slot: the slot is for waiting on the LLM
                 call = judges.prepare(
                     evaluator,
@@ -572,6 +592,9 @@ class Runner:
                 if self.reask and _unreadable(evaluation):
                     evaluation = await self._attempts((order, 1), call, self.retries, paced=True)
                 result.evaluations[name] = evaluation
+                verdict = cacheable(evaluation)
+                if cache is not None and key is not None and verdict is not None:
+                    cache.put(name, key, verdict)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -21,6 +21,7 @@ import pytest
 
 from pytest_rageval import judges
 from pytest_rageval.baseline import BaselineSet
+from pytest_rageval.cache import VerdictCache
 from pytest_rageval.keys import (
     PROBLEM_KEY,
     QUESTION_FILE_KEY,
@@ -180,6 +181,13 @@ class RagSession:
         self._records_on_reports = 0
         self._worker_notices: list[str] = []
         self._shared: dict[tuple[object, object], tuple[Any, Any]] = {}
+        self.cache = (
+            VerdictCache(settings.cache_dir, settings.cache)  # type: ignore[arg-type]
+            if settings.cache != "off"
+            else None
+        )
+        self._worker_counts: Counter[str] = Counter()
+        self._worker_cache: dict[str, Counter[str]] = {"hits": Counter(), "misses": Counter()}
 
     @property
     def runner(self) -> Runner:
@@ -198,6 +206,7 @@ class RagSession:
                 rpm=settings.rpm,
                 deadline=deadline,
                 reask=settings.reask,
+                cache=self.cache,
             )
         return self._runner
 
@@ -214,6 +223,10 @@ class RagSession:
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self._started = time.monotonic()
+        if self.config.getoption("rag_cache_clear", False) and not hasattr(
+            self.config, "workerinput"
+        ):
+            VerdictCache(self.settings.cache_dir, "on").clear()
         self._session = session
         self._watch_sigint()
 
@@ -614,6 +627,8 @@ class RagSession:
                 "metrics": sorted(self._metrics_seen),
                 "stopped": self.stopped,
                 "complete": self.complete,
+                "counts": self._runner.counts if self._runner is not None else {},
+                "cache": self.cache.stats() if self.cache is not None else None,
             }
             return
         self._write_reports()
@@ -666,6 +681,10 @@ class RagSession:
             n for n in output.get("notices", []) if n not in self._worker_notices
         )
         self._metrics_seen.update(output.get("metrics", []))
+        self._worker_counts.update(output.get("counts") or {})
+        for metric, seen in ((output.get("cache") or {}).get("metrics") or {}).items():
+            self._worker_cache["hits"][metric] += seen.get("hits", 0)
+            self._worker_cache["misses"][metric] += seen.get("misses", 0)
         if not output.get("complete", True):
             self.complete = False
         self.stopped = self.stopped or output.get("stopped")
@@ -714,13 +733,32 @@ class RagSession:
         document["notices"] = self.notices()
         document["settings"] = self.settings.to_json()
         document["versions"] = versions(self.settings.judge_model)
-        counts = self._runner.counts if self._runner is not None else {}
-        document["timing"] = {"wall_seconds": round(time.monotonic() - self._started, 3), **counts}
+        counts = Counter(self._worker_counts)
+        counts.update(self._runner.counts if self._runner is not None else {})
+        document["timing"] = {
+            "wall_seconds": round(time.monotonic() - self._started, 3),
+            **{key: counts[key] for key in ("app_calls", "judge_calls", "retries")},
+        }
+        document["cache"] = self.cache_stats()
         return document
+
+    def cache_stats(self) -> dict[str, Any] | None:
+        """Verdict cache hits and misses per metric, this process's and its workers'."""
+        if self.cache is None:
+            return None
+        stats = self.cache.stats()
+        hits = self._worker_cache["hits"] + self.cache.hits
+        misses = self._worker_cache["misses"] + self.cache.misses
+        stats["metrics"] = {
+            m: {"hits": hits[m], "misses": misses[m]} for m in sorted(set(hits) | set(misses))
+        }
+        return stats
 
     def notices(self) -> list[str]:
         """Warnings for the user: from the runner, and ini thresholds no set used."""
         notices = list(self._runner.notices) if self._runner is not None else []
+        if self.cache is not None:
+            notices.extend(self.cache.notices)
         notices.extend(n for n in self._worker_notices if n not in notices)
         if self._metrics_seen:
             for metric in self.settings.thresholds:
@@ -738,6 +776,9 @@ class RagSession:
         terminalreporter.write_sep("=", "rag evaluation")
         summaries = summarize(self.records)
         lines = terminal.render_summary(summaries, self.notices(), self.settings.baseline)
+        cache = self.cache_stats()
+        if cache is not None and cache["metrics"]:
+            lines.append(terminal.render_cache(cache))
         for line in lines:
             terminalreporter.write_line(line)
         if not self.complete:

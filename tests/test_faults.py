@@ -13,7 +13,8 @@ import llama_index.llms.openai  # noqa: F401
 import pytest
 from openai_server import Budget, FakeOpenAI, Fault
 
-FAST = ["-p", "no:cacheprovider", "--rag-max-backoff=0.01"]
+# every run judges afresh: these tests count the requests that faults cost
+FAST = ["-p", "no:cacheprovider", "--rag-max-backoff=0.01", "--rag-cache=off"]
 
 
 @pytest.fixture

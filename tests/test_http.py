@@ -79,7 +79,12 @@ def test_notebook_example_runs_against_a_compatible_server(
 ) -> None:
     pytest.importorskip("llama_index.embeddings.openai")
     result = pytester.runpytest_subprocess(
-        str(EXAMPLES / "openai_notebook"), "-p", "no:cacheprovider", "-v"
+        # in place: no verdict cache in the repository, and every request made afresh
+        str(EXAMPLES / "openai_notebook"),
+        "-p",
+        "no:cacheprovider",
+        "-v",
+        "--rag-cache=off",
     )
     result.assert_outcomes(passed=8)
     # the query engine's own LLM calls went to the server too

@@ -168,8 +168,8 @@ def test_max_invalid_fails_a_set_whose_judge_is_unreliable(project: pytest.Pytes
 
 def test_reask_asks_once_more_when_the_answer_cannot_be_read(project: pytest.Pytester) -> None:
     one_file(project, 'evaluators: [faithfulness]\nquestions: [{id: q, query: "FLAKY one?"}]')
-    project.runpytest().assert_outcomes(failed=1)
-    project.runpytest("--rag-reask").assert_outcomes(passed=1)
+    project.runpytest("--rag-cache=off").assert_outcomes(failed=1)
+    project.runpytest("--rag-reask", "--rag-cache=off").assert_outcomes(passed=1)
 
 
 def test_a_set_with_nothing_judged_fails_saying_why(project: pytest.Pytester) -> None:

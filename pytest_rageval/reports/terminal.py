@@ -184,3 +184,13 @@ def render_summary(
     notices = [*notices, *weak_gates(summaries)]
     lines.extend(f"warning: {printable(notice)}" for notice in notices)
     return lines
+
+
+def render_cache(stats: Mapping[str, object]) -> str:
+    """``verdict cache (on): faithfulness 18 hits, 2 misses; relevancy 20 hits, 0 misses``."""
+    metrics = stats.get("metrics") or {}
+    assert isinstance(metrics, Mapping)
+    parts = [
+        f"{name} {seen['hits']} hits, {seen['misses']} misses" for name, seen in metrics.items()
+    ]
+    return f"verdict cache ({stats.get('mode')}): " + "; ".join(parts)

@@ -1,0 +1,292 @@
+"""A content-addressed cache of verdicts in SQLite (no pytest here).
+
+The key (:func:`verdict_key`) is a hash of everything that decides a verdict: the
+evaluator's class and plain settings, its judge's model and temperature, its prompt
+templates, how the plugin reads judge answers, the query, the response, the retrieved
+contexts, the reference (and any other evaluator arguments), and the repeat index.
+Nothing outside the key can change a cached answer. Only completed verdicts are stored
+(passing, failing, invalid), as JSON, never errors; nothing but the key's hash and the
+verdict is written (no prompts, no settings, no keys).
+
+Several processes (pytest-xdist workers) share one file: WAL journal and a busy timeout.
+A corrupt or foreign file is moved aside with a notice and rebuilt; the cache never
+fails a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+SCHEMA = "pytest-rageval verdicts 1"
+READER = "strict-1"
+"""How ``judges.py`` reads judge answers: change it when the reading changes, and every
+cached verdict read the old way misses."""
+FILE_NAME = "verdicts.sqlite3"
+MODES = ("on", "off", "refresh", "readonly")
+Mode = Literal["on", "off", "refresh", "readonly"]
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def describe_evaluator(evaluator: Any) -> dict[str, Any]:
+    """The parts of an evaluator that decide its verdicts, as plain data."""
+    cls = type(evaluator)
+    settings = {
+        name: value
+        for name, value in sorted(getattr(evaluator, "__dict__", {}).items())
+        if isinstance(value, _PLAIN) and not name.startswith("__")
+    }
+    prompts: dict[str, str] = {}
+    get_prompts = getattr(evaluator, "get_prompts", None)
+    if callable(get_prompts):
+        with contextlib.suppress(Exception):
+            for name, prompt in sorted(get_prompts().items()):
+                template = getattr(prompt, "get_template", None)
+                prompts[name] = template() if callable(template) else type(prompt).__name__
+    llm = getattr(evaluator, "_llm", None) or getattr(evaluator, "llm", None)
+    judge = None
+    if llm is not None:
+        model = getattr(llm, "model", None)
+        if not isinstance(model, str):
+            with contextlib.suppress(Exception):
+                model = llm.metadata.model_name
+        judge = {
+            "class": f"{type(llm).__module__}.{type(llm).__qualname__}",
+            "model": model if isinstance(model, str) else None,
+            "temperature": getattr(llm, "temperature", None),
+        }
+    return {
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+        "settings": settings,
+        "prompts": prompts,
+        "judge": judge,
+        "reader": READER,
+    }
+
+
+def verdict_key(
+    evaluator: Mapping[str, Any],
+    *,
+    query: str | None,
+    response: str | None,
+    contexts: Sequence[str] | None,
+    arguments: Mapping[str, Any],
+    repeat: int = 1,
+) -> str:
+    """The cache key of one judgement: ``evaluator`` is :func:`describe_evaluator`'s
+    answer, ``arguments`` the evaluator's other keyword arguments (``reference``...)."""
+    payload = {
+        "evaluator": evaluator,
+        "query": query,
+        "response": response,
+        "contexts": list(contexts) if contexts is not None else None,
+        "arguments": dict(arguments),
+        "repeat": repeat,
+    }
+    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=repr)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def to_json(evaluation: Any) -> dict[str, Any] | None:
+    """A completed verdict as JSON; None for what must not be cached (no verdict)."""
+    passing = getattr(evaluation, "passing", None)
+    invalid = bool(getattr(evaluation, "invalid_result", False))
+    if passing is None and not invalid and getattr(evaluation, "score", None) is None:
+        return None
+    return {
+        "passing": passing,
+        "score": getattr(evaluation, "score", None),
+        "feedback": getattr(evaluation, "feedback", None),
+        "invalid_result": invalid,
+        "invalid_reason": getattr(evaluation, "invalid_reason", None),
+    }
+
+
+def from_json(
+    value: Mapping[str, Any],
+    query: str | None,
+    response: str | None,
+    contexts: Sequence[str] | None,
+) -> Any:
+    """The ``EvaluationResult`` a cached verdict stands for."""
+    from llama_index.core.evaluation import EvaluationResult
+
+    return EvaluationResult(
+        query=query,
+        response=response,
+        contexts=list(contexts) if contexts is not None else None,
+        passing=value.get("passing"),
+        score=value.get("score"),
+        feedback=value.get("feedback"),
+        invalid_result=bool(value.get("invalid_result")),
+        invalid_reason=value.get("invalid_reason"),
+    )
+
+
+class VerdictCache:
+    """The verdicts of one cache folder. ``mode``: ``on`` reads and writes, ``refresh``
+    writes without reading, ``readonly`` reads without writing, ``off`` does nothing.
+    Thread-safe; opened on first use."""
+
+    def __init__(self, folder: Path, mode: Mode = "on") -> None:
+        self.folder = folder
+        self.path = folder / FILE_NAME
+        self.mode = mode
+        self.hits: Counter[str] = Counter()
+        self.misses: Counter[str] = Counter()
+        self.notices: list[str] = []
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        self._broken = False
+        self._describe: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+    @property
+    def reads(self) -> bool:
+        return self.mode in ("on", "readonly")
+
+    @property
+    def writes(self) -> bool:
+        return self.mode in ("on", "refresh")
+
+    def describe(self, evaluator: Any) -> dict[str, Any]:
+        """:func:`describe_evaluator`, once per evaluator object."""
+        found = self._describe.get(id(evaluator))
+        if found is None or found[0] is not evaluator:
+            found = self._describe[id(evaluator)] = (evaluator, describe_evaluator(evaluator))
+        return found[1]
+
+    def get(self, metric: str, key: str) -> dict[str, Any] | None:
+        """The cached verdict, counting a hit or a miss for ``metric``."""
+        value = None
+        if self.reads:
+            row = self._run("SELECT value FROM verdicts WHERE key = ?", (key,), fetch=True)
+            if row:
+                with contextlib.suppress(ValueError, TypeError):
+                    value = json.loads(row[0][0])
+        with self._lock:
+            (self.hits if value is not None else self.misses)[metric] += 1
+        return value if isinstance(value, dict) else None
+
+    def put(self, metric: str, key: str, value: Mapping[str, Any]) -> None:
+        if not self.writes:
+            return
+        self._run(
+            "INSERT OR REPLACE INTO verdicts (key, metric, value, created) VALUES (?, ?, ?, ?)",
+            (key, metric, json.dumps(value, ensure_ascii=False), time.time()),
+        )
+
+    def info(self) -> dict[str, Any]:
+        """Where the cache is, its size in bytes and how many verdicts it holds."""
+        rows = (
+            self._run("SELECT COUNT(*) FROM verdicts", (), fetch=True) if self.path.exists() else []
+        )
+        size = sum(p.stat().st_size for p in self.folder.glob(f"{FILE_NAME}*") if p.is_file())
+        return {"path": str(self.path), "bytes": size, "verdicts": rows[0][0] if rows else 0}
+
+    def clear(self) -> None:
+        """Forget every verdict."""
+        self._run("DELETE FROM verdicts", ())
+
+    def stats(self) -> dict[str, Any]:
+        metrics = sorted(set(self.hits) | set(self.misses))
+        return {
+            "mode": self.mode,
+            "path": str(self.path),
+            "metrics": {m: {"hits": self.hits[m], "misses": self.misses[m]} for m in metrics},
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    # -- SQLite ------------------------------------------------------------------------
+
+    def _run(self, sql: str, args: tuple[Any, ...], *, fetch: bool = False) -> list[Any]:
+        with self._lock:
+            for attempt in range(2):
+                db = self._connection()
+                if db is None:
+                    return []
+                try:
+                    with db:
+                        cursor = db.execute(sql, args)
+                        return cursor.fetchall() if fetch else []
+                except sqlite3.OperationalError as exc:
+                    if "locked" in str(exc) or "busy" in str(exc):
+                        self._notice(f"the verdict cache was busy ({exc}); carried on without it")
+                        return []
+                    self._set_aside(f"it could not be used ({exc})")
+                except sqlite3.DatabaseError as exc:
+                    if attempt:
+                        break
+                    self._set_aside(f"it is corrupt ({exc})")
+            return []
+
+    def _connection(self) -> sqlite3.Connection | None:
+        if self._db is not None or self._broken:
+            return self._db
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
+            self._set_aside(f"it is not a pytest-rageval verdict cache ({exc})")
+            try:
+                self._db = self._open()
+            except (sqlite3.Error, OSError) as again:
+                self._broken = True
+                self._notice(f"the verdict cache cannot be used ({again}); carried on without it")
+        except OSError as exc:
+            self._broken = True
+            self._notice(f"the verdict cache folder cannot be used ({exc}); carried on without it")
+        return self._db
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout = 30000")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA,))
+            (schema,) = db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+            if schema != SCHEMA:
+                raise sqlite3.DatabaseError(f"schema {schema!r}")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, metric TEXT, "
+                "value TEXT NOT NULL, created REAL)"
+            )
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _set_aside(self, why: str) -> None:
+        """Move a bad cache file out of the way (kept for a look) and start afresh."""
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+        aside = self.path.with_name(f"{FILE_NAME}.broken-{int(time.time())}")
+        moved = False
+        with contextlib.suppress(OSError):
+            self.path.replace(aside)
+            moved = True
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                Path(f"{self.path}{suffix}").unlink()
+        where = f"; moved to {aside.name}" if moved else ""
+        self._notice(f"the verdict cache {self.path} was set aside: {why}{where}; rebuilt")
+
+    def _notice(self, text: str) -> None:
+        if text not in self.notices:
+            self.notices.append(text)

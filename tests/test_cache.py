@@ -1,0 +1,302 @@
+"""The verdict cache: a real SQLite file, hits and misses, every key part, modes,
+xdist workers sharing it, and a corrupt file set aside."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes import ScriptedApp, ScriptedLLM
+from llama_index.core.evaluation import (
+    CorrectnessEvaluator,
+    EvaluationResult,
+    FaithfulnessEvaluator,
+    RelevancyEvaluator,
+)
+from llama_index.core.prompts import PromptTemplate
+from openai_server import FakeOpenAI
+
+from pytest_rageval import Question, Runner, cache
+from pytest_rageval.cache import VerdictCache, describe_evaluator, verdict_key
+
+QUESTIONS = """
+evaluators: [faithfulness, relevancy]
+questions:
+  - {id: paris, query: "Where is Paris?"}
+  - {id: rome, query: "Where is Rome?"}
+  - {id: lisbon, query: "Where is Lisbon?"}
+"""
+
+
+@pytest.fixture
+def cached(http_project: pytest.Pytester) -> pytest.Pytester:
+    http_project.makefile(".yaml", rag_set=QUESTIONS)
+    return http_project
+
+
+def test_an_identical_rerun_makes_no_judge_calls(
+    cached: pytest.Pytester, openai_server: FakeOpenAI
+) -> None:
+    first = cached.runpytest_subprocess("--rag-report=first.json")
+    first.assert_outcomes(passed=3)
+    assert openai_server.chat_requests == 6
+    first.stdout.fnmatch_lines(
+        ["verdict cache (on): faithfulness 0 hits, 3 misses; relevancy 0 hits, 3 misses"]
+    )
+    assert (cached.path / ".rageval_cache" / "verdicts.sqlite3").is_file()
+    second = cached.runpytest_subprocess("--rag-report=second.json")
+    second.assert_outcomes(passed=3)
+    assert openai_server.chat_requests == 6  # not one more
+    second.stdout.fnmatch_lines(
+        ["verdict cache (on): faithfulness 3 hits, 0 misses; relevancy 3 hits, 0 misses"]
+    )
+    import json
+
+    report = json.loads((cached.path / "second.json").read_text())
+    assert report["cache"]["metrics"] == {
+        "faithfulness": {"hits": 3, "misses": 0},
+        "relevancy": {"hits": 3, "misses": 0},
+    }
+    assert report["timing"]["judge_calls"] == 0
+    # the same verdicts, feedback included
+    first_sets = json.loads((cached.path / "first.json").read_text())["sets"]
+    assert [q["metrics"] for q in report["sets"][0]["questions"]] == [
+        q["metrics"] for q in first_sets[0]["questions"]
+    ]
+
+
+def test_modes_off_readonly_refresh(cached: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    cached.runpytest_subprocess("--rag-cache=off").assert_outcomes(passed=3)
+    assert not (cached.path / ".rageval_cache").exists()
+    cached.runpytest_subprocess("--rag-cache=readonly").assert_outcomes(passed=3)
+    assert VerdictCache(cached.path / ".rageval_cache").info()["verdicts"] == 0
+    cached.runpytest_subprocess("-o", "rag_cache=refresh").assert_outcomes(passed=3)
+    assert VerdictCache(cached.path / ".rageval_cache").info()["verdicts"] == 6
+    assert openai_server.chat_requests == 18
+    cached.runpytest_subprocess("--rag-cache=refresh").assert_outcomes(passed=3)
+    assert openai_server.chat_requests == 24  # refresh judges again
+    cached.runpytest_subprocess("--rag-cache=readonly").assert_outcomes(passed=3)
+    assert openai_server.chat_requests == 24
+
+
+def test_cache_info_and_clear(cached: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    cached.makeini(
+        """
+        [pytest]
+        asyncio_default_fixture_loop_scope = function
+        rag_cache_dir = build/verdicts
+        """
+    )
+    cached.runpytest_subprocess().assert_outcomes(passed=3)
+    info = cached.runpytest_subprocess("--rag-cache-info")
+    assert info.ret == 0
+    info.stdout.fnmatch_lines(
+        ["rag verdict cache: */build/verdicts/verdicts.sqlite3: 6 verdicts, *KiB"]
+    )
+    info.stdout.no_fnmatch_line("*passed*")  # nothing ran
+    cached.runpytest_subprocess("--rag-cache-clear").assert_outcomes(passed=3)
+    assert openai_server.chat_requests == 12  # cleared, so judged again
+    bad = cached.runpytest_subprocess("--rag-cache=sometimes")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--rag-cache: invalid choice: 'sometimes'*"])
+
+
+def test_xdist_workers_share_one_cache_without_loss(
+    http_project: pytest.Pytester, openai_server: FakeOpenAI
+) -> None:
+    for n in range(4):
+        lines = ["evaluators: [faithfulness, relevancy]", "questions:"]
+        lines += [f'  - {{id: q{i}, query: "Where is town {n}-{i}?"}}' for i in range(10)]
+        http_project.makefile(".yaml", **{f"rag_set{n}": "\n".join(lines)})
+    http_project.runpytest_subprocess("-n", "2").assert_outcomes(passed=40)
+    assert openai_server.chat_requests == 80
+    assert VerdictCache(http_project.path / ".rageval_cache").info()["verdicts"] == 80
+    again = http_project.runpytest_subprocess("-n", "2")
+    again.assert_outcomes(passed=40)
+    assert openai_server.chat_requests == 80
+    again.stdout.fnmatch_lines(
+        ["verdict cache (on): faithfulness 40 hits, 0 misses; relevancy 40 hits, 0 misses"]
+    )
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        b"this is not a database at all, just text" * 100,
+        b"SQLite format 3\x00" + b"\x00" * 50,  # a torn header
+    ],
+)
+def test_a_corrupt_cache_is_set_aside_and_rebuilt(
+    cached: pytest.Pytester, openai_server: FakeOpenAI, damage: bytes
+) -> None:
+    folder = cached.path / ".rageval_cache"
+    folder.mkdir()
+    (folder / "verdicts.sqlite3").write_bytes(damage)
+    result = cached.runpytest_subprocess()
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "warning: the verdict cache */verdicts.sqlite3 was set aside: *; moved to "
+            "verdicts.sqlite3.broken-*; rebuilt"
+        ]
+    )
+    assert [p.name for p in folder.glob("verdicts.sqlite3.broken-*")]
+    assert cached.runpytest_subprocess().stdout.str().count("3 hits") == 2
+
+
+def test_a_foreign_sqlite_file_is_set_aside(tmp_path: Path) -> None:
+    path = tmp_path / "verdicts.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT)")
+        db.execute("INSERT INTO meta VALUES ('schema', 'someone else 7')")
+    store = VerdictCache(tmp_path)
+    store.put("faithfulness", "k", {"passing": True})
+    assert store.get("faithfulness", "k") == {"passing": True}
+    assert "set aside" in store.notices[0] and "someone else 7" in store.notices[0]
+
+
+# -- the key: one test per part ----------------------------------------------------------
+
+BASE: dict[str, Any] = {
+    "query": "Where is Paris?",
+    "response": "Paris is in France.",
+    "contexts": ["Paris is the capital of France."],
+    "arguments": {"reference": "France"},
+    "repeat": 1,
+}
+
+
+def key_of(evaluator: Any, **change: Any) -> str:
+    return verdict_key(describe_evaluator(evaluator), **{**BASE, **change})
+
+
+def judge(**settings: Any) -> ScriptedLLM:
+    return ScriptedLLM(**settings)
+
+
+def openai_judge(**settings: Any) -> Any:
+    """llama-index's OpenAI, built offline (nothing is sent)."""
+    from llama_index.llms.openai import OpenAI
+
+    return OpenAI(**{"model": "gpt-4o-mini", "api_key": "sk-test-not-real", **settings})
+
+
+def test_the_same_judgement_has_the_same_key() -> None:
+    assert key_of(FaithfulnessEvaluator(llm=judge())) == key_of(FaithfulnessEvaluator(llm=judge()))
+
+
+@pytest.mark.parametrize(
+    ("part", "other"),
+    [
+        ("query", {"query": "Where is Lyon?"}),
+        ("response", {"response": "Paris is in Texas."}),
+        ("contexts", {"contexts": ["Paris, Texas, is a city."]}),
+        ("no contexts", {"contexts": None}),
+        ("reference", {"arguments": {"reference": "Texas"}}),
+        ("reference contexts", {"arguments": {"reference": "France", "reference_contexts": ["x"]}}),
+        ("repeat index", {"repeat": 2}),
+    ],
+)
+def test_every_judged_text_is_part_of_the_key(part: str, other: dict[str, Any]) -> None:
+    evaluator = FaithfulnessEvaluator(llm=judge())
+    assert key_of(evaluator) != key_of(evaluator, **other), part
+
+
+EvaluatorPair = tuple[Callable[[], Any], Callable[[], Any]]
+
+
+@pytest.mark.parametrize(
+    ("part", "pair"),
+    [
+        (
+            "class",
+            (lambda: FaithfulnessEvaluator(llm=judge()), lambda: RelevancyEvaluator(llm=judge())),
+        ),
+        (
+            "settings",
+            (
+                lambda: CorrectnessEvaluator(llm=judge(), score_threshold=4.0),
+                lambda: CorrectnessEvaluator(llm=judge(), score_threshold=3.0),
+            ),
+        ),
+        (
+            "judge model",
+            (
+                lambda: FaithfulnessEvaluator(llm=openai_judge(model="gpt-4o-mini")),
+                lambda: FaithfulnessEvaluator(llm=openai_judge(model="gpt-4o")),
+            ),
+        ),
+        (
+            "judge temperature",
+            (
+                lambda: FaithfulnessEvaluator(llm=openai_judge(temperature=0.0)),
+                lambda: FaithfulnessEvaluator(llm=openai_judge(temperature=0.7)),
+            ),
+        ),
+        (
+            "prompt template",
+            (
+                lambda: FaithfulnessEvaluator(llm=judge()),
+                lambda: FaithfulnessEvaluator(
+                    llm=judge(),
+                    eval_template=PromptTemplate("Is {query_str} backed by {context_str}?"),
+                ),
+            ),
+        ),
+    ],
+)
+def test_every_part_of_the_evaluator_is_part_of_the_key(part: str, pair: EvaluatorPair) -> None:
+    assert key_of(pair[0]()) != key_of(pair[1]()), part
+
+
+def test_a_custom_template_set_later_is_part_of_the_key() -> None:
+    evaluator = FaithfulnessEvaluator(llm=judge())
+    before = key_of(evaluator)
+    evaluator.update_prompts(
+        {"eval_template": PromptTemplate("Judge {query_str} by {context_str}.")}
+    )
+    assert key_of(evaluator) != before
+
+
+def test_the_answer_reader_is_part_of_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = key_of(FaithfulnessEvaluator(llm=judge()))
+    monkeypatch.setattr(cache, "READER", "strict-2")
+    assert key_of(FaithfulnessEvaluator(llm=judge())) != before
+
+
+# -- what is stored ----------------------------------------------------------------------
+
+
+class Flaky:
+    """Raises on its first call, answers invalid on its second, passes after."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def aevaluate(self, **kwargs: Any) -> EvaluationResult:
+        self.calls += 1
+        if self.calls == 1:
+            raise ValueError("the judge fell over")
+        if self.calls == 2:
+            return EvaluationResult(invalid_result=True, invalid_reason="unreadable", feedback="??")
+        return EvaluationResult(passing=True, score=1.0, feedback="YES")
+
+
+def test_errors_are_never_cached_invalid_verdicts_are(tmp_path: Path) -> None:
+    store = VerdictCache(tmp_path)
+    flaky = Flaky()
+    for expected_calls, verdicts in ((1, 0), (2, 1), (2, 1)):
+        runner = Runner(2, retries=0, cache=store)
+        try:
+            result = runner.evaluate(ScriptedApp(), [Question(query="Q?")], {"flaky": flaky})[0]
+        finally:
+            runner.close()
+        assert flaky.calls == expected_calls
+        assert store.info()["verdicts"] == verdicts
+    # the cached verdict is the invalid one, as the judge gave it
+    assert result.evaluations["flaky"].invalid_result is True
+    assert result.evaluations["flaky"].feedback == "??"
+    assert store.stats()["metrics"] == {"flaky": {"hits": 1, "misses": 2}}
