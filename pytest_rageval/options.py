@@ -59,6 +59,10 @@ REPORT_TEXT_HELP = (
     f"first {TEXT_LIMIT} characters; the default) or none"
 )
 REPORT_HELP = "write a JSON report of every rag set and question to this path"
+REPEAT_HELP = (
+    "judge each answer K times with each evaluator; the verdict is the majority (a tie "
+    "fails), questions whose votes disagree are flagged unstable"
+)
 DEFAULT_CACHE_DIR = ".rageval_cache"
 CACHE_MODES = ("on", "off", "refresh", "readonly")
 CACHE_HELP = (
@@ -108,6 +112,7 @@ class Settings:
     max_drop: float | None = None
     confidence: float | None = None
     baseline: Baseline | None = None
+    repeat: int = 1
     cache: str = "on"
     cache_dir: Path = Path(DEFAULT_CACHE_DIR)
     report_text: Literal["full", "truncate", "none"] = "truncate"
@@ -138,6 +143,7 @@ class Settings:
             "report_text": self.report_text,
             "baseline": self.baseline.path if self.baseline is not None else None,
             "cache": self.cache,
+            "repeat": self.repeat,
         }
 
 
@@ -166,6 +172,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--rag-markdown", dest="rag_markdown", default=None, metavar="PATH", help=MARKDOWN_HELP
     )
     group.addoption("--rag-html", dest="rag_html", default=None, metavar="PATH", help=HTML_HELP)
+    group.addoption("--rag-repeat", dest="rag_repeat", default=None, metavar="K", help=REPEAT_HELP)
     group.addoption(
         "--rag-cache",
         dest="rag_cache",
@@ -203,6 +210,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("rag_report", REPORT_HELP, default=None)
     parser.addini("rag_baseline", BASELINE_HELP, default=None)
     parser.addini("rag_cache", CACHE_HELP, default=None)
+    parser.addini("rag_repeat", REPEAT_HELP, default=None)
     parser.addini(
         "rag_cache_dir",
         f"folder of the verdict cache, relative to the rootdir (default {DEFAULT_CACHE_DIR})",
@@ -390,6 +398,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         confidence=confidence,
         baseline=_baseline(config),
         cache=_cache_mode(config),
+        repeat=int(_number(config, "rag_repeat", int, 1, 1) or 1),
         cache_dir=cache_dir(config),
         report_text=report_text,  # type: ignore[arg-type]
         report=_output_path(config, "rag_report"),

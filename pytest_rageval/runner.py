@@ -71,6 +71,8 @@ class QuestionResult:
     """The exception behind each error (with the app's or judge's traceback)."""
     evaluated: bool = True
     """False when the run stopped (deadline, interrupt, -x) before this question finished."""
+    votes: dict[str, list[Any]] = field(default_factory=dict)
+    """With ``repeat`` > 1: every vote of each evaluator (``evaluations`` holds vote 1)."""
 
     @property
     def error(self) -> str | None:
@@ -247,7 +249,7 @@ class Runner:
         self._closed = False
         self._stopped: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._backlog: collections.deque[tuple[int, Any, Question, Any, Any, Any]] = (
+        self._backlog: collections.deque[tuple[int, Any, Question, Any, Any, int, Any]] = (
             collections.deque()
         )
         self._started = 0  # questions of the backlog started and not finished
@@ -415,6 +417,7 @@ class Runner:
         evaluators: Mapping[str, Any],
         on_done: Callable[[K, QuestionResult | BaseException | None], None],
         eval_kwargs: Sequence[Mapping[str, Mapping[str, Any]]] | None = None,
+        repeat: int = 1,
     ) -> None:
         """Queue many questions with one hop to the loop (a set of 10,000 would otherwise
         cost the caller 10,000 cross-thread calls and futures). ``on_done(key, result)``
@@ -423,11 +426,20 @@ class Runner:
 
         Questions start in submission order, a few more than the pool holds at a time
         (tasks waiting by the thousand for a slot cost the loop more than their work).
-        ``eval_kwargs``, one per question, as for :meth:`submit_question`."""
+        ``eval_kwargs``, one per question, as for :meth:`submit_question`; ``repeat``:
+        how many times each evaluator judges each answer (votes)."""
         self._prepare_judges(evaluators)
         extra = eval_kwargs if eval_kwargs is not None else [None] * len(questions)
         queued = [
-            (next(self._order), query_engine, question, evaluators, kwargs, _delivery(on_done, key))
+            (
+                next(self._order),
+                query_engine,
+                question,
+                evaluators,
+                kwargs,
+                repeat,
+                _delivery(on_done, key),
+            )
             for (key, question), kwargs in zip(questions, extra, strict=True)
         ]
         loop = self.loop
@@ -444,10 +456,10 @@ class Runner:
         loop = self._loop
         window = 2 * self.workers + 2
         while self._backlog and (self._started < window or self._stopped is not None):
-            order, engine, question, evaluators, kwargs, deliver = self._backlog.popleft()
+            order, engine, question, evaluators, kwargs, repeat, deliver = self._backlog.popleft()
             self._started += 1
             assert loop is not None
-            coroutine = self._run_question(order, engine, question, evaluators, kwargs)
+            coroutine = self._run_question(order, engine, question, evaluators, kwargs, repeat)
             task = loop.create_task(coroutine)
             task.add_done_callback(functools.partial(self._finished, deliver))
 
@@ -496,6 +508,7 @@ class Runner:
         question: Question,
         evaluators: Mapping[str, Any],
         eval_kwargs: Mapping[str, Mapping[str, Any]] | None,
+        repeat: int = 1,
     ) -> QuestionResult:
         result = QuestionResult(question)
         # explicit eval_kwargs (BatchRunner) mean the caller decides what applies, as in
@@ -514,7 +527,7 @@ class Runner:
             if self._stopped is not None:
                 raise asyncio.CancelledError
             await self._ask_and_judge(
-                order, query_engine, question, applicable, eval_kwargs, result
+                order, query_engine, question, applicable, eval_kwargs, result, repeat
             )
         except asyncio.CancelledError:
             if self._stopped is None:
@@ -542,6 +555,7 @@ class Runner:
         applicable: Mapping[str, Any],
         eval_kwargs: Mapping[str, Mapping[str, Any]] | None,
         result: QuestionResult,
+        repeat: int = 1,
     ) -> None:
         try:
             response = await self._attempts(
@@ -558,6 +572,37 @@ class Runner:
             result.exceptions["query"] = exc
             return
 
+        async def vote(name: str, evaluator: Any, kwargs: dict[str, Any], index: int) -> Any:
+            """One judgement (vote ``index``): from the cache, else from the judge."""
+            cache, key = self.cache, None
+            if cache is not None and cache.mode != "off":
+                key = verdict_key(
+                    cache.describe(evaluator),
+                    query=question.query,
+                    response=result.response,
+                    contexts=result.contexts,
+                    arguments=kwargs,
+                    repeat=index,
+                )
+                hit = cache.get(name, key)
+                if hit is not None:  # a hit never takes a slot
+                    return cached_evaluation(hit, question.query, result.response, result.contexts)
+            # prepared before taking a slot: the slot is for waiting on the LLM
+            call = judges.prepare(
+                evaluator,
+                query=question.query,
+                response=result.response,
+                contexts=result.contexts,
+                **kwargs,
+            )
+            evaluation = await self._attempts((order, 1), call, self.retries, paced=True)
+            if self.reask and _unreadable(evaluation):
+                evaluation = await self._attempts((order, 1), call, self.retries, paced=True)
+            verdict = cacheable(evaluation)
+            if cache is not None and key is not None and verdict is not None:
+                cache.put(name, key, verdict)
+            return evaluation
+
         async def run_one(name: str, evaluator: Any) -> None:
             kwargs = (
                 dict(eval_kwargs.get(name, {}))
@@ -565,36 +610,16 @@ class Runner:
                 else judges.reference_kwargs(question)
             )
             try:
-                cache, key = self.cache, None
-                if cache is not None and cache.mode != "off":
-                    key = verdict_key(
-                        cache.describe(evaluator),
-                        query=question.query,
-                        response=result.response,
-                        contexts=result.contexts,
-                        arguments=kwargs,
-                    )
-                    hit = cache.get(name, key)
-                    if hit is not None:  # a hit never takes a slot
-                        result.evaluations[name] = cached_evaluation(
-                            hit, question.query, result.response, result.contexts
-                        )
-                        return
-                # prepared before taking a slot: the slot is for waiting on the LLM
-                call = judges.prepare(
-                    evaluator,
-                    query=question.query,
-                    response=result.response,
-                    contexts=result.contexts,
-                    **kwargs,
+                if repeat == 1:
+                    result.evaluations[name] = await vote(name, evaluator, kwargs, 1)
+                    return
+                # an error is retried by _attempts and never counts as a vote: it fails
+                # the metric
+                votes = await asyncio.gather(
+                    *(vote(name, evaluator, kwargs, index) for index in range(1, repeat + 1))
                 )
-                evaluation = await self._attempts((order, 1), call, self.retries, paced=True)
-                if self.reask and _unreadable(evaluation):
-                    evaluation = await self._attempts((order, 1), call, self.retries, paced=True)
-                result.evaluations[name] = evaluation
-                verdict = cacheable(evaluation)
-                if cache is not None and key is not None and verdict is not None:
-                    cache.put(name, key, verdict)
+                result.evaluations[name] = votes[0]
+                result.votes[name] = list(votes)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

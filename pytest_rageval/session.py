@@ -80,6 +80,7 @@ class RagSet:
     max_invalid: float | None = None
     max_drop: float | None = None
     confidence: float | None = None
+    repeat: int = 1
     base: BaselineSet | None = None
     """What the baseline report says of this set (None: no baseline, or not in it)."""
     engine_fixture: str = DEFAULT_QUERY_ENGINE
@@ -365,6 +366,7 @@ class RagSession:
             max_invalid=options.get("max_invalid", settings.max_invalid),
             max_drop=options.get("max_drop", settings.max_drop),
             confidence=options.get("confidence", settings.confidence),
+            repeat=int(options.get("repeat", settings.repeat)),
             base=settings.baseline.sets.get(name) if settings.baseline is not None else None,
         )
 
@@ -429,7 +431,9 @@ class RagSession:
             expected.update(names)
         rset.tally = Tally(expected, rset.thresholds, rset.max_invalid, **rset.gate())
         rset.submitted = True
-        self.runner.submit_questions(engine, list(rset.members.items()), evaluators, _on_done(rset))
+        self.runner.submit_questions(
+            engine, list(rset.members.items()), evaluators, _on_done(rset), repeat=rset.repeat
+        )
 
     def _fixture(self, request: pytest.FixtureRequest, name: str, item: pytest.Item) -> Any:
         try:

@@ -11,12 +11,13 @@ DEFAULT_THRESHOLD = 1.0
 """Used for a metric no marker, data file or ini line names: every question must pass."""
 
 
-GATE_OPTIONS = ("max_invalid", "max_drop", "confidence")
+GATE_OPTIONS = ("max_invalid", "max_drop", "confidence", "repeat")
 """Keywords of ``rag_threshold`` and keys beside a data file's thresholds that are not
 metric names: ``max_invalid`` is the most invalid judgements a set's metric may have, as a
 fraction of its questions; ``max_drop`` the most a pass rate may fall below the baseline's;
 ``confidence`` gates thresholds on the lower bound of the pass rate's Wilson interval at
-that level (e.g. 0.95)."""
+that level (e.g. 0.95); ``repeat`` is how many times each evaluator judges each answer
+(the verdict is the votes' majority)."""
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,23 @@ def check_layer(values: Mapping[str, object], where: str) -> Layer:
     options = {k: v for k, v in values.items() if k in GATE_OPTIONS}
     return Layer(
         check_thresholds(thresholds, where),
-        {name: check_fraction(name, value, where) for name, value in options.items()},
+        {
+            name: check_count(name, value, where)
+            if name == "repeat"
+            else check_fraction(name, value, where)
+            for name, value in options.items()
+        },
         where,
     )
+
+
+def check_count(name: str, value: object, where: str) -> int:
+    """A gate option that counts (``repeat``): a whole number >= 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise ThresholdError(f"{where}: {name} must be a whole number >= 1, got {value!r}")
+    if value < 1:
+        raise ThresholdError(f"{where}: {name} must be a whole number >= 1, got {value!r}")
+    return int(value)
 
 
 def check_fraction(name: str, value: object, where: str) -> float:

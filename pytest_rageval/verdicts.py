@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import textwrap
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any, Literal
@@ -36,6 +36,13 @@ class MetricResult:
     error: str | None = None
     reason: str | None = None
     """Why a judgement is invalid."""
+    votes: tuple[MetricResult, ...] = ()
+    """With ``repeat`` > 1: every vote; this result is their majority."""
+
+    @property
+    def unstable(self) -> bool:
+        """The votes disagree (some pass, some do not)."""
+        return len({vote.passing for vote in self.votes}) > 1
 
     @property
     def result(self) -> Result:
@@ -54,6 +61,7 @@ class MetricResult:
             invalid=bool(data.get("invalid")),
             error=data.get("error"),
             reason=data.get("reason"),
+            votes=tuple(cls.from_json(vote) for vote in data.get("votes") or ()),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -65,7 +73,31 @@ class MetricResult:
             "invalid": self.invalid,
             "reason": self.reason,
             "error": self.error,
+            **(
+                {"votes": [vote.to_json() for vote in self.votes], "unstable": self.unstable}
+                if self.votes
+                else {}
+            ),
         }
+
+
+def majority(votes: Sequence[MetricResult]) -> MetricResult:
+    """The verdict of several votes: passing when more than half pass (a tie fails; an
+    invalid vote does not pass), invalid when more than half are invalid, else failing.
+    The score is the mean of the votes' scores."""
+    passed = sum(vote.passing for vote in votes)
+    passing = passed * 2 > len(votes)
+    invalid = not passing and sum(vote.invalid for vote in votes) * 2 > len(votes)
+    agreeing = [v for v in votes if v.passing == passing and v.invalid == invalid] or list(votes)
+    scores = [vote.score for vote in votes if vote.score is not None]
+    return MetricResult(
+        passing=passing,
+        score=sum(scores) / len(scores) if scores else None,
+        feedback=agreeing[0].feedback,
+        invalid=invalid,
+        reason=agreeing[0].reason if invalid else None,
+        votes=tuple(votes),
+    )
 
 
 def metric_results(result: QuestionResult) -> dict[str, MetricResult]:
@@ -77,25 +109,33 @@ def metric_results(result: QuestionResult) -> dict[str, MetricResult]:
         if error is not None:
             metrics[name] = MetricResult(passing=False, error=error)
             continue
-        evaluation = result.evaluations[name]
-        score = getattr(evaluation, "score", None)
-        if isinstance(score, bool) or not isinstance(score, (int, float)):
-            score = None
-        feedback = getattr(evaluation, "feedback", None)
-        reason = getattr(evaluation, "invalid_reason", None)
-        invalid = bool(getattr(evaluation, "invalid_result", False))
-        if not invalid and evaluation.passing is None:
-            invalid, reason = True, reason or "the evaluator gave no verdict"
-        if score is not None and not math.isfinite(score):
-            invalid, reason = True, reason or f"the evaluator's score is {score!r}"
-        metrics[name] = MetricResult(
-            passing=bool(evaluation.passing) and not invalid,
-            score=float(score) if score is not None and math.isfinite(score) else None,
-            feedback=feedback if isinstance(feedback, str) else None,
-            invalid=invalid,
-            reason=reason if invalid and isinstance(reason, str) else None,
-        )
+        votes = result.votes.get(name)
+        if votes and len(votes) > 1:
+            metrics[name] = majority([judged(vote) for vote in votes])
+        else:
+            metrics[name] = judged(result.evaluations[name])
     return metrics
+
+
+def judged(evaluation: Any) -> MetricResult:
+    """One evaluator's ``EvaluationResult`` as a metric result."""
+    score = getattr(evaluation, "score", None)
+    if isinstance(score, bool) or not isinstance(score, (int, float)):
+        score = None
+    feedback = getattr(evaluation, "feedback", None)
+    reason = getattr(evaluation, "invalid_reason", None)
+    invalid = bool(getattr(evaluation, "invalid_result", False))
+    if not invalid and evaluation.passing is None:
+        invalid, reason = True, reason or "the evaluator gave no verdict"
+    if score is not None and not math.isfinite(score):
+        invalid, reason = True, reason or f"the evaluator's score is {score!r}"
+    return MetricResult(
+        passing=bool(evaluation.passing) and not invalid,
+        score=float(score) if score is not None and math.isfinite(score) else None,
+        feedback=feedback if isinstance(feedback, str) else None,
+        invalid=invalid,
+        reason=reason if invalid and isinstance(reason, str) else None,
+    )
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,7 @@ def render_summary(
             lines.append(f"{summary.name}: {printable(summary.problem)}")
     for summary in summaries:
         lines.extend(f"FAILED {printable(reason)}" for reason in summary.unheld())
+    lines.extend(render_unstable(summaries))
     if changes is not None and baseline is not None:
         lines.extend(render_flips(changes, baseline.path))
     causes = error_causes(s for s in summaries if s.problem is None)
@@ -194,3 +195,23 @@ def render_cache(stats: Mapping[str, object]) -> str:
         f"{name} {seen['hits']} hits, {seen['misses']} misses" for name, seen in metrics.items()
     ]
     return f"verdict cache ({stats.get('mode')}): " + "; ".join(parts)
+
+
+def render_unstable(summaries: Iterable[SetSummary]) -> list[str]:
+    """Questions whose repeated judgements disagree: judge noise, not a verdict to trust."""
+    lines: list[str] = []
+    for summary in summaries:
+        found = [
+            (record["id"], name, metric["votes"])
+            for record in summary.questions
+            for name, metric in record["metrics"].items()
+            if metric.get("unstable")
+        ]
+        for qid, name, votes in found[:FLIPS_SHOWN]:
+            passed = sum(bool(vote["passing"]) for vote in votes)
+            lines.append(
+                f"  {summary.name} {printable(qid)} {name}: {passed} of {len(votes)} votes passing"
+            )
+        if len(found) > FLIPS_SHOWN:
+            lines.append(f"  {summary.name}: and {len(found) - FLIPS_SHOWN} more")
+    return ["unstable (the votes disagree):", *lines] if lines else []
