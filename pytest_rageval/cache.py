@@ -95,6 +95,12 @@ def verdict_key(
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def recording_key(source: str | None, question_id: str, query: str) -> str:
+    """Which recorded answer a question replays: its file, its id and its query."""
+    text = json.dumps([source, question_id, query], ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def to_json(evaluation: Any) -> dict[str, Any] | None:
     """A completed verdict as JSON; None for what must not be cached (no verdict)."""
     passing = getattr(evaluation, "passing", None)
@@ -142,6 +148,8 @@ class VerdictCache:
         self.mode = mode
         self.hits: Counter[str] = Counter()
         self.misses: Counter[str] = Counter()
+        self.recorded = 0
+        self.replayed = 0
         self.notices: list[str] = []
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
@@ -192,8 +200,35 @@ class VerdictCache:
         return {"path": str(self.path), "bytes": size, "verdicts": rows[0][0] if rows else 0}
 
     def clear(self) -> None:
-        """Forget every verdict."""
+        """Forget every verdict and every recorded answer."""
         self._run("DELETE FROM verdicts", ())
+        self._run("DELETE FROM recordings", ())
+
+    def record(self, key: str, response: str | None, contexts: Sequence[str] | None) -> None:
+        """Keep what the app answered (for ``--rag-replay``)."""
+        if not self.writes:
+            return
+        value = {"response": response, "contexts": list(contexts) if contexts is not None else None}
+        self._run(
+            "INSERT OR REPLACE INTO recordings (key, value, created) VALUES (?, ?, ?)",
+            (key, json.dumps(value, ensure_ascii=False), time.time()),
+        )
+        with self._lock:
+            self.recorded += 1
+
+    def recall(self, key: str) -> tuple[str | None, list[str] | None] | None:
+        """What the app answered last time it was asked this question, if it was."""
+        rows = self._run("SELECT value FROM recordings WHERE key = ?", (key,), fetch=True)
+        if not rows:
+            return None
+        try:
+            value = json.loads(rows[0][0])
+            answer = (value["response"], value["contexts"])
+        except (ValueError, TypeError, KeyError):
+            return None
+        with self._lock:
+            self.replayed += 1
+        return answer
 
     def stats(self) -> dict[str, Any]:
         metrics = sorted(set(self.hits) | set(self.misses))
@@ -201,6 +236,8 @@ class VerdictCache:
             "mode": self.mode,
             "path": str(self.path),
             "metrics": {m: {"hits": self.hits[m], "misses": self.misses[m]} for m in metrics},
+            "replayed": self.replayed,
+            "recorded": self.recorded,
         }
 
     def close(self) -> None:
@@ -263,6 +300,10 @@ class VerdictCache:
                 raise sqlite3.DatabaseError(f"schema {schema!r}")
             db.execute(
                 "CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, metric TEXT, "
+                "value TEXT NOT NULL, created REAL)"
+            )
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS recordings (key TEXT PRIMARY KEY, "
                 "value TEXT NOT NULL, created REAL)"
             )
         except BaseException:

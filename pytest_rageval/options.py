@@ -113,6 +113,7 @@ class Settings:
     confidence: float | None = None
     baseline: Baseline | None = None
     repeat: int = 1
+    replay: bool = False
     cache: str = "on"
     cache_dir: Path = Path(DEFAULT_CACHE_DIR)
     report_text: Literal["full", "truncate", "none"] = "truncate"
@@ -179,6 +180,17 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         choices=CACHE_MODES,
         help=CACHE_HELP,
+    )
+    group.addoption(
+        "--rag-replay",
+        dest="rag_replay",
+        action="store_true",
+        default=False,
+        help=(
+            "reuse the app's answers (and contexts) recorded by the last run that called "
+            "it, to tune thresholds and evaluators without calling the app; a question "
+            "with no recording calls the app"
+        ),
     )
     group.addoption(
         "--rag-cache-clear",
@@ -399,6 +411,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         baseline=_baseline(config),
         cache=_cache_mode(config),
         repeat=int(_number(config, "rag_repeat", int, 1, 1) or 1),
+        replay=bool(config.getoption("rag_replay", False)),
         cache_dir=cache_dir(config),
         report_text=report_text,  # type: ignore[arg-type]
         report=_output_path(config, "rag_report"),

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pytest_rageval import judges, retry
-from pytest_rageval.cache import VerdictCache, verdict_key
+from pytest_rageval.cache import VerdictCache, recording_key, verdict_key
 from pytest_rageval.cache import from_json as cached_evaluation
 from pytest_rageval.cache import to_json as cacheable
 from pytest_rageval.questions import Question
@@ -223,6 +223,7 @@ class Runner:
         reask: bool = False,
         seed: int | None = None,
         cache: VerdictCache | None = None,
+        replay: bool = False,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
@@ -236,6 +237,7 @@ class Runner:
         self.deadline = deadline
         self.reask = reask
         self.cache = cache
+        self.replay = replay
         self.notices: list[str] = []
         self.counts = {"app_calls": 0, "judge_calls": 0, "retries": 0}
         """Attempts so far: calls of the app, of the judges, and how many were retries."""
@@ -557,14 +559,24 @@ class Runner:
         result: QuestionResult,
         repeat: int = 1,
     ) -> None:
+        cache = self.cache
+        recording = None
+        if cache is not None:
+            recording = recording_key(question.source, question.id, question.query)
         try:
-            response = await self._attempts(
-                (order - self.workers, 0),
-                functools.partial(self._call_engine, query_engine, question.query),
-                self.query_retries,
-                paced=False,
-            )
-            result.response, result.contexts = judges.response_parts(response)
+            recalled = cache.recall(recording) if cache and recording and self.replay else None
+            if recalled is not None:  # --rag-replay: the app is not called
+                result.response, result.contexts = recalled
+            else:
+                response = await self._attempts(
+                    (order - self.workers, 0),
+                    functools.partial(self._call_engine, query_engine, question.query),
+                    self.query_retries,
+                    paced=False,
+                )
+                result.response, result.contexts = judges.response_parts(response)
+                if cache is not None and recording is not None:
+                    cache.record(recording, result.response, result.contexts)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

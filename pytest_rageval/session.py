@@ -188,7 +188,11 @@ class RagSession:
             else None
         )
         self._worker_counts: Counter[str] = Counter()
-        self._worker_cache: dict[str, Counter[str]] = {"hits": Counter(), "misses": Counter()}
+        self._worker_cache: dict[str, Counter[str]] = {
+            "hits": Counter(),
+            "misses": Counter(),
+            "counters": Counter(),
+        }
 
     @property
     def runner(self) -> Runner:
@@ -208,6 +212,7 @@ class RagSession:
                 deadline=deadline,
                 reask=settings.reask,
                 cache=self.cache,
+                replay=settings.replay,
             )
         return self._runner
 
@@ -686,7 +691,10 @@ class RagSession:
         )
         self._metrics_seen.update(output.get("metrics", []))
         self._worker_counts.update(output.get("counts") or {})
-        for metric, seen in ((output.get("cache") or {}).get("metrics") or {}).items():
+        worker_cache = output.get("cache") or {}
+        for counter in ("replayed", "recorded"):
+            self._worker_cache["counters"][counter] += worker_cache.get(counter, 0)
+        for metric, seen in (worker_cache.get("metrics") or {}).items():
             self._worker_cache["hits"][metric] += seen.get("hits", 0)
             self._worker_cache["misses"][metric] += seen.get("misses", 0)
         if not output.get("complete", True):
@@ -751,6 +759,8 @@ class RagSession:
         if self.cache is None:
             return None
         stats = self.cache.stats()
+        for counter in ("replayed", "recorded"):
+            stats[counter] += self._worker_cache["counters"][counter]
         hits = self._worker_cache["hits"] + self.cache.hits
         misses = self._worker_cache["misses"] + self.cache.misses
         stats["metrics"] = {
@@ -781,7 +791,7 @@ class RagSession:
         summaries = summarize(self.records)
         lines = terminal.render_summary(summaries, self.notices(), self.settings.baseline)
         cache = self.cache_stats()
-        if cache is not None and cache["metrics"]:
+        if cache is not None and (cache["metrics"] or cache["replayed"]):
             lines.append(terminal.render_cache(cache))
         for line in lines:
             terminalreporter.write_line(line)

@@ -300,3 +300,52 @@ def test_errors_are_never_cached_invalid_verdicts_are(tmp_path: Path) -> None:
     assert result.evaluations["flaky"].invalid_result is True
     assert result.evaluations["flaky"].feedback == "??"
     assert store.stats()["metrics"] == {"flaky": {"hits": 1, "misses": 2}}
+
+
+REPLAY_CONFTEST = """
+import os
+
+import pytest
+from fakes import ScriptedLLM
+
+
+@pytest.fixture(scope="session")
+def rag_judge_llm():
+    return ScriptedLLM()
+
+
+@pytest.fixture(scope="session")
+def rag_query_engine():
+    def app(query):
+        if os.environ.get("APP_DOWN"):
+            raise RuntimeError("the app is down")
+        return f"Answer: {query}", [f"Context: {query}"]
+
+    return app
+"""
+
+
+def test_replay_reuses_the_apps_recorded_answers(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.makeconftest(REPLAY_CONFTEST)
+    project.makefile(".yaml", rag_set=QUESTIONS)
+    project.runpytest().assert_outcomes(passed=3)
+    monkeypatch.setenv("APP_DOWN", "1")
+    # without --rag-replay the app under test is always called
+    project.runpytest().assert_outcomes(failed=3)
+    replayed = project.runpytest("--rag-replay")
+    replayed.assert_outcomes(passed=3)
+    replayed.stdout.fnmatch_lines(
+        [
+            "verdict cache (on): faithfulness 3 hits, 0 misses; relevancy 3 hits, 0 misses; "
+            "3 app answers replayed (--rag-replay)"
+        ]
+    )
+    # a question never recorded calls the app
+    project.makefile(".yaml", rag_set=QUESTIONS + '  - {id: oslo, query: "Where is Oslo?"}\n')
+    result = project.runpytest("--rag-replay")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*query engine raised RuntimeError: the app is down*"])
+    # --rag-cache-clear forgets the recordings too
+    project.runpytest("--rag-replay", "--rag-cache-clear").assert_outcomes(failed=4)

@@ -194,6 +194,8 @@ def render_cache(stats: Mapping[str, object]) -> str:
     parts = [
         f"{name} {seen['hits']} hits, {seen['misses']} misses" for name, seen in metrics.items()
     ]
+    if stats.get("replayed"):
+        parts.append(f"{stats['replayed']} app answers replayed (--rag-replay)")
     return f"verdict cache ({stats.get('mode')}): " + "; ".join(parts)
 
 
