@@ -14,6 +14,7 @@ from pytest_rageval.baseline import Baseline, BaselineError
 from pytest_rageval.baseline import load as load_baseline
 from pytest_rageval.reports.json import TEXT_LIMIT
 from pytest_rageval.thresholds import ThresholdError, check_fraction, parse_ini_thresholds
+from pytest_rageval.usage import PriceError, parse_prices
 
 DEFAULT_FILES = "rag_*.yaml rag_*.yml rag_*.json rag_*.jsonl rag_*.csv"
 DEFAULT_WORKERS = 8
@@ -114,6 +115,7 @@ class Settings:
     baseline: Baseline | None = None
     repeat: int = 1
     replay: bool = False
+    prices: dict[str, tuple[float, float]] = field(default_factory=dict)
     cache: str = "on"
     cache_dir: Path = Path(DEFAULT_CACHE_DIR)
     report_text: Literal["full", "truncate", "none"] = "truncate"
@@ -223,6 +225,13 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("rag_baseline", BASELINE_HELP, default=None)
     parser.addini("rag_cache", CACHE_HELP, default=None)
     parser.addini("rag_repeat", REPEAT_HELP, default=None)
+    parser.addini(
+        "rag_prices",
+        "USD per million tokens, one 'model = input_per_1M output_per_1M' per line, e.g. "
+        "'gpt-4o-mini = 0.15 0.60': the summary then shows what the run cost",
+        type="linelist",
+        default=[],
+    )
     parser.addini(
         "rag_cache_dir",
         f"folder of the verdict cache, relative to the rootdir (default {DEFAULT_CACHE_DIR})",
@@ -344,6 +353,13 @@ def _output_path(config: pytest.Config, name: str) -> Path | None:
     return path
 
 
+def _prices(config: pytest.Config) -> dict[str, tuple[float, float]]:
+    try:
+        return parse_prices(config.getini("rag_prices"), ini_where(config, "rag_prices"))
+    except PriceError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
 def _cache_mode(config: pytest.Config) -> str:
     found = _raw(config, "rag_cache")
     if found is None:
@@ -412,6 +428,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         cache=_cache_mode(config),
         repeat=int(_number(config, "rag_repeat", int, 1, 1) or 1),
         replay=bool(config.getoption("rag_replay", False)),
+        prices=_prices(config),
         cache_dir=cache_dir(config),
         report_text=report_text,  # type: ignore[arg-type]
         report=_output_path(config, "rag_report"),

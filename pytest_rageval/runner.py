@@ -15,6 +15,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import inspect
 import itertools
@@ -27,8 +28,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pytest_rageval import judges, retry
-from pytest_rageval.cache import VerdictCache, recording_key, verdict_key
+from pytest_rageval import judges, retry, usage
+from pytest_rageval.cache import VerdictCache, describe_evaluator, recording_key, verdict_key
 from pytest_rageval.cache import from_json as cached_evaluation
 from pytest_rageval.cache import to_json as cacheable
 from pytest_rageval.questions import Question
@@ -118,7 +119,13 @@ class DaemonThreads(concurrent.futures.Executor):
         """``fn(arg)`` in a thread, as an awaitable of ``loop`` (call it on that loop).
         Cancelling it abandons the call."""
         future: asyncio.Future[T] = loop.create_future()
-        self.submit(self._into, loop, future, fn, arg)
+        # the caller's context goes along (what the call's LLM usage is counted into)
+        context = contextvars.copy_context()
+
+        def in_context(value: Any) -> T:
+            return context.run(fn, value)
+
+        self.submit(self._into, loop, future, in_context, arg)
         return future
 
     def _into(
@@ -238,6 +245,12 @@ class Runner:
         self.reask = reask
         self.cache = cache
         self.replay = replay
+        self.usage: dict[str, usage.Meter] = {}
+        """LLM tokens per metric, and the app's under ``"query"``."""
+        self.saved: dict[str, usage.Meter] = {}
+        """Tokens the verdict cache saved per metric (what its hits cost when judged)."""
+        self.judge_models: dict[str, str | None] = {}
+        """The model each metric's judge is configured with (for prices)."""
         self.notices: list[str] = []
         self.counts = {"app_calls": 0, "judge_calls": 0, "retries": 0}
         """Attempts so far: calls of the app, of the judges, and how many were retries."""
@@ -568,12 +581,16 @@ class Runner:
             if recalled is not None:  # --rag-replay: the app is not called
                 result.response, result.contexts = recalled
             else:
-                response = await self._attempts(
-                    (order - self.workers, 0),
-                    functools.partial(self._call_engine, query_engine, question.query),
-                    self.query_retries,
-                    paced=False,
-                )
+                metered = usage.metering(self.usage.setdefault("query", usage.Meter()))
+                try:
+                    response = await self._attempts(
+                        (order - self.workers, 0),
+                        functools.partial(self._call_engine, query_engine, question.query),
+                        self.query_retries,
+                        paced=False,
+                    )
+                finally:
+                    usage.reset(metered)
                 result.response, result.contexts = judges.response_parts(response)
                 if cache is not None and recording is not None:
                     cache.record(recording, result.response, result.contexts)
@@ -598,6 +615,7 @@ class Runner:
                 )
                 hit = cache.get(name, key)
                 if hit is not None:  # a hit never takes a slot
+                    self.saved.setdefault(name, usage.Meter()).add(hit.get("tokens") or {})
                     return cached_evaluation(hit, question.query, result.response, result.contexts)
             # prepared before taking a slot: the slot is for waiting on the LLM
             call = judges.prepare(
@@ -607,15 +625,24 @@ class Runner:
                 contexts=result.contexts,
                 **kwargs,
             )
-            evaluation = await self._attempts((order, 1), call, self.retries, paced=True)
-            if self.reask and _unreadable(evaluation):
+            meter = usage.Meter()
+            metered = usage.metering(meter)
+            try:
                 evaluation = await self._attempts((order, 1), call, self.retries, paced=True)
+                if self.reask and _unreadable(evaluation):
+                    evaluation = await self._attempts((order, 1), call, self.retries, paced=True)
+            finally:
+                usage.reset(metered)
+                self.usage.setdefault(name, usage.Meter()).add(meter)
             verdict = cacheable(evaluation)
             if cache is not None and key is not None and verdict is not None:
-                cache.put(name, key, verdict)
+                cache.put(name, key, {**verdict, "tokens": meter.to_json()})
             return evaluation
 
         async def run_one(name: str, evaluator: Any) -> None:
+            if name not in self.judge_models:
+                judge = describe_evaluator(evaluator)["judge"]
+                self.judge_models[name] = judge["model"] if judge else None
             kwargs = (
                 dict(eval_kwargs.get(name, {}))
                 if eval_kwargs is not None

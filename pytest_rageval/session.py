@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from pytest_rageval import judges
+from pytest_rageval import judges, usage
 from pytest_rageval.baseline import BaselineSet
 from pytest_rageval.cache import VerdictCache
 from pytest_rageval.keys import (
@@ -188,6 +188,7 @@ class RagSession:
             else None
         )
         self._worker_counts: Counter[str] = Counter()
+        self._worker_usage: dict[str, dict[str, Any]] = {"usage": {}, "saved": {}, "models": {}}
         self._worker_cache: dict[str, Counter[str]] = {
             "hits": Counter(),
             "misses": Counter(),
@@ -637,6 +638,7 @@ class RagSession:
                 "stopped": self.stopped,
                 "complete": self.complete,
                 "counts": self._runner.counts if self._runner is not None else {},
+                "usage": self._own_usage(),
                 "cache": self.cache.stats() if self.cache is not None else None,
             }
             return
@@ -691,6 +693,12 @@ class RagSession:
         )
         self._metrics_seen.update(output.get("metrics", []))
         self._worker_counts.update(output.get("counts") or {})
+        for kind in ("usage", "saved", "models"):
+            for name, value in ((output.get("usage") or {}).get(kind) or {}).items():
+                if kind == "models":
+                    self._worker_usage["models"].setdefault(name, value)
+                else:
+                    self._worker_usage[kind].setdefault(name, usage.Meter()).add(value)
         worker_cache = output.get("cache") or {}
         for counter in ("replayed", "recorded"):
             self._worker_cache["counters"][counter] += worker_cache.get(counter, 0)
@@ -752,7 +760,43 @@ class RagSession:
             **{key: counts[key] for key in ("app_calls", "judge_calls", "retries")},
         }
         document["cache"] = self.cache_stats()
+        document["usage"] = self.usage_report()
         return document
+
+    def _own_usage(self) -> dict[str, Any]:
+        runner = self._runner
+        if runner is None:
+            return {}
+        return {
+            "usage": {name: meter.to_json() for name, meter in runner.usage.items()},
+            "saved": {name: meter.to_json() for name, meter in runner.saved.items()},
+            "models": dict(runner.judge_models),
+        }
+
+    def usage_report(self) -> dict[str, Any]:
+        """Tokens per metric and for the app (``query``), what the cache saved, and the
+        cost when ``rag_prices`` knows the models; this process's and its workers'."""
+        totals: dict[str, dict[str, usage.Meter]] = {"usage": {}, "saved": {}}
+        models = dict(self._worker_usage["models"])
+        own = self._own_usage()
+        models.update(own.get("models", {}))
+        for kind in ("usage", "saved"):
+            for source in (self._worker_usage[kind], own.get(kind, {})):
+                for name, value in source.items():
+                    totals[kind].setdefault(name, usage.Meter()).add(value)
+        prices = self.settings.prices
+        report: dict[str, Any] = {}
+        for name in sorted(set(totals["usage"]) | set(totals["saved"])):
+            spent = totals["usage"].get(name, usage.Meter()).to_json()
+            saved = totals["saved"].get(name, usage.Meter()).to_json()
+            answered = list(spent["models"]) + list(saved["models"])
+            price = usage.price_of(prices, models.get(name), answered)
+            report[name] = {
+                **spent,
+                "cost": usage.cost(spent, price),
+                "saved": {**saved, "cost": usage.cost(saved, price)},
+            }
+        return report
 
     def cache_stats(self) -> dict[str, Any] | None:
         """Verdict cache hits and misses per metric, this process's and its workers'."""
@@ -793,6 +837,7 @@ class RagSession:
         cache = self.cache_stats()
         if cache is not None and (cache["metrics"] or cache["replayed"]):
             lines.append(terminal.render_cache(cache))
+        lines.extend(terminal.render_usage(self.usage_report()))
         for line in lines:
             terminalreporter.write_line(line)
         if not self.complete:

@@ -22,6 +22,7 @@ import socket
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -84,6 +85,8 @@ class FakeOpenAI:
         self.answered: list[float] = []
         """When each request was answered with 200 (monotonic)."""
         self.statuses: list[int] = []
+        self.usage: dict[str, Counter[str]] = {"app": Counter(), "judge": Counter()}
+        """Tokens the server reported, for the app's requests and for the judges'."""
         self._seen: dict[str, int] = {}
 
     def answer(self, prompt: str) -> str:
@@ -203,16 +206,23 @@ def make_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             with state.lock:
                 state.prompts.append(prompt)
             answer = state.answer(prompt)
+            # usage as a real API reports it, from the lengths (about 4 characters a token)
+            tokens_in, tokens_out = len(prompt) // 4 + 1, len(answer) // 4 + 1
+            judged = any(m in prompt for m in (FAITHFULNESS_MARK, RELEVANCY_MARK, CORRECTNESS_MARK))
             with state.lock:
                 state.statuses.append(200)
                 state.answered.append(time.monotonic())
+                state.usage["judge" if judged else "app"].update(
+                    {"prompt_tokens": tokens_in, "completion_tokens": tokens_out}
+                )
             self._send(
                 200,
                 {
                     "id": "chatcmpl-test",
                     "object": "chat.completion",
                     "created": int(time.time()),
-                    "model": request["model"],
+                    # the dated snapshot a real API names in its answer
+                    "model": f"{request['model']}-2024-07-18",
                     "choices": [
                         {
                             "index": 0,
@@ -220,7 +230,11 @@ def make_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                             "finish_reason": "stop",
                         }
                     ],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    "usage": {
+                        "prompt_tokens": tokens_in,
+                        "completion_tokens": tokens_out,
+                        "total_tokens": tokens_in + tokens_out,
+                    },
                 },
             )
 

@@ -4,6 +4,7 @@ errors by cause and warnings (no pytest here)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from pytest_rageval.baseline import Baseline, MetricChange, SetChange
 from pytest_rageval.reports.summary import SetSummary, changes_of, error_causes
@@ -217,3 +218,40 @@ def render_unstable(summaries: Iterable[SetSummary]) -> list[str]:
         if len(found) > FLIPS_SHOWN:
             lines.append(f"  {summary.name}: and {len(found) - FLIPS_SHOWN} more")
     return ["unstable (the votes disagree):", *lines] if lines else []
+
+
+def render_usage(report: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """``tokens: query 1,200 in / 300 out; faithfulness ...`` and, with prices, the cost
+    and what the verdict cache saved."""
+    counted = {
+        name: seen for name, seen in report.items() if seen["calls"] or seen["saved"]["calls"]
+    }
+    if not counted:
+        return []
+    parts = [
+        f"{name} {seen['prompt_tokens']:,} in / {seen['completion_tokens']:,} out"
+        for name, seen in counted.items()
+        if seen["calls"]
+    ]
+    lines = ["tokens: " + ("; ".join(parts) if parts else "none spent")]
+    costs = [seen["cost"] for seen in counted.values() if seen["calls"]]
+    if costs and all(cost is not None for cost in costs):
+        lines.append(f"cost: ${sum(costs):.4f}")
+    elif any(cost is not None for cost in costs):
+        lines.append(
+            f"cost: ${sum(c for c in costs if c is not None):.4f} for the models rag_prices "
+            "names (others not priced)"
+        )
+    saved_tokens = sum(
+        seen["saved"]["prompt_tokens"] + seen["saved"]["completion_tokens"]
+        for seen in counted.values()
+    )
+    if saved_tokens:
+        saved_costs = [seen["saved"]["cost"] for seen in counted.values() if seen["saved"]["calls"]]
+        money = (
+            f" (${sum(saved_costs):.4f})"
+            if saved_costs and all(c is not None for c in saved_costs)
+            else ""
+        )
+        lines.append(f"the verdict cache saved {saved_tokens:,} tokens{money}")
+    return lines
