@@ -62,6 +62,7 @@ def describe_evaluator(evaluator: Any) -> dict[str, Any]:
             "class": f"{type(llm).__module__}.{type(llm).__qualname__}",
             "model": model if isinstance(model, str) else None,
             "temperature": getattr(llm, "temperature", None),
+            "settings": _llm_settings(llm),
         }
     return {
         "class": f"{cls.__module__}.{cls.__qualname__}",
@@ -69,6 +70,28 @@ def describe_evaluator(evaluator: Any) -> dict[str, Any]:
         "prompts": prompts,
         "judge": judge,
         "reader": READER,
+    }
+
+
+_NOT_VERDICT = ("key", "secret", "token_", "timeout", "retries", "callback", "http", "base")
+"""Judge settings that cannot change an answer (or are credentials): left out of the key,
+so that a new API key or a longer time-out keeps the cache."""
+
+
+def _llm_settings(llm: Any) -> dict[str, Any]:
+    """The judge LLM's plain settings that can change its answers (max_tokens, top_p,
+    seed...)."""
+    dump = getattr(llm, "model_dump", None)
+    if not callable(dump):
+        return {}
+    try:
+        fields = dump()
+    except Exception:
+        return {}
+    return {
+        name: value
+        for name, value in sorted(fields.items())
+        if isinstance(value, _PLAIN) and not any(part in name for part in _NOT_VERDICT)
     }
 
 

@@ -606,7 +606,8 @@ class Runner:
             cache, key = self.cache, None
             if cache is not None and cache.mode != "off":
                 key = verdict_key(
-                    cache.describe(evaluator),
+                    # asking again when an answer cannot be read can change the verdict
+                    {**cache.describe(evaluator), "reask": self.reask},
                     query=question.query,
                     response=result.response,
                     contexts=result.contexts,

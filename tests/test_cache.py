@@ -237,6 +237,13 @@ EvaluatorPair = tuple[Callable[[], Any], Callable[[], Any]]
             ),
         ),
         (
+            "judge max_tokens",
+            (
+                lambda: FaithfulnessEvaluator(llm=openai_judge(max_tokens=16)),
+                lambda: FaithfulnessEvaluator(llm=openai_judge(max_tokens=512)),
+            ),
+        ),
+        (
             "prompt template",
             (
                 lambda: FaithfulnessEvaluator(llm=judge()),
@@ -259,6 +266,12 @@ def test_a_custom_template_set_later_is_part_of_the_key() -> None:
         {"eval_template": PromptTemplate("Judge {query_str} by {context_str}.")}
     )
     assert key_of(evaluator) != before
+
+
+def test_credentials_and_time_outs_are_not_part_of_the_key() -> None:
+    one = FaithfulnessEvaluator(llm=openai_judge(api_key="sk-test-one", timeout=10.0))
+    two = FaithfulnessEvaluator(llm=openai_judge(api_key="sk-test-two", timeout=99.0))
+    assert key_of(one) == key_of(two)
 
 
 def test_the_answer_reader_is_part_of_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -349,3 +362,14 @@ def test_replay_reuses_the_apps_recorded_answers(
     result.stdout.fnmatch_lines(["*query engine raised RuntimeError: the app is down*"])
     # --rag-cache-clear forgets the recordings too
     project.runpytest("--rag-replay", "--rag-cache-clear").assert_outcomes(failed=4)
+
+
+def test_asking_again_is_part_of_the_key(project: pytest.Pytester) -> None:
+    project.makefile(".yaml", rag_set=QUESTIONS)
+    project.runpytest().stdout.fnmatch_lines(["verdict cache (on): faithfulness 0 hits, 3 misses*"])
+    project.runpytest("--rag-reask").stdout.fnmatch_lines(
+        ["verdict cache (on): faithfulness 0 hits, 3 misses*"]
+    )
+    project.runpytest("--rag-reask").stdout.fnmatch_lines(
+        ["verdict cache (on): faithfulness 3 hits, 0 misses*"]
+    )
