@@ -96,7 +96,7 @@ def _llm_settings(llm: Any) -> dict[str, Any]:
 
 
 def verdict_key(
-    evaluator: Mapping[str, Any],
+    evaluator: object,
     *,
     query: str | None,
     response: str | None,
@@ -105,7 +105,8 @@ def verdict_key(
     repeat: int = 1,
 ) -> str:
     """The cache key of one judgement: ``evaluator`` is :func:`describe_evaluator`'s
-    answer, ``arguments`` the evaluator's other keyword arguments (``reference``...)."""
+    answer (or :meth:`VerdictCache.fingerprint`'s digest of it), ``arguments`` the
+    evaluator's other keyword arguments (``reference``...)."""
     payload = {
         "evaluator": evaluator,
         "query": query,
@@ -177,7 +178,7 @@ class VerdictCache:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._broken = False
-        self._describe: dict[int, tuple[Any, dict[str, Any]]] = {}
+        self._describe: dict[int, tuple[Any, str]] = {}
 
     @property
     def reads(self) -> bool:
@@ -187,11 +188,15 @@ class VerdictCache:
     def writes(self) -> bool:
         return self.mode in ("on", "refresh")
 
-    def describe(self, evaluator: Any) -> dict[str, Any]:
-        """:func:`describe_evaluator`, once per evaluator object."""
+    def fingerprint(self, evaluator: Any, **reading: Any) -> str:
+        """A digest of :func:`describe_evaluator` (and how answers are read: ``reading``),
+        worked out once per evaluator object, not once per judgement."""
         found = self._describe.get(id(evaluator))
         if found is None or found[0] is not evaluator:
-            found = self._describe[id(evaluator)] = (evaluator, describe_evaluator(evaluator))
+            described = {**describe_evaluator(evaluator), **reading}
+            text = json.dumps(described, sort_keys=True, ensure_ascii=False, default=repr)
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            found = self._describe[id(evaluator)] = (evaluator, digest)
         return found[1]
 
     def get(self, metric: str, key: str) -> dict[str, Any] | None:

@@ -607,7 +607,7 @@ class Runner:
             if cache is not None and cache.mode != "off":
                 key = verdict_key(
                     # asking again when an answer cannot be read can change the verdict
-                    {**cache.describe(evaluator), "reask": self.reask},
+                    cache.fingerprint(evaluator, reask=self.reask),
                     query=question.query,
                     response=result.response,
                     contexts=result.contexts,

@@ -33,7 +33,7 @@ from pytest_rageval.options import Settings
 from pytest_rageval.questions import DEFAULT_QUERY_ENGINE, Question, as_question
 from pytest_rageval.reports import html, markdown, terminal
 from pytest_rageval.reports import json as json_report
-from pytest_rageval.reports.summary import summarize
+from pytest_rageval.reports.summary import SetSummary, summarize
 from pytest_rageval.runner import GaveUp, QuestionResult, Runner, describe
 from pytest_rageval.thresholds import (
     Layer,
@@ -188,6 +188,8 @@ class RagSession:
             else None
         )
         self._worker_counts: Counter[str] = Counter()
+        self._summaries: list[SetSummary] | None = None
+        self._summarized = -1
         self._worker_usage: dict[str, dict[str, Any]] = {"usage": {}, "saved": {}, "models": {}}
         self._worker_cache: dict[str, Counter[str]] = {
             "hits": Counter(),
@@ -627,7 +629,7 @@ class RagSession:
         if (
             workeroutput is None
             and session.exitstatus == pytest.ExitCode.OK
-            and any(summary.unheld() for summary in summarize(self.records))
+            and any(summary.unheld() for summary in self.summaries())
         ):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if workeroutput is not None:  # an xdist worker: the controller reports
@@ -742,9 +744,17 @@ class RagSession:
         if self.stopped is not None:
             self.complete = False
 
+    def summaries(self) -> list[SetSummary]:
+        """The sets as reported, worked out once the run's records are all in (the gate,
+        the reports and the terminal read the same ones)."""
+        if self._summaries is None or self._summarized != len(self.records):
+            self._summaries = summarize(self.records)
+            self._summarized = len(self.records)
+        return self._summaries
+
     def json_report(self) -> dict[str, Any]:
         """The ``--rag-report`` document of this run."""
-        summaries = summarize(self.records)
+        summaries = self.summaries()
         document = json_report.json_report(
             summaries, text=self.settings.report_text, baseline=self.settings.baseline
         )
@@ -832,7 +842,7 @@ class RagSession:
         if not self.records:
             return
         terminalreporter.write_sep("=", "rag evaluation")
-        summaries = summarize(self.records)
+        summaries = self.summaries()
         lines = terminal.render_summary(summaries, self.notices(), self.settings.baseline)
         cache = self.cache_stats()
         if cache is not None and (cache["metrics"] or cache["replayed"]):
