@@ -31,6 +31,8 @@ READER = "strict-1"
 """How ``judges.py`` reads judge answers: change it when the reading changes, and every
 cached verdict read the old way misses."""
 FILE_NAME = "verdicts.sqlite3"
+WRITE_BATCH = 500
+"""Rows gathered before they are committed in one transaction."""
 MODES = ("on", "off", "refresh", "readonly")
 Mode = Literal["on", "off", "refresh", "readonly"]
 _PLAIN = (str, int, float, bool, type(None))
@@ -179,6 +181,7 @@ class VerdictCache:
         self._db: sqlite3.Connection | None = None
         self._broken = False
         self._describe: dict[int, tuple[Any, str]] = {}
+        self._pending: dict[str, dict[str, tuple[Any, ...]]] = {"verdicts": {}, "recordings": {}}
 
     @property
     def reads(self) -> bool:
@@ -203,7 +206,11 @@ class VerdictCache:
         """The cached verdict, counting a hit or a miss for ``metric``."""
         value = None
         if self.reads:
-            row = self._run("SELECT value FROM verdicts WHERE key = ?", (key,), fetch=True)
+            pending = self._pending["verdicts"].get(key)
+            if pending is not None:
+                row = [(pending[1],)]
+            else:
+                row = self._run("SELECT value FROM verdicts WHERE key = ?", (key,), fetch=True)
             if row:
                 with contextlib.suppress(ValueError, TypeError):
                     value = json.loads(row[0][0])
@@ -212,15 +219,41 @@ class VerdictCache:
         return value if isinstance(value, dict) else None
 
     def put(self, metric: str, key: str, value: Mapping[str, Any]) -> None:
-        if not self.writes:
-            return
-        self._run(
-            "INSERT OR REPLACE INTO verdicts (key, metric, value, created) VALUES (?, ?, ?, ?)",
-            (key, metric, json.dumps(value, ensure_ascii=False), time.time()),
-        )
+        if self.writes:
+            self._later("verdicts", key, (metric, json.dumps(value, ensure_ascii=False)))
+
+    def _later(self, table: str, key: str, row: tuple[Any, ...]) -> None:
+        """Writes are gathered and committed together (one transaction per
+        ``WRITE_BATCH`` rows, and at :meth:`flush`): a commit per verdict would cost a
+        10,000-question run more than its lookups."""
+        with self._lock:
+            self._pending[table][key] = row
+            full = sum(len(rows) for rows in self._pending.values()) >= WRITE_BATCH
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the gathered writes."""
+        with self._lock:
+            verdicts = [(k, *row, time.time()) for k, row in self._pending["verdicts"].items()]
+            recordings = [(k, *row, time.time()) for k, row in self._pending["recordings"].items()]
+            self._pending = {"verdicts": {}, "recordings": {}}
+        if verdicts:
+            self._run(
+                "INSERT OR REPLACE INTO verdicts (key, metric, value, created) VALUES (?, ?, ?, ?)",
+                verdicts,
+                many=True,
+            )
+        if recordings:
+            self._run(
+                "INSERT OR REPLACE INTO recordings (key, value, created) VALUES (?, ?, ?)",
+                recordings,
+                many=True,
+            )
 
     def info(self) -> dict[str, Any]:
         """Where the cache is, its size in bytes and how many verdicts it holds."""
+        self.flush()
         rows = (
             self._run("SELECT COUNT(*) FROM verdicts", (), fetch=True) if self.path.exists() else []
         )
@@ -229,6 +262,8 @@ class VerdictCache:
 
     def clear(self) -> None:
         """Forget every verdict and every recorded answer."""
+        with self._lock:
+            self._pending = {"verdicts": {}, "recordings": {}}
         self._run("DELETE FROM verdicts", ())
         self._run("DELETE FROM recordings", ())
 
@@ -237,16 +272,17 @@ class VerdictCache:
         if not self.writes:
             return
         value = {"response": response, "contexts": list(contexts) if contexts is not None else None}
-        self._run(
-            "INSERT OR REPLACE INTO recordings (key, value, created) VALUES (?, ?, ?)",
-            (key, json.dumps(value, ensure_ascii=False), time.time()),
-        )
+        self._later("recordings", key, (json.dumps(value, ensure_ascii=False),))
         with self._lock:
             self.recorded += 1
 
     def recall(self, key: str) -> tuple[str | None, list[str] | None] | None:
         """What the app answered last time it was asked this question, if it was."""
-        rows = self._run("SELECT value FROM recordings WHERE key = ?", (key,), fetch=True)
+        pending = self._pending["recordings"].get(key)
+        if pending is not None:
+            rows: list[Any] = [pending]
+        else:
+            rows = self._run("SELECT value FROM recordings WHERE key = ?", (key,), fetch=True)
         if not rows:
             return None
         try:
@@ -269,6 +305,8 @@ class VerdictCache:
         }
 
     def close(self) -> None:
+        """Commit what is gathered and close the file."""
+        self.flush()
         with self._lock:
             if self._db is not None:
                 self._db.close()
@@ -276,16 +314,24 @@ class VerdictCache:
 
     # -- SQLite ------------------------------------------------------------------------
 
-    def _run(self, sql: str, args: tuple[Any, ...], *, fetch: bool = False) -> list[Any]:
+    def _run(self, sql: str, args: Any, *, fetch: bool = False, many: bool = False) -> list[Any]:
         with self._lock:
             for attempt in range(2):
                 db = self._connection()
                 if db is None:
                     return []
                 try:
-                    with db:
-                        cursor = db.execute(sql, args)
-                        return cursor.fetchall() if fetch else []
+                    if many:
+                        db.execute("BEGIN")
+                        try:
+                            db.executemany(sql, args)
+                        except BaseException:
+                            db.execute("ROLLBACK")
+                            raise
+                        db.execute("COMMIT")
+                        return []
+                    cursor = db.execute(sql, args)
+                    return cursor.fetchall() if fetch else []
                 except sqlite3.OperationalError as exc:
                     if "locked" in str(exc) or "busy" in str(exc):
                         self._notice(f"the verdict cache was busy ({exc}); carried on without it")

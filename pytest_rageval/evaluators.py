@@ -46,6 +46,9 @@ def token_f1(prediction: str, reference: str) -> float:
 class _OfflineEvaluator(BaseEvaluator):
     """No prompts to customise: these evaluators never call an LLM."""
 
+    rageval_cache = False
+    """Not worth the verdict cache: judging locally costs less than looking it up."""
+
     requires_reference = False
     requires_reference_contexts = False
 

@@ -604,7 +604,11 @@ class Runner:
         async def vote(name: str, evaluator: Any, kwargs: dict[str, Any], index: int) -> Any:
             """One judgement (vote ``index``): from the cache, else from the judge."""
             cache, key = self.cache, None
-            if cache is not None and cache.mode != "off":
+            if (
+                cache is not None
+                and cache.mode != "off"
+                and getattr(evaluator, "rageval_cache", True)
+            ):
                 key = verdict_key(
                     # asking again when an answer cannot be read can change the verdict
                     cache.fingerprint(evaluator, reask=self.reask),

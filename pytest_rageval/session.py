@@ -869,6 +869,8 @@ class RagSession:
             self._restore_sigint = None
         if self._runner is not None:
             self._runner.close()
+        if self.cache is not None:
+            self.cache.close()  # commits the verdicts gathered since the last batch
 
 
 def versions(judge_model: str) -> dict[str, str | None]:

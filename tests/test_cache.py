@@ -154,7 +154,9 @@ def test_a_foreign_sqlite_file_is_set_aside(tmp_path: Path) -> None:
         db.execute("INSERT INTO meta VALUES ('schema', 'someone else 7')")
     store = VerdictCache(tmp_path)
     store.put("faithfulness", "k", {"passing": True})
+    store.flush()  # writes are gathered; the file is opened when they are committed
     assert store.get("faithfulness", "k") == {"passing": True}
+    assert VerdictCache(tmp_path).info()["verdicts"] == 1
     assert "set aside" in store.notices[0] and "someone else 7" in store.notices[0]
 
 
@@ -373,3 +375,26 @@ def test_asking_again_is_part_of_the_key(project: pytest.Pytester) -> None:
     project.runpytest("--rag-reask").stdout.fnmatch_lines(
         ["verdict cache (on): faithfulness 3 hits, 0 misses*"]
     )
+
+
+def test_local_evaluators_skip_the_cache(project: pytest.Pytester) -> None:
+    # judging "contains" locally costs less than looking it up
+    project.makeconftest(
+        """
+        import pytest
+        from pytest_rageval import ContainsEvaluator
+
+        @pytest.fixture(scope="session")
+        def rag_query_engine():
+            return lambda query: (f"Paris. {query}", ["Paris is in France."])
+
+        @pytest.fixture(scope="session")
+        def rag_evaluators():
+            return {"contains": ContainsEvaluator()}
+        """
+    )
+    project.makefile(".yaml", rag_set='questions: [{id: q, query: "Where?", reference: Paris}]')
+    result = project.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.no_fnmatch_line("verdict cache*")
+    assert VerdictCache(project.path / ".rageval_cache").info()["verdicts"] == 0
