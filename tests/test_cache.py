@@ -317,16 +317,8 @@ def test_errors_are_never_cached_invalid_verdicts_are(tmp_path: Path) -> None:
     assert store.stats()["metrics"] == {"flaky": {"hits": 1, "misses": 2}}
 
 
-REPLAY_CONFTEST = """
+REPLAY_APP = """
 import os
-
-import pytest
-from fakes import ScriptedLLM
-
-
-@pytest.fixture(scope="session")
-def rag_judge_llm():
-    return ScriptedLLM()
 
 
 @pytest.fixture(scope="session")
@@ -341,9 +333,9 @@ def rag_query_engine():
 
 
 def test_replay_reuses_the_apps_recorded_answers(
-    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    scripted_judge: Callable[[str], pytest.Pytester], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    project.makeconftest(REPLAY_CONFTEST)
+    project = scripted_judge(REPLAY_APP)
     project.makefile(".yaml", rag_set=QUESTIONS)
     project.runpytest().assert_outcomes(passed=3)
     monkeypatch.setenv("APP_DOWN", "1")
