@@ -57,6 +57,11 @@ def load(path: Path, display: str | None = None) -> Baseline:
     """Read and check a baseline report; :class:`BaselineError` says what is wrong with
     it and how to fix it."""
     name = display or str(path)
+    return from_document(read_document(path, name), name)
+
+
+def read_document(path: Path, name: str) -> Any:
+    """A report file's parsed JSON, or :class:`BaselineError` naming ``name``."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -72,7 +77,7 @@ def load(path: Path, display: str | None = None) -> Baseline:
         raise BaselineError(
             f"{name}:{exc.lineno}: not a pytest-rageval report: invalid JSON ({exc.msg})"
         ) from None
-    return from_document(document, name)
+    return document
 
 
 def from_document(document: Any, name: str) -> Baseline:

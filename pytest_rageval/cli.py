@@ -12,13 +12,12 @@ when a file cannot be used.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_rageval.baseline import Baseline, BaselineError, load
+from pytest_rageval.baseline import Baseline, BaselineError, from_document, read_document
 from pytest_rageval.reports import html, markdown, terminal
 from pytest_rageval.reports.json import write_atomic
 from pytest_rageval.reports.summary import changes_of, summaries_from_document
@@ -26,9 +25,8 @@ from pytest_rageval.reports.summary import changes_of, summaries_from_document
 
 def _report(path: str) -> tuple[Baseline, dict[str, Any]]:
     """A saved report, checked as a baseline would be, and its document."""
-    baseline = load(Path(path), display=path)
-    document = json.loads(Path(path).read_text(encoding="utf-8"))
-    return baseline, document
+    document = read_document(Path(path), path)
+    return from_document(document, path), document
 
 
 def diff(base_path: str, head_path: str, max_drop: float | None) -> int:

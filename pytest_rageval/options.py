@@ -300,9 +300,9 @@ def _number(
     return float(number)
 
 
-def _path(config: pytest.Config, name: str) -> tuple[Path, str] | None:
-    """A path setting and where it came from: on the command line relative to where
-    pytest runs, in the ini relative to the ini file."""
+def _path(config: pytest.Config, name: str) -> tuple[Path, str, str] | None:
+    """A path setting, where it came from, and the text as given: on the command line
+    relative to where pytest runs, in the ini relative to the ini file."""
     found = _raw(config, name)
     if found is None:
         return None
@@ -314,7 +314,7 @@ def _path(config: pytest.Config, name: str) -> tuple[Path, str] | None:
         base = config.invocation_params.dir
     else:
         base = config.inipath.parent if config.inipath else config.rootpath
-    return base / text, where
+    return base / text, where, text
 
 
 def _baseline(config: pytest.Config) -> Baseline | None:
@@ -323,7 +323,7 @@ def _baseline(config: pytest.Config) -> Baseline | None:
     found = _path(config, "rag_baseline")
     if found is None:
         return None
-    path, where = found
+    path, where, _ = found
     try:
         return load_baseline(path, display=str(path))
     except BaselineError as exc:
@@ -336,8 +336,7 @@ def _output_path(config: pytest.Config, name: str) -> Path | None:
     found = _path(config, name)
     if found is None:
         return None
-    path, where = found
-    text = str(config.getoption(name, None) or config.getini(name)).strip()
+    path, where, text = found
     if path.is_dir() or text.endswith(("/", os.sep)):
         raise pytest.UsageError(f"{where}: {path} is a directory; give a file path, e.g. rag.json")
     folder = path.parent
