@@ -108,7 +108,7 @@ def run(kind: str, index: Any, url: str, queries: list[str], workers: int) -> An
             runner.evaluate_queries(app, queries=queries)
         return None
     if kind == "pytest-rageval":
-        judge, client = judges.default_judge("gpt-4o-mini", 120)
+        judge, client = judges.default_judge(judges.JudgeSpec("openai", "gpt-4o-mini"), 120)
         with BatchRunner(evaluators(judge), workers=workers) as runner:
             results = runner.evaluate_queries(app, queries=queries)
             runner.runner.submit(client.aclose()).result()

@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import functools
 import inspect
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,18 @@ def load_questions(path: str | Path) -> list[Question]:
     """
     __tracebackhide__ = True
     resolved = Path(path)
+    frame = inspect.currentframe()
+    caller = frame.f_back if frame is not None else None
+    filename = caller.f_globals.get("__file__") if caller is not None else None
     if not resolved.is_absolute():
-        frame = inspect.currentframe()
-        caller = frame.f_back if frame is not None else None
-        filename = caller.f_globals.get("__file__") if caller is not None else None
         base = Path(filename).parent if filename else Path.cwd()
         resolved = base / resolved
-    return load_file(resolved, display=str(path)).questions
+    questions = load_file(resolved, display=str(path)).questions
+    if filename and caller is not None and "pytest" in sys.modules:
+        from pytest_rageval.collect import loaded
+
+        loaded(resolved, filename, caller.f_lineno)
+    return questions
 
 
 class BatchRunner:

@@ -267,16 +267,28 @@ class VerdictCache:
         self._run("DELETE FROM verdicts", ())
         self._run("DELETE FROM recordings", ())
 
-    def record(self, key: str, response: str | None, contexts: Sequence[str] | None) -> None:
+    def record(
+        self,
+        key: str,
+        response: str | None,
+        contexts: Sequence[str] | None,
+        sources: Sequence[Sequence[str]] | None = None,
+    ) -> None:
         """Keep what the app answered (for ``--rag-replay``)."""
         if not self.writes:
             return
-        value = {"response": response, "contexts": list(contexts) if contexts is not None else None}
+        value = {
+            "response": response,
+            "contexts": list(contexts) if contexts is not None else None,
+            "sources": [list(ids) for ids in sources] if sources is not None else None,
+        }
         self._later("recordings", key, (json.dumps(value, ensure_ascii=False),))
         with self._lock:
             self.recorded += 1
 
-    def recall(self, key: str) -> tuple[str | None, list[str] | None] | None:
+    def recall(
+        self, key: str
+    ) -> tuple[str | None, list[str] | None, list[list[str]] | None] | None:
         """What the app answered last time it was asked this question, if it was."""
         pending = self._pending["recordings"].get(key)
         if pending is not None:
@@ -287,7 +299,7 @@ class VerdictCache:
             return None
         try:
             value = json.loads(rows[0][0])
-            answer = (value["response"], value["contexts"])
+            answer = (value["response"], value["contexts"], value.get("sources"))
         except (ValueError, TypeError, KeyError):
             return None
         with self._lock:

@@ -1,7 +1,11 @@
-"""The ``rageval`` console script: compare and render saved reports without re-running.
+"""The ``rageval`` console script: start a project, compare and render saved reports.
 
+    rageval init [FOLDER]
     rageval diff BASE.json HEAD.json [--max-drop 0.05]
     rageval report REPORT.json [--html out.html] [--markdown out.md]
+
+``init`` writes a starter conftest.py, rag_questions.yaml and pytest.ini, never over a
+file that exists.
 
 ``diff`` prints what ``pytest --rag-baseline BASE.json`` prints for the run that wrote
 HEAD.json (table with intervals and deltas, flips, McNemar labels) and exits 1 when a
@@ -71,6 +75,35 @@ def report(path: str, html_out: str | None, markdown_out: str | None) -> int:
     return 0
 
 
+def init(folder: str) -> int:
+    from pytest_rageval import scaffold
+
+    outcomes = scaffold.init(Path(folder))
+    for outcome in outcomes:
+        if outcome.action == "written":
+            print(f"wrote {outcome.path}")
+    for outcome in outcomes:
+        if outcome.action != "kept":
+            continue
+        if outcome.path.name in ("conftest.py", "rag_questions.yaml"):
+            print(f"\n{outcome.path} exists, left unchanged; the starter would hold:")
+        else:
+            section = (
+                "[tool.pytest.ini_options]" if outcome.path.name == "pyproject.toml" else "pytest"
+            )
+            print(
+                f"\n{outcome.path} holds your pytest configuration, left unchanged; add "
+                f"these lines to its {section} section:"
+            )
+        print("    " + outcome.content.rstrip("\n").replace("\n", "\n    "))
+    if any(o.action == "written" for o in outcomes):
+        todo = "fill in the TODO in conftest.py, then run: pytest"
+        print(f"\nnext: {todo} (with OPENAI_API_KEY set, or see rag_judge in the README)")
+        return 0
+    print("\nrageval init: every file exists; nothing was written")
+    return 1
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -83,9 +116,14 @@ def _fraction(text: str) -> float:
 
 def parser() -> argparse.ArgumentParser:
     main_parser = argparse.ArgumentParser(
-        prog="rageval", description="pytest-rageval's reports, compared and rendered offline."
+        prog="rageval",
+        description="pytest-rageval: start a project; compare and render saved reports.",
     )
     commands = main_parser.add_subparsers(dest="command", required=True)
+    start = commands.add_parser(
+        "init", help="write a starter conftest.py, rag_questions.yaml and pytest.ini"
+    )
+    start.add_argument("folder", nargs="?", default=".", help="where to write them (default: here)")
     compare = commands.add_parser(
         "diff", help="compare two --rag-report files: deltas, flips, McNemar tests"
     )
@@ -109,6 +147,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser().parse_args(argv)
     try:
+        if arguments.command == "init":
+            return init(arguments.folder)
         if arguments.command == "diff":
             return diff(arguments.base, arguments.head, arguments.max_drop)
         return report(arguments.report, arguments.html, arguments.markdown)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,49 @@ import pytest
 
 from pytest_rageval.keys import QUESTION_FILE_KEY, QUESTION_KEY, SESSION_KEY
 from pytest_rageval.questions import QuestionFileError, is_question_file, load_file
+
+
+class RagEvalWarning(pytest.PytestWarning):
+    """A pytest-rageval problem that does not stop the run."""
+
+
+_loaded: dict[Path, tuple[str, int]] = {}
+"""Files ``load_questions`` loaded in this run -> where it was called (file, line)."""
+_collected: dict[Path, str] = {}
+"""Files collected as question sets in this run -> their node id."""
+
+
+def forget_sightings() -> None:
+    """A new run (``pytester`` runs many in one process) starts with no files seen."""
+    _loaded.clear()
+    _collected.clear()
+
+
+def _twice(nodeid: str, filename: str, line: int) -> RagEvalWarning:
+    caller = Path(filename)
+    with contextlib.suppress(ValueError):
+        caller = caller.relative_to(Path.cwd())
+    return RagEvalWarning(
+        f"{nodeid} is collected as a question set (its name matches rag_files) and also "
+        f"loaded with load_questions() at {caller}:{line}, so every question in it is "
+        "asked and judged twice, as two sets; rename the file so that rag_files does not "
+        "match it (e.g. support_questions.yaml), or narrow rag_files"
+    )
+
+
+def loaded(path: Path, filename: str, line: int) -> None:
+    """Note a file ``load_questions`` loaded; warn (at the call) if it is also collected."""
+    key = path.resolve()
+    _loaded.setdefault(key, (filename, line))
+    if key in _collected:
+        warnings.warn_explicit(_twice(_collected[key], filename, line), None, filename, line)
+
+
+def _collecting(path: Path, nodeid: str) -> None:
+    key = path.resolve()
+    _collected.setdefault(key, nodeid)
+    if key in _loaded:
+        warnings.warn(_twice(nodeid, *_loaded[key]), stacklevel=2)
 
 
 def matches(path: Path, patterns: tuple[str, ...]) -> bool:
@@ -28,6 +73,7 @@ class RagFile(pytest.File):
 
     def collect(self) -> Iterator[RagItem]:
         question_file = load_file(self.path, display=self.nodeid)
+        _collecting(self.path, self.nodeid)
         # every item of a file runs the same function under the same node, so they share
         # one fixture closure (as pytest's own parametrized items do): worked out once
         fixtureinfo = None

@@ -1,15 +1,20 @@
 """Deterministic evaluators that need no LLM, as llama-index ``BaseEvaluator`` subclasses.
 
 They are cheap, repeatable checks for CI: does the answer contain the reference (or given
-keywords), how well does it match the reference word by word (SQuAD-style F1), and did
-retrieval bring back the reference contexts. This module imports llama-index; the package
-loads it lazily (``pytest_rageval.TokenF1Evaluator`` and friends).
+keywords), equal it, match a pattern or a number, how well does it match the reference
+token by token (SQuAD-style F1, ROUGE-L), and did retrieval bring back the reference
+contexts or the expected source documents (hit rate, MRR, recall@k). Every one is also
+available by name in a data file's ``evaluators`` list (:data:`BY_NAME`). Token metrics
+tokenise any script (``text.tokens``: Chinese and Japanese character by character).
+
+This module imports llama-index; the package loads it lazily
+(``pytest_rageval.TokenF1Evaluator`` and friends).
 """
 
 from __future__ import annotations
 
 import re
-import string
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -17,18 +22,13 @@ from typing import Any
 from llama_index.core.evaluation import BaseEvaluator, EvaluationResult
 from llama_index.core.prompts.mixin import PromptDictType
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = str.maketrans("", "", string.punctuation)
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD's normalisation: lower case, no punctuation, no articles, single spaces."""
-    text = text.lower().translate(_PUNCTUATION)
-    return " ".join(_ARTICLES.sub(" ", text).split())
+from pytest_rageval.text import plain, tokens
 
 
 def answer_tokens(text: str) -> list[str]:
-    return normalize_answer(text).split()
+    """The tokens the token metrics compare (``text.tokens``): SQuAD's normalisation, and
+    each character of Chinese and Japanese text a token of its own."""
+    return tokens(text)
 
 
 def token_f1(prediction: str, reference: str) -> float:
@@ -57,6 +57,33 @@ class _OfflineEvaluator(BaseEvaluator):
 
     def _update_prompts(self, prompts: PromptDictType) -> None:
         del prompts
+
+    @staticmethod
+    def _result(
+        query: str | None,
+        response: str | None,
+        contexts: Sequence[str] | None,
+        passing: bool | None,
+        score: float | None,
+        feedback: str,
+    ) -> EvaluationResult:
+        """A verdict; ``passing`` None makes it invalid, ``feedback`` then the reason."""
+        if passing is None:
+            return EvaluationResult(
+                query=query,
+                response=response,
+                contexts=contexts,
+                invalid_result=True,
+                invalid_reason=feedback,
+            )
+        return EvaluationResult(
+            query=query,
+            response=response,
+            contexts=contexts,
+            passing=passing,
+            score=score,
+            feedback=feedback,
+        )
 
     @staticmethod
     def _need(value: Any, what: str) -> Any:
@@ -100,13 +127,8 @@ class ContainsEvaluator(_OfflineEvaluator):
             if not missing
             else "the response lacks " + ", ".join(repr(w) for w in missing)
         )
-        return EvaluationResult(
-            query=query,
-            response=response,
-            contexts=contexts,
-            passing=not missing,
-            score=found / len(wanted) if wanted else 1.0,
-            feedback=feedback,
+        return self._result(
+            query, response, contexts, not missing, found / len(wanted) if wanted else 1.0, feedback
         )
 
 
@@ -127,13 +149,13 @@ class TokenF1Evaluator(_OfflineEvaluator):
         **kwargs: Any,
     ) -> EvaluationResult:
         score = token_f1(self._need(response, "response"), self._need(reference, "reference"))
-        return EvaluationResult(
-            query=query,
-            response=response,
-            contexts=contexts,
-            passing=score >= self.threshold,
-            score=score,
-            feedback=f"token F1 {score:.2f} against the reference (passes at {self.threshold:g})",
+        return self._result(
+            query,
+            response,
+            contexts,
+            score >= self.threshold,
+            score,
+            f"token F1 {score:.2f} against the reference (passes at {self.threshold:g})",
         )
 
 
@@ -146,6 +168,7 @@ class ContextRecallEvaluator(_OfflineEvaluator):
     """
 
     requires_reference_contexts = True
+    requires_contexts = True
 
     def __init__(self, min_overlap: float = 0.9, threshold: float = 1.0) -> None:
         self.min_overlap = min_overlap
@@ -172,11 +195,292 @@ class ContextRecallEvaluator(_OfflineEvaluator):
         feedback = f"{len(wanted) - len(missed)} of {len(wanted)} reference contexts retrieved"
         if missed:
             feedback += "; missing: " + "; ".join(repr(m[:80]) for m in missed)
-        return EvaluationResult(
-            query=query,
-            response=response,
-            contexts=contexts,
-            passing=score >= self.threshold,
-            score=score,
-            feedback=feedback,
+        return self._result(query, response, contexts, score >= self.threshold, score, feedback)
+
+
+class ExactMatchEvaluator(_OfflineEvaluator):
+    """Passes when the response equals the reference after case folding, removing
+    punctuation and symbols, and trimming white space (``text.plain``). Score 1 or 0."""
+
+    requires_reference = True
+
+    async def aevaluate(
+        self,
+        query: str | None = None,
+        response: str | None = None,
+        contexts: Sequence[str] | None = None,
+        reference: str | None = None,
+        **kwargs: Any,
+    ) -> EvaluationResult:
+        answer = plain(self._need(response, "response"))
+        expected = plain(self._need(reference, "reference"))
+        same = answer == expected
+        feedback = (
+            "the response equals the reference"
+            if same
+            else f"the response {_clip(answer)!r} is not the reference {_clip(expected)!r}"
         )
+        return self._result(query, response, contexts, same, float(same), feedback)
+
+
+class RegexEvaluator(_OfflineEvaluator):
+    """Passes when ``pattern`` (or, without one, the question's ``pattern``) is found in
+    the response (``re.search``; write ``(?i)`` for case-insensitive, ``^...$`` for the
+    whole answer). Score 1 or 0."""
+
+    def __init__(self, pattern: str | None = None, flags: int = 0) -> None:
+        self.pattern = re.compile(pattern, flags) if pattern is not None else None
+        self.flags = flags
+        self.requires_pattern = pattern is None
+
+    async def aevaluate(
+        self,
+        query: str | None = None,
+        response: str | None = None,
+        contexts: Sequence[str] | None = None,
+        pattern: str | None = None,
+        **kwargs: Any,
+    ) -> EvaluationResult:
+        compiled = self.pattern or re.compile(self._need(pattern, "pattern"), self.flags)
+        found = compiled.search(self._need(response, "response"))
+        feedback = (
+            f"the response matches {compiled.pattern!r} at {found.group(0)!r}"
+            if found
+            else f"the response does not match {compiled.pattern!r}"
+        )
+        return self._result(
+            query, response, contexts, found is not None, float(bool(found)), feedback
+        )
+
+
+def rouge_l(prediction: str, reference: str) -> float:
+    """ROUGE-L F-measure (beta 1) on the token metrics' tokens; 1.0 when both are empty.
+
+    The longest common subsequence comes from rapidfuzz (``LCSseq`` over token lists),
+    a maintained C++ library without dependencies. Google's ``rouge-score`` was the
+    other candidate: unreleased since 2022, and its default tokenizer drops every
+    character outside a-z and 0-9, so Chinese, Japanese or Spanish accents score 0.
+    """
+    from rapidfuzz.distance import LCSseq
+
+    predicted, expected = tokens(prediction), tokens(reference)
+    if not predicted or not expected:
+        return float(predicted == expected)
+    common = LCSseq.similarity(predicted, expected)
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+class RougeLEvaluator(_OfflineEvaluator):
+    """ROUGE-L F-measure of the response against the reference, on the same tokens as
+    token F1 (no stop-word removal, no stemming); passes at ``threshold``."""
+
+    requires_reference = True
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        self.threshold = threshold
+
+    async def aevaluate(
+        self,
+        query: str | None = None,
+        response: str | None = None,
+        contexts: Sequence[str] | None = None,
+        reference: str | None = None,
+        **kwargs: Any,
+    ) -> EvaluationResult:
+        score = rouge_l(self._need(response, "response"), self._need(reference, "reference"))
+        feedback = f"ROUGE-L {score:.2f} against the reference (passes at {self.threshold:g})"
+        return self._result(query, response, contexts, score >= self.threshold, score, feedback)
+
+
+_NUMBER = re.compile(
+    # not inside a Latin word or code ("v2", "A4"); units may follow ("330m", "5kg")
+    r"(?<![0-9A-Za-z_.])[-+\u2212]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?"
+    r"|(?<![0-9A-Za-z_.])[-+\u2212]?\.\d+"
+)
+
+
+def numbers(text: str) -> list[float]:
+    """The numbers written in ``text`` with digits: ``1,234.5``, ``-3``, ``2e6``, ``.5``
+    (full-width digits too). A comma only groups thousands (``3,14`` is 3 and 14)."""
+    found = _NUMBER.findall(unicodedata.normalize("NFKC", text))
+    return [float(n.replace(",", "").replace("\u2212", "-")) for n in found]
+
+
+class NumericEvaluator(_OfflineEvaluator):
+    """Passes when a number in the response is within ``tolerance`` (absolute) of the
+    reference's number (the first one it holds). Score 1 or 0. A reference without a
+    number is an invalid verdict, not a failure."""
+
+    requires_reference = True
+
+    def __init__(self, tolerance: float = 1e-6) -> None:
+        if not tolerance >= 0:
+            raise ValueError(f"tolerance must be a number >= 0, got {tolerance!r}")
+        self.tolerance = tolerance
+
+    async def aevaluate(
+        self,
+        query: str | None = None,
+        response: str | None = None,
+        contexts: Sequence[str] | None = None,
+        reference: str | None = None,
+        **kwargs: Any,
+    ) -> EvaluationResult:
+        wanted = numbers(self._need(reference, "reference"))
+        if not wanted:
+            reason = f"the reference {_clip(reference or '')!r} holds no number to compare"
+            return self._result(query, response, contexts, None, None, reason)
+        target, given = wanted[0], numbers(self._need(response, "response"))
+        close = [n for n in given if abs(n - target) <= self.tolerance]
+        if close:
+            feedback = f"the response gives {close[0]:g} (expected {target:g} ± {self.tolerance:g})"
+        elif given:
+            shown = ", ".join(f"{n:g}" for n in given[:5])
+            feedback = f"no number of the response ({shown}) is {target:g} ± {self.tolerance:g}"
+        else:
+            feedback = f"the response has no number (expected {target:g})"
+        return self._result(query, response, contexts, bool(close), float(bool(close)), feedback)
+
+
+class _RetrievalEvaluator(_OfflineEvaluator):
+    """Scores retrieval against the question's ``expected_sources``: document ids or file
+    names, matched against each retrieved node's ``ref_doc_id`` and its ``file_name``
+    metadata (``retrieved_sources``, which pytest-rageval takes from the response's
+    source nodes). An empty retrieval scores 0 (llama-index's metrics raise on it)."""
+
+    requires_expected_sources = True
+    requires_contexts = True
+
+    def _metric(self) -> Any:
+        raise NotImplementedError
+
+    def _passes(self, score: float) -> bool:
+        raise NotImplementedError
+
+    def _retrieved(self, retrieved: list[str]) -> list[str]:
+        return retrieved
+
+    async def aevaluate(
+        self,
+        query: str | None = None,
+        response: str | None = None,
+        contexts: Sequence[str] | None = None,
+        expected_sources: Sequence[str] | None = None,
+        retrieved_sources: Sequence[Sequence[str]] | None = None,
+        **kwargs: Any,
+    ) -> EvaluationResult:
+        expected = list(self._need(expected_sources, "expected_sources"))
+        if retrieved_sources is None:
+            reason = (
+                "the response carries no source ids to compare with expected_sources; "
+                "return a llama-index Response (or nodes as the contexts)"
+            )
+            return self._result(query, response, contexts, None, None, reason)
+        retrieved = self._retrieved([_source_id(ids, expected) for ids in retrieved_sources])
+        if not retrieved or not expected:
+            score = 0.0
+        else:
+            score = self._metric().compute(expected_ids=expected, retrieved_ids=retrieved).score
+        found = [source for source in expected if source in retrieved]
+        feedback = (
+            f"{self._name} {score:.2f}: {len(found)} of {len(expected)} expected sources "
+            f"among {len(retrieved)} retrieved"
+        )
+        missing = [source for source in expected if source not in found]
+        if missing:
+            feedback += "; missing: " + ", ".join(repr(m) for m in missing[:5])
+        return self._result(query, response, contexts, self._passes(score), score, feedback)
+
+    _name = "retrieval"
+
+
+def _source_id(ids: Sequence[str], expected: Sequence[str]) -> str:
+    """The id a retrieved node counts under: the one of its ids (document id, file name)
+    that is expected, else its first."""
+    for candidate in ids:
+        if candidate in expected:
+            return candidate
+    return ids[0] if ids else ""
+
+
+class HitRateEvaluator(_RetrievalEvaluator):
+    """1 when any expected source was retrieved, else 0 (llama-index's ``HitRate``,
+    non-granular); passes on a hit."""
+
+    _name = "hit rate"
+
+    def _metric(self) -> Any:
+        from llama_index.core.evaluation.retrieval.metrics import HitRate
+
+        return HitRate()
+
+    def _passes(self, score: float) -> bool:
+        return score >= 1.0
+
+
+class MRREvaluator(_RetrievalEvaluator):
+    """1 / rank of the first expected source among the retrieved (llama-index's ``MRR``,
+    non-granular), 0 when none is; passes at ``threshold`` (default 0.5: an expected
+    source ranked first or second)."""
+
+    _name = "MRR"
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        self.threshold = threshold
+
+    def _metric(self) -> Any:
+        from llama_index.core.evaluation.retrieval.metrics import MRR
+
+        return MRR()
+
+    def _passes(self, score: float) -> bool:
+        return score >= self.threshold
+
+
+class RecallAtKEvaluator(_RetrievalEvaluator):
+    """The fraction of expected sources among the first ``k`` retrieved (all retrieved
+    when ``k`` is None; llama-index's ``Recall``); passes at ``threshold`` (default 1.0:
+    every expected source)."""
+
+    _name = "recall@k"
+
+    def __init__(self, k: int | None = None, threshold: float = 1.0) -> None:
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise ValueError(f"k must be a whole number >= 1 (or None for all), got {k!r}")
+        self.k = k
+        self.threshold = threshold
+        if k is not None:
+            self._name = f"recall@{k}"
+
+    def _retrieved(self, retrieved: list[str]) -> list[str]:
+        return retrieved if self.k is None else retrieved[: self.k]
+
+    def _metric(self) -> Any:
+        from llama_index.core.evaluation.retrieval.metrics import Recall
+
+        return Recall()
+
+    def _passes(self, score: float) -> bool:
+        return score >= self.threshold
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+BY_NAME: dict[str, type[BaseEvaluator]] = {
+    "contains": ContainsEvaluator,
+    "token_f1": TokenF1Evaluator,
+    "context_recall": ContextRecallEvaluator,
+    "exact_match": ExactMatchEvaluator,
+    "regex": RegexEvaluator,
+    "rouge_l": RougeLEvaluator,
+    "numeric": NumericEvaluator,
+    "hit_rate": HitRateEvaluator,
+    "mrr": MRREvaluator,
+    "recall_at_k": RecallAtKEvaluator,
+}
+"""The evaluators a data file's ``evaluators`` list can name without any code."""

@@ -27,18 +27,21 @@ def rag_query_engine() -> Any:
 
 @pytest.fixture(scope="session")
 def rag_judge_llm(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """The LLM that judges answers: OpenAI's ``rag_judge_model`` (ini, default
-    gpt-4o-mini) at temperature 0, on one pooled aiohttp connection pool for the session.
-    Needs ``OPENAI_API_KEY`` (and honours ``OPENAI_API_BASE`` for compatible servers);
-    override it to judge with another LLM."""
-    if not os.environ.get("OPENAI_API_KEY"):
+    """The LLM that judges answers, as the ini option ``rag_judge`` names it (default
+    ``openai:<rag_judge_model>``, gpt-4o-mini) at temperature 0, on one pooled aiohttp
+    connection pool for the session. ``openai:`` needs ``OPENAI_API_KEY`` (and honours
+    ``OPENAI_API_BASE``); ``openai-like:<model>@<base_url>`` talks to any OpenAI-compatible
+    server. Override it to judge with another LLM."""
+    session = request.config.stash[SESSION_KEY]
+    spec = session.settings.judge
+    if spec.kind == "openai" and not os.environ.get("OPENAI_API_KEY"):
         raise RagSetupError(
             "no judge: OPENAI_API_KEY is not set. Set it (and OPENAI_API_BASE for an "
-            "OpenAI-compatible server), or override the 'rag_judge_llm' fixture (or "
+            "OpenAI-compatible server), name a local judge in the ini option rag_judge "
+            "(openai-like:<model>@<base_url>), or override the 'rag_judge_llm' fixture (or "
             "'rag_evaluators') in your conftest.py"
         )
-    session = request.config.stash[SESSION_KEY]
-    llm, client = judges.default_judge(session.settings.judge_model, session.settings.timeout)
+    llm, client = judges.default_judge(spec, session.settings.timeout)
     yield llm
     if client is not None:  # on the loop its connections live on
         session.close_on_runner(client.aclose())

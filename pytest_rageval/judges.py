@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import re
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pytest_rageval.questions import Question
@@ -38,22 +40,69 @@ SEAM_TOKENS = 4
 random trials with tiktoken's cl100k_base; tests/test_judges.py checks hard cases)."""
 
 
+REQUIREMENTS = (
+    ("requires_reference", "reference", "a reference"),
+    ("requires_reference_contexts", "contexts", "reference contexts ('contexts')"),
+    ("requires_pattern", "pattern", "a 'pattern'"),
+    ("requires_expected_sources", "expected_sources", "'expected_sources'"),
+)
+"""Evaluator flag, the question field it needs, and how messages name that field."""
+
+
 def applies(evaluator: Any, question: Question) -> bool:
-    """Whether ``evaluator`` has what it needs from ``question`` (reference, contexts)."""
-    needs_reference = getattr(evaluator, "requires_reference", False) or _is_correctness(evaluator)
-    if needs_reference and question.reference is None:
-        return False
-    return not (getattr(evaluator, "requires_reference_contexts", False) and not question.contexts)
+    """Whether ``evaluator`` has what it needs from ``question`` (reference, contexts...)."""
+    return needs(evaluator, question) is None
 
 
-def default_judge(model: str, timeout: float) -> tuple[Any, Any]:
-    """The default judge LLM and the HTTP client it owns (None when it has none of ours).
+JUDGE_FORMS = "openai:<model> or openai-like:<model>@<base_url>"
+LOCAL_KEY_VARIABLE = "RAG_JUDGE_API_KEY"
+"""The key an ``openai-like`` judge sends (OPENAI_API_KEY never goes to another server)."""
 
-    llama-index's ``OpenAI`` at temperature 0 with ``max_retries=0`` (the runner owns
-    retries), on the openai SDK's aiohttp transport (``openai[aiohttp]``): its cost per
-    request stays flat as requests in flight grow, where the default httpx transport's
-    grows with them. Its repr never shows the API key.
+
+@dataclass(frozen=True)
+class JudgeSpec:
+    """Which LLM judges, as the ini option ``rag_judge`` names it."""
+
+    kind: str
+    """``openai`` (OpenAI's API, or OPENAI_API_BASE) or ``openai-like`` (any server that
+    speaks OpenAI's chat completions API: vLLM, llama.cpp's server, Ollama...)."""
+    model: str
+    base_url: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.model}" + (f"@{self.base_url}" if self.base_url else "")
+
+
+def parse_judge(text: str) -> JudgeSpec:
+    """``openai:gpt-4o-mini`` or ``openai-like:qwen2.5:7b@http://localhost:11434/v1``;
+    ValueError saying what is wrong otherwise."""
+    kind, sep, rest = text.strip().partition(":")
+    if not sep or kind not in ("openai", "openai-like"):
+        raise ValueError(f"expected {JUDGE_FORMS}, got {text!r}")
+    if kind == "openai":
+        if not rest.strip():
+            raise ValueError(f"expected openai:<model>, e.g. openai:gpt-4o-mini, got {text!r}")
+        return JudgeSpec("openai", rest.strip())
+    model, at, base_url = rest.rpartition("@")
+    if not at or not model.strip() or not re.match(r"https?://[^\s/]+", base_url.strip()):
+        raise ValueError(
+            "expected openai-like:<model>@<base_url>, e.g. "
+            f"openai-like:qwen2.5:7b@http://localhost:11434/v1, got {text!r}"
+        )
+    return JudgeSpec("openai-like", model.strip(), base_url.strip())
+
+
+def default_judge(spec: JudgeSpec, timeout: float) -> tuple[Any, Any]:
+    """The judge LLM ``spec`` names and the HTTP client it owns (None when it has none of
+    ours).
+
+    llama-index's ``OpenAI`` (or, for ``openai-like``, ``OpenAILike`` with the chat API)
+    at temperature 0 with ``max_retries=0`` (the runner owns retries), on the openai SDK's
+    aiohttp transport (``openai[aiohttp]``): its cost per request stays flat as requests
+    in flight grow, where the default httpx transport's grows with them. Its repr never
+    shows the API key. ImportError when ``openai-like``'s package is not installed.
     """
+    cls = _redacted(spec.kind)
     client = None
     try:
         from openai import DefaultAioHttpClient
@@ -61,28 +110,39 @@ def default_judge(model: str, timeout: float) -> tuple[Any, Any]:
         client = DefaultAioHttpClient(timeout=timeout)
     except ImportError:  # an openai without aiohttp support: its default transport
         pass
-    llm = _redacted_openai()(
-        model=model,
-        temperature=0.0,
-        max_retries=0,
-        timeout=timeout,
-        async_http_client=client,
-    )
-    return llm, client
+    settings: dict[str, Any] = {
+        "model": spec.model,
+        "temperature": 0.0,
+        "max_retries": 0,
+        "timeout": timeout,
+        "async_http_client": client,
+    }
+    if spec.kind == "openai-like":
+        settings.update(
+            api_base=spec.base_url,
+            api_key=os.environ.get(LOCAL_KEY_VARIABLE) or "none",
+            is_chat_model=True,
+        )
+    return cls(**settings), client
 
 
 @functools.cache
-def _redacted_openai() -> type:
-    """llama-index's ``OpenAI`` whose repr never shows its API key (``pytest -l`` prints
-    the locals of failing tests, and JUnit XML keeps what pytest prints)."""
-    from llama_index.llms.openai import OpenAI
+def _redacted(kind: str) -> type:
+    """llama-index's ``OpenAI`` (or ``OpenAILike``) whose repr never shows its API key
+    (``pytest -l`` prints the locals of failing tests, and JUnit XML keeps what pytest
+    prints)."""
+    if kind == "openai-like":
+        from llama_index.llms.openai_like import OpenAILike as Base
+    else:
+        from llama_index.llms.openai import OpenAI as Base
 
-    class RedactedOpenAI(OpenAI):
+    class Redacted(Base):  # type: ignore[misc]
         def __repr_args__(self) -> Any:
             for name, value in super().__repr_args__():
                 yield name, ("***" if name == "api_key" and value else value)
 
-    return RedactedOpenAI
+    Redacted.__name__ = Redacted.__qualname__ = f"Redacted{Base.__name__}"
+    return Redacted
 
 
 def warm_up(evaluators: Mapping[str, Any]) -> None:
@@ -108,13 +168,15 @@ def _warmed() -> None:
     _warm = True
 
 
-def needs(evaluator: Any) -> str | None:
-    """What a question must have for ``evaluator`` to apply ("a reference"...), if anything."""
-    needs_reference = getattr(evaluator, "requires_reference", False) or _is_correctness(evaluator)
-    if needs_reference:
-        return "a reference"
-    if getattr(evaluator, "requires_reference_contexts", False):
-        return "reference contexts ('contexts')"
+def needs(evaluator: Any, question: Question | None = None) -> str | None:
+    """What a question must have for ``evaluator`` to apply ("a reference"...), if
+    anything; with ``question``, only what that question lacks."""
+    for flag, field, what in REQUIREMENTS:
+        required = getattr(evaluator, flag, False) or (
+            field == "reference" and _is_correctness(evaluator)
+        )
+        if required and (question is None or getattr(question, field) in (None, (), "")):
+            return what
     return None
 
 
@@ -125,7 +187,38 @@ def reference_kwargs(question: Question) -> dict[str, Any]:
         kwargs["reference"] = question.reference
     if question.contexts is not None:
         kwargs["reference_contexts"] = list(question.contexts)
+    if question.pattern is not None:
+        kwargs["pattern"] = question.pattern
+    if question.expected_sources is not None:
+        kwargs["expected_sources"] = list(question.expected_sources)
     return kwargs
+
+
+def wants_sources(evaluator: Any) -> bool:
+    """Whether ``evaluator`` scores retrieval by source ids (``retrieved_sources``)."""
+    return bool(getattr(evaluator, "requires_expected_sources", False))
+
+
+def response_sources(response: Any) -> list[list[str]] | None:
+    """Each retrieved node's ids: its ``ref_doc_id`` and its ``file_name`` metadata. None
+    when the app returned no nodes (a string, or contexts as strings)."""
+    if hasattr(response, "source_nodes") and hasattr(response, "response"):
+        nodes = list(response.source_nodes)
+    elif isinstance(response, tuple) and len(response) == 2 and isinstance(response[0], str):
+        nodes = [c for c in response[1] if not isinstance(c, str)]
+        if len(nodes) != len(response[1]):
+            return None
+    else:
+        return None
+    sources = []
+    for scored in nodes:
+        node = getattr(scored, "node", scored)
+        ids = [
+            getattr(node, "ref_doc_id", None),
+            (getattr(node, "metadata", None) or {}).get("file_name"),
+        ]
+        sources.append([str(i) for i in ids if i])
+    return sources
 
 
 def response_parts(response: Any) -> tuple[str, list[str] | None]:
@@ -394,9 +487,7 @@ def _too_long(llm: Any, response: str) -> str | None:
 
 def _needs_contexts(evaluator: Any) -> bool:
     """Evaluators that judge the retrieved contexts; they cannot work without any."""
-    if getattr(evaluator, "requires_contexts", False):
-        return True
-    return type(evaluator).__name__ == "ContextRecallEvaluator"
+    return bool(getattr(evaluator, "requires_contexts", False))
 
 
 def _metric_name(evaluator: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ import pytest
 
 from pytest_rageval.baseline import Baseline, BaselineError
 from pytest_rageval.baseline import load as load_baseline
+from pytest_rageval.judges import JudgeSpec, parse_judge
 from pytest_rageval.reports.json import TEXT_LIMIT
 from pytest_rageval.thresholds import ThresholdError, check_fraction, parse_ini_thresholds
 from pytest_rageval.usage import PriceError, parse_prices
@@ -74,6 +76,12 @@ MARKDOWN_HELP = (
     "write a Markdown summary (table, flips, warnings) to this path; it is also appended to "
     "$GITHUB_STEP_SUMMARY when that is set"
 )
+JUDGE_HELP = (
+    "the LLM of the default rag_judge_llm fixture: openai:<model> (OPENAI_API_KEY, "
+    "OPENAI_API_BASE) or openai-like:<model>@<base_url> for any OpenAI-compatible server "
+    "(vLLM, llama.cpp, Ollama; sends RAG_JUDGE_API_KEY if set; needs "
+    "pytest-rageval[openai-like]); default openai:<rag_judge_model>"
+)
 HTML_HELP = "write a self-contained HTML report (charts, a sortable question table) to this path"
 BASELINE_HELP = (
     "compare this run with an earlier --rag-report JSON (e.g. the main branch's): baseline "
@@ -122,7 +130,7 @@ class Settings:
     report: Path | None = None
     markdown: Path | None = None
     html: Path | None = None
-    judge_model: str = DEFAULT_JUDGE_MODEL
+    judge: JudgeSpec = field(default_factory=lambda: JudgeSpec("openai", DEFAULT_JUDGE_MODEL))
     thresholds: dict[str, float] = field(default_factory=dict)
     thresholds_where: str = "rag_thresholds"
     files: tuple[str, ...] = tuple(DEFAULT_FILES.split())
@@ -142,7 +150,8 @@ class Settings:
             "max_drop": self.max_drop,
             "confidence": self.confidence,
             "thresholds": dict(self.thresholds),
-            "judge_model": self.judge_model,
+            "judge": str(self.judge),
+            "judge_model": self.judge.model,
             "report_text": self.report_text,
             "baseline": self.baseline.path if self.baseline is not None else None,
             "cache": self.cache,
@@ -175,6 +184,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--rag-markdown", dest="rag_markdown", default=None, metavar="PATH", help=MARKDOWN_HELP
     )
     group.addoption("--rag-html", dest="rag_html", default=None, metavar="PATH", help=HTML_HELP)
+    group.addoption("--rag-judge", dest="rag_judge", default=None, metavar="SPEC", help=JUDGE_HELP)
     group.addoption("--rag-repeat", dest="rag_repeat", default=None, metavar="K", help=REPEAT_HELP)
     group.addoption(
         "--rag-cache",
@@ -253,9 +263,11 @@ def add_options(parser: pytest.Parser) -> None:
         type="linelist",
         default=[],
     )
+    parser.addini("rag_judge", JUDGE_HELP, default=None)
     parser.addini(
         "rag_judge_model",
-        f"OpenAI model of the default rag_judge_llm fixture (default {DEFAULT_JUDGE_MODEL})",
+        f"OpenAI model of the default rag_judge_llm fixture (default {DEFAULT_JUDGE_MODEL}); "
+        "the same as rag_judge = openai:<model>",
         default=DEFAULT_JUDGE_MODEL,
     )
 
@@ -371,6 +383,26 @@ def _cache_mode(config: pytest.Config) -> str:
     return mode
 
 
+def _judge(config: pytest.Config) -> JudgeSpec:
+    found = _raw(config, "rag_judge")
+    if found is None:
+        return JudgeSpec("openai", str(config.getini("rag_judge_model") or DEFAULT_JUDGE_MODEL))
+    value, where = found
+    try:
+        spec = parse_judge(str(value))
+    except ValueError as exc:
+        raise pytest.UsageError(f"{where}: {exc}") from None
+    if (
+        spec.kind == "openai-like"
+        and importlib.util.find_spec("llama_index.llms.openai_like") is None
+    ):
+        raise pytest.UsageError(
+            f"{where} names an openai-like judge, which needs llama-index-llms-openai-like: "
+            'pip install "pytest-rageval[openai-like]"'
+        )
+    return spec
+
+
 def cache_dir(config: pytest.Config) -> Path:
     """The verdict cache's folder: ini ``rag_cache_dir``, relative to the rootdir."""
     value = str(config.getini("rag_cache_dir") or "").strip() or DEFAULT_CACHE_DIR
@@ -433,7 +465,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         report=_output_path(config, "rag_report"),
         markdown=_output_path(config, "rag_markdown"),
         html=_output_path(config, "rag_html"),
-        judge_model=str(config.getini("rag_judge_model") or DEFAULT_JUDGE_MODEL),
+        judge=_judge(config),
         thresholds=thresholds,
         thresholds_where=where,
         files=tuple(config.getini("rag_files")),

@@ -24,6 +24,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     options.add_options(parser)
 
 
+ASYNCIO_LOOP_SCOPE = "asyncio_default_fixture_loop_scope"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> None:
+    """Give pytest-asyncio's fixture loop scope a default: unset, pytest-asyncio warns on
+    every run (and ``-W error`` ends in an INTERNALERROR) in a project that never wrote
+    an async fixture. ``function`` is the default pytest-asyncio announces; an ini file's
+    own setting still wins. By now every installed plugin has added its options, so this
+    redefinition comes after pytest-asyncio's own."""
+    del args
+    if early_config.pluginmanager.hasplugin("asyncio"):
+        parser.addini(
+            ASYNCIO_LOOP_SCOPE,
+            type="string",
+            help="default scope of the asyncio event loop used to execute async fixtures "
+            "(pytest-rageval's default: function)",
+            default="function",
+        )
+
+
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     from pytest_rageval import hookspecs
 
@@ -45,6 +68,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    collect.forget_sightings()
     options.add_markers(config)
     settings = options.resolve_settings(config)
     config.stash[SETTINGS_KEY] = settings

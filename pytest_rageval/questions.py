@@ -11,11 +11,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pytest_rageval.text import slug
 from pytest_rageval.thresholds import GATE_OPTIONS, Layer, ThresholdError, check_layer
 
-QUESTION_KEYS = ("id", "query", "reference", "contexts", "must_pass", "tags")
+QUESTION_KEYS = (
+    "id",
+    "query",
+    "reference",
+    "contexts",
+    "expected_sources",
+    "pattern",
+    "must_pass",
+    "tags",
+)
 FILE_KEYS = ("questions", "thresholds", *GATE_OPTIONS, "evaluators", "query_engine")
-CSV_COLUMNS = ("id", "query", "reference", "must_pass", "tags")
+CSV_COLUMNS = ("id", "query", "reference", "expected_sources", "pattern", "must_pass", "tags")
 DEFAULT_QUERY_ENGINE = "rag_query_engine"
 SUFFIXES = (".yaml", ".yml", ".json", ".jsonl", ".csv")
 
@@ -41,6 +51,10 @@ class Question:
     contexts: tuple[str, ...] | None = None
     must_pass: bool = False
     tags: tuple[str, ...] = ()
+    expected_sources: tuple[str, ...] | None = None
+    """Document ids or file names retrieval should bring back (the retrieval metrics)."""
+    pattern: str | None = None
+    """A regular expression the answer should match (the ``regex`` metric)."""
     source: str | None = field(default=None, compare=False)
     """The file the question came from, as messages name it."""
     line: int | None = field(default=None, compare=False)
@@ -68,6 +82,8 @@ class QuestionFile:
     gate: Layer = field(default_factory=Layer)
     evaluators: tuple[str, ...] | None = None
     query_engine: str = DEFAULT_QUERY_ENGINE
+    evaluator_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Options of the built-in evaluators the file names (``{numeric: {tolerance: 0.5}}``)."""
 
 
 def as_question(value: object) -> Question:
@@ -82,15 +98,9 @@ def as_question(value: object) -> Question:
 
 
 def slugify(text: str, limit: int = 60) -> str:
-    """A readable test id from a query: lower case words joined by dashes."""
-    words = re.findall(r"[0-9a-z]+", text.lower())
-    slug = ""
-    for word in words:
-        candidate = f"{slug}-{word}" if slug else word
-        if len(candidate) > limit:
-            break
-        slug = candidate
-    return slug or (words[0][:limit] if words else "question")
+    """A readable test id from a query: its words, in any script, joined by dashes
+    (``text.slug``); ``question`` when it has no letters or digits at all."""
+    return slug(text, limit) or "question"
 
 
 def is_question_file(path: Path) -> bool:
@@ -195,7 +205,7 @@ def _from_document(path: Path, name: str, data: Any) -> QuestionFile:
             "(each a mapping with at least a 'query')"
         )
     gate = _file_gate(name, data)
-    evaluators = _file_evaluators(name, data.get("evaluators"))
+    evaluators, options = _file_evaluators(name, data.get("evaluators"))
     engine = data.get("query_engine", DEFAULT_QUERY_ENGINE)
     if not isinstance(engine, str) or not engine.isidentifier():
         raise QuestionFileError(
@@ -205,7 +215,7 @@ def _from_document(path: Path, name: str, data: Any) -> QuestionFile:
         _question(name, raw, index, gate=gate, source=name)
         for index, raw in enumerate(raw_questions)
     ]
-    return QuestionFile(path, _unique(name, questions), gate, evaluators, engine)
+    return QuestionFile(path, _unique(name, questions), gate, evaluators, engine, options)
 
 
 def _from_labelled_dataset(path: Path, name: str, data: dict[str, Any]) -> QuestionFile:
@@ -273,8 +283,10 @@ def _from_csv(path: Path, name: str, text: str) -> QuestionFile:
             key = key.strip()
             if key == "must_pass":
                 raw[key] = _csv_bool(name, reader.line_num, value)
-            elif key == "tags":
-                raw[key] = [tag.strip() for tag in value.split(";") if tag.strip()]
+            elif key in ("tags", "expected_sources"):
+                items = [item.strip() for item in value.split(";") if item.strip()]
+                if items or key == "tags":
+                    raw[key] = items
             elif value:
                 raw[key] = value
         raw[LINE_KEY] = reader.line_num
@@ -337,6 +349,26 @@ def _question(
     tags = raw.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise QuestionFileError(f"{where}: 'tags' must be a list of strings")
+    sources = raw.get("expected_sources")
+    if sources is not None and (
+        not isinstance(sources, list)
+        or not sources
+        or not all(isinstance(s, str) and s.strip() for s in sources)
+    ):
+        raise QuestionFileError(
+            f"{where}: 'expected_sources' must be a non-empty list of document ids or file "
+            "names, e.g. [refunds.md]"
+        )
+    pattern = raw.get("pattern")
+    if pattern is not None:
+        if not isinstance(pattern, str) or not pattern:
+            raise QuestionFileError(f"{where}: 'pattern' must be a regular expression (a string)")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise QuestionFileError(
+                f"{where}: 'pattern' {pattern!r} is not a valid regular expression: {exc}"
+            ) from None
     question = Question(
         query=query,
         id=qid,
@@ -344,6 +376,8 @@ def _question(
         contexts=tuple(contexts) if contexts is not None else None,
         must_pass=must_pass,
         tags=tuple(tags),
+        expected_sources=tuple(s.strip() for s in sources) if sources is not None else None,
+        pattern=pattern,
         source=source,
         line=line,
         file_gate=gate,
@@ -401,14 +435,40 @@ def _file_gate(name: str, data: Mapping[str, Any]) -> Layer:
         raise QuestionFileError(str(exc)) from None
 
 
-def _file_evaluators(name: str, value: object) -> tuple[str, ...] | None:
+def _file_evaluators(
+    name: str, value: object
+) -> tuple[tuple[str, ...] | None, dict[str, dict[str, Any]]]:
+    """The names a file's ``evaluators`` list gives, and the options given with them: an
+    entry is a name, or a one-key mapping of a name to its options."""
     if value is None:
-        return None
+        return None, {}
+    example = "e.g. [faithfulness, exact_match, {numeric: {tolerance: 0.5}}]"
     if not isinstance(value, Sequence) or isinstance(value, str) or not value:
         raise QuestionFileError(
-            f"{name}: 'evaluators' must be a non-empty list of evaluator names, "
-            "e.g. [faithfulness, relevancy]"
+            f"{name}: 'evaluators' must be a non-empty list of evaluator names, {example}"
         )
-    if not all(isinstance(item, str) for item in value):
-        raise QuestionFileError(f"{name}: 'evaluators' must list evaluator names (strings)")
-    return tuple(value)
+    names: list[str] = []
+    options: dict[str, dict[str, Any]] = {}
+    for entry in value:
+        if isinstance(entry, dict):
+            line = entry.pop(LINE_KEY, None)
+            where = f"{name}:{line}" if line else name
+            given = next(iter(entry.values()), None) if len(entry) == 1 else None
+            if not isinstance(given, dict) or not all(isinstance(k, str) for k in given):
+                raise QuestionFileError(
+                    f"{where}: an 'evaluators' entry with options must map one evaluator name "
+                    f"to its options, {example}"
+                )
+            given.pop(LINE_KEY, None)
+            entry_name = next(iter(entry))
+            options[entry_name] = given
+        elif isinstance(entry, str):
+            entry_name = entry
+        else:
+            raise QuestionFileError(
+                f"{name}: 'evaluators' must list evaluator names (strings), {example}"
+            )
+        if entry_name in names:
+            raise QuestionFileError(f"{name}: 'evaluators' names {entry_name!r} twice")
+        names.append(entry_name)
+    return tuple(names), options

@@ -74,6 +74,8 @@ class QuestionResult:
     """False when the run stopped (deadline, interrupt, -x) before this question finished."""
     votes: dict[str, list[Any]] = field(default_factory=dict)
     """With ``repeat`` > 1: every vote of each evaluator (``evaluations`` holds vote 1)."""
+    sources: list[list[str]] | None = None
+    """Each retrieved node's ids (document id, file name); None without nodes."""
 
     @property
     def error(self) -> str | None:
@@ -579,7 +581,7 @@ class Runner:
         try:
             recalled = cache.recall(recording) if cache and recording and self.replay else None
             if recalled is not None:  # --rag-replay: the app is not called
-                result.response, result.contexts = recalled
+                result.response, result.contexts, result.sources = recalled
             else:
                 metered = usage.metering(self.usage.setdefault("query", usage.Meter()))
                 try:
@@ -592,8 +594,9 @@ class Runner:
                 finally:
                     usage.reset(metered)
                 result.response, result.contexts = judges.response_parts(response)
+                result.sources = judges.response_sources(response)
                 if cache is not None and recording is not None:
-                    cache.record(recording, result.response, result.contexts)
+                    cache.record(recording, result.response, result.contexts, result.sources)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -653,6 +656,8 @@ class Runner:
                 if eval_kwargs is not None
                 else judges.reference_kwargs(question)
             )
+            if judges.wants_sources(evaluator):
+                kwargs["retrieved_sources"] = result.sources
             try:
                 if repeat == 1:
                     result.evaluations[name] = await vote(name, evaluator, kwargs, 1)

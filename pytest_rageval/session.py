@@ -7,6 +7,7 @@ import functools
 import inspect
 import itertools
 import os
+import re
 import signal
 import sys
 import threading
@@ -85,6 +86,7 @@ class RagSet:
     """What the baseline report says of this set (None: no baseline, or not in it)."""
     engine_fixture: str = DEFAULT_QUERY_ENGINE
     evaluator_names: tuple[str, ...] | None = None
+    evaluator_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     members: dict[str, Question] = field(default_factory=dict)
     items: list[pytest.Item] = field(default_factory=list)
     """Its items, in run order (to tell whether it can be submitted before they run)."""
@@ -94,6 +96,9 @@ class RagSet:
     """Whether its questions went to the runner (when its first item ran)."""
     results: dict[str, QuestionResult] = field(default_factory=dict)
     problem: str | None = None
+    setup_error: str | None = None
+    """Why its questions were never asked when a fixture they need raised (the items fail
+    with the fixture's own traceback; this is what the summary and the report say)."""
     """Why none of the set's questions can be evaluated (e.g. no metric applies)."""
     metrics: tuple[str, ...] = ()
     applicable: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -298,6 +303,7 @@ class RagSession:
                     rset = sets[key] = self._new_set(str(key), item, question_file.gate)
                     rset.engine_fixture = question_file.query_engine
                     rset.evaluator_names = question_file.evaluators
+                    rset.evaluator_options = question_file.evaluator_options
                 rset.members[item.nodeid] = item.stash[QUESTION_KEY]
                 rset.items.append(item)
                 item.stash[SET_KEY] = rset
@@ -398,14 +404,19 @@ class RagSession:
             item.stash[SET_KEY] = rset
         if not rset.submitted and rset.problem is None:
             try:
-                engine = self._fixture(request, rset.engine_fixture, item)
-                every = self._fixture(request, "rag_evaluators", item)
+                engine = self._fixture(request, rset.engine_fixture, item, rset)
+                every = (
+                    self._fixture(request, "rag_evaluators", item, rset)
+                    if _wants_rag_evaluators(rset, item)
+                    else None
+                )
                 evaluators = _pick(rset, every)
             except RagSetupError as exc:
                 item.stash[PROBLEM_KEY] = str(exc)
                 return None
             self._submit(rset, engine, evaluators)
-            self._remember(rset, item, engine, every)
+            if every is not None:
+                self._remember(rset, item, engine, every)
         if rset.index >= 0:
             self._keep_pool_full(rset)
         if rset.problem is not None:
@@ -443,10 +454,17 @@ class RagSession:
             engine, list(rset.members.items()), evaluators, _on_done(rset), repeat=rset.repeat
         )
 
-    def _fixture(self, request: pytest.FixtureRequest, name: str, item: pytest.Item) -> Any:
+    def _fixture(
+        self, request: pytest.FixtureRequest, name: str, item: pytest.Item, rset: RagSet
+    ) -> Any:
         try:
             return request.getfixturevalue(name)
-        except pytest.FixtureLookupError:
+        except RagSetupError:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, pytest.FixtureLookupError):
+                rset.setup_error = f"not evaluated: the {name} fixture raised {describe(exc)}"
+                raise
             where = item.nodeid.split("::", 1)[0]
             raise RagSetupError(
                 f"no fixture named {name!r}, which {where} uses as its query engine; define it "
@@ -730,7 +748,7 @@ class RagSession:
                 elif nodeid in missing:
                     results[nodeid] = QuestionResult(
                         question,
-                        errors={"query": rset.problem or reason},
+                        errors={"query": rset.problem or rset.setup_error or reason},
                         applicable=rset.applicable.get(nodeid, ()),
                         evaluated=False,
                     )
@@ -762,7 +780,7 @@ class RagSession:
         document["stopped"] = self.stopped
         document["notices"] = self.notices()
         document["settings"] = self.settings.to_json()
-        document["versions"] = versions(self.settings.judge_model)
+        document["versions"] = versions(self.settings.judge.model)
         counts = Counter(self._worker_counts)
         counts.update(self._runner.counts if self._runner is not None else {})
         document["timing"] = {
@@ -909,22 +927,73 @@ _LOOKAHEAD = 64
 
 
 def _pick(rset: RagSet, evaluators: Any) -> dict[str, Any]:
-    """The evaluators of ``rset`` from what the ``rag_evaluators`` fixture returned."""
-    if not isinstance(evaluators, Mapping) or not evaluators:
+    """The evaluators of ``rset``: what the ``rag_evaluators`` fixture returned (None when
+    it was not needed), or, for names a data file lists that it does not provide, the
+    built-in evaluators of that name (``evaluators.BY_NAME``, with the file's options)."""
+    if evaluators is not None and (not isinstance(evaluators, Mapping) or not evaluators):
         raise RagSetupError(
             "the rag_evaluators fixture must return a non-empty dict of metric name -> "
             f"llama-index evaluator, got {evaluators!r}"
         )
     if rset.evaluator_names is None:
-        return dict(evaluators)
-    unknown = [name for name in rset.evaluator_names if name not in evaluators]
-    if unknown:
+        return dict(evaluators or {})
+    from pytest_rageval.evaluators import BY_NAME
+
+    given = evaluators or {}
+    picked = {}
+    for name in rset.evaluator_names:
+        options = rset.evaluator_options.get(name)
+        if options is None and name in given:
+            picked[name] = given[name]
+        elif name in BY_NAME:
+            picked[name] = _built_in(rset, name, BY_NAME[name], options or {})
+        elif options is not None:
+            raise RagSetupError(
+                f"{rset.name} gives options for evaluator {name!r}, which is not built in"
+                f"{closest(name, BY_NAME)}; options are for the built-in evaluators "
+                f"({', '.join(BY_NAME)}); configure your own in your rag_evaluators fixture"
+            )
+        else:
+            known = [*given, *(n for n in BY_NAME if n not in given)]
+            raise RagSetupError(
+                f"{rset.name} asks for evaluator {name!r}, which neither rag_evaluators "
+                f"provides nor is built in{closest(name, known)} (known: {', '.join(known)}); "
+                "fix the file's 'evaluators' list or add it to your rag_evaluators fixture"
+            )
+    return picked
+
+
+def _built_in(rset: RagSet, name: str, cls: type, options: Mapping[str, Any]) -> Any:
+    try:
+        return cls(**options)
+    except (TypeError, ValueError, re.error) as exc:
+        accepted = [p for p in inspect.signature(cls).parameters if p not in ("self",)]
         raise RagSetupError(
-            f"{rset.name} asks for evaluator {unknown[0]!r}, which rag_evaluators does not "
-            f"provide{closest(unknown[0], evaluators)} (it has: {', '.join(evaluators)}); "
-            "fix the file's 'evaluators' list or add it to your rag_evaluators fixture"
-        )
-    return {name: evaluators[name] for name in rset.evaluator_names}
+            f"{rset.name}: the options of evaluator {name!r} are not valid: {exc}; it takes "
+            + (", ".join(accepted) if accepted else "no options")
+        ) from None
+
+
+def _wants_rag_evaluators(rset: RagSet, item: pytest.Item) -> bool:
+    """Whether ``rset`` needs the ``rag_evaluators`` fixture: not when its data file names
+    only built-in evaluators and the fixture is the plugin's own (LLM judges only), so
+    that a file of deterministic metrics runs without a judge."""
+    names = rset.evaluator_names
+    if names is None:
+        return True
+    from pytest_rageval.evaluators import BY_NAME
+
+    if any(name not in BY_NAME or name in DEFAULT_EVALUATORS for name in names):
+        return True
+    try:
+        defs = item.session._fixturemanager.getfixturedefs("rag_evaluators", item)
+    except Exception:  # another pytest's private API: ask the fixture
+        return True
+    return not defs or getattr(defs[-1].func, "__module__", None) != "pytest_rageval.fixtures"
+
+
+DEFAULT_EVALUATORS = ("faithfulness", "relevancy", "correctness")
+"""The names the plugin's own ``rag_evaluators`` fixture provides."""
 
 
 def _shared_fixtures(item: pytest.Item, engine_name: str) -> tuple[object, object] | None:

@@ -80,6 +80,10 @@ class FakeOpenAI:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.prompts: list[str] = []
+        self.models: list[str] = []
+        """The model each chat request named."""
+        self.keys: list[str] = []
+        """The API key each chat request sent (its ``Authorization: Bearer`` value)."""
         self.arrived: list[float] = []
         """When each chat request arrived (monotonic)."""
         self.answered: list[float] = []
@@ -167,6 +171,8 @@ def make_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
                 return
             with state.lock:
+                state.models.append(str(request.get("model")))
+                state.keys.append(self.headers.get("Authorization", "").removeprefix("Bearer "))
                 state.chat_requests += 1
                 state.arrived.append(time.monotonic())
                 state.in_flight += 1

@@ -133,7 +133,7 @@ def test_rag_files_ini_chooses_what_is_collected(project: pytest.Pytester) -> No
             "rag_bad.yaml",
             "questions:\n  - query: fine\n  - refrence: typo\n    query: Q\n",
             "rag_bad.yaml:3: unknown key 'refrence'; allowed keys: id, query, reference, "
-            "contexts, must_pass, tags",
+            "contexts, expected_sources, pattern, must_pass, tags",
         ),
         (
             "rag_bad.yaml",

@@ -146,8 +146,12 @@ def test_marker_file_and_ini_precedence(project: pytest.Pytester) -> None:
             correctness = 0.3
         """
     )
+    # the same questions as a collected set and, under another name, loaded in Python
     project.makefile(
         ".yaml", rag_thresholds="thresholds: {relevancy: 0.25}\nquestions: [{query: Q}]\n"
+    )
+    project.makefile(
+        ".yaml", thresholds_questions="thresholds: {relevancy: 0.25}\nquestions: [{query: Q}]\n"
     )
     project.makepyfile(
         test_precedence="""
@@ -160,11 +164,11 @@ def test_marker_file_and_ini_precedence(project: pytest.Pytester) -> None:
             pytestmark = pytest.mark.rag_threshold(faithfulness=0.7)
 
             @pytest.mark.rag_threshold(relevancy=0.9)
-            @pytest.mark.parametrize("rag_question", load_questions("rag_thresholds.yaml"))
+            @pytest.mark.parametrize("rag_question", load_questions("thresholds_questions.yaml"))
             def test_answers(self, rag_result):
                 pass
 
-        @pytest.mark.parametrize("rag_question", load_questions("rag_thresholds.yaml"))
+        @pytest.mark.parametrize("rag_question", load_questions("thresholds_questions.yaml"))
         def test_module_level(rag_result):
             pass
         """
@@ -330,8 +334,8 @@ def test_data_file_names_a_missing_engine_fixture_or_evaluator(project: pytest.P
         [
             "no fixture named 'my_engine', which rag_a.yaml uses as its query engine; define it "
             "in a conftest.py next to that file*",
-            "rag_b.yaml asks for evaluator 'tone', which rag_evaluators does not provide (it has: "
-            "faithfulness, relevancy, correctness)*",
+            "rag_b.yaml asks for evaluator 'tone', which neither rag_evaluators provides nor is "
+            "built in (known: faithfulness, relevancy, correctness, contains, token_f1, *",
         ]
     )
 

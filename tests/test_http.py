@@ -96,7 +96,7 @@ def test_the_default_judge_uses_the_aiohttp_transport(openai_server: FakeOpenAI)
 
     from pytest_rageval import judges
 
-    llm, client = judges.default_judge("gpt-4o-mini", 30)
+    llm, client = judges.default_judge(judges.JudgeSpec("openai", "gpt-4o-mini"), 30)
     assert isinstance(client, openai.DefaultAioHttpClient)
     assert llm._get_aclient()._client is client  # the pooled client, reused by every call
     assert (llm.max_retries, llm.temperature) == (0, 0.0)
