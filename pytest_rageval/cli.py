@@ -1,6 +1,7 @@
 """The ``rageval`` console script: start a project, compare and render saved reports.
 
     rageval init [FOLDER]
+    rageval calibrate LABELS.yaml [--evaluators module:callable] [--judge SPEC] [--min-kappa K]
     rageval diff BASE.json HEAD.json [--max-drop 0.05]
     rageval report REPORT.json [--html out.html] [--markdown out.md]
 
@@ -16,12 +17,16 @@ when a file cannot be used.
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pytest_rageval.baseline import Baseline, BaselineError, from_document, read_document
+from pytest_rageval.calibrate import CalibrationError
 from pytest_rageval.reports import html, markdown, terminal
 from pytest_rageval.reports.json import write_atomic
 from pytest_rageval.reports.summary import changes_of, summaries_from_document
@@ -104,6 +109,93 @@ def init(folder: str) -> int:
     return 1
 
 
+def calibrate(
+    labels: str, evaluators_spec: str | None, judge: str, min_kappa: float | None, workers: int
+) -> int:
+    from pytest_rageval import calibrate as calibration
+    from pytest_rageval import judges
+
+    cases = calibration.load_labels(Path(labels), labels)
+    client = None
+
+    def judge_llm() -> Any:
+        nonlocal client
+        spec = _judge_spec(judge)
+        if spec.kind == "openai" and not os.environ.get("OPENAI_API_KEY"):
+            raise calibration.CalibrationError(
+                "no judge: OPENAI_API_KEY is not set. Set it (and OPENAI_API_BASE for an "
+                "OpenAI-compatible server), or name another with --judge "
+                "openai-like:<model>@<base_url>"
+            )
+        llm, client = judges.default_judge(spec, 120.0)
+        return llm
+
+    if evaluators_spec is None:
+        evaluators = judges.default_evaluators(judge_llm())
+    else:
+        evaluators = _load_evaluators(evaluators_spec, Path(labels).parent, judge_llm)
+    cleanup = client.aclose if client is not None else None
+    agreements, unknown = calibration.calibrate(cases, evaluators, workers, cleanup=cleanup)
+    for line in calibration.render(agreements, unknown):
+        print(line)
+    if min_kappa is None:
+        return 0
+    failures = []
+    for agreement in agreements:
+        kappa = agreement.kappa
+        if kappa is None:
+            failures.append(
+                f"{agreement.metric}: kappa is undefined (every label and verdict is the same); "
+                "label cases that should fail as well as cases that should pass"
+            )
+        elif kappa < min_kappa:
+            failures.append(
+                f"{agreement.metric}: kappa {kappa:.2f} is below --min-kappa {min_kappa:g}"
+            )
+    for failure in failures:
+        print(f"FAILED {failure}")
+    return 1 if failures else 0
+
+
+def _judge_spec(text: str) -> Any:
+    from pytest_rageval.calibrate import CalibrationError
+    from pytest_rageval.judges import parse_judge
+
+    try:
+        return parse_judge(text)
+    except ValueError as exc:
+        raise CalibrationError(f"--judge: {exc}") from None
+
+
+def _load_evaluators(spec: str, folder: Path, judge_llm: Callable[[], Any]) -> dict[str, Any]:
+    """``module:callable`` (importable from here or from the labels file's folder): a
+    callable returning a dict like the ``rag_evaluators`` fixture; one that takes a
+    parameter gets the judge LLM, as the fixture gets ``rag_judge_llm``."""
+    from pytest_rageval.calibrate import CalibrationError
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise CalibrationError(f"--evaluators: expected module:callable, got {spec!r}")
+    for entry in (str(folder.resolve()), os.getcwd()):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CalibrationError(f"--evaluators: cannot import {module_name!r}: {exc}") from None
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise CalibrationError(f"--evaluators: {module_name} has no callable {attribute!r}")
+    wants_judge = bool(inspect.signature(factory).parameters)
+    evaluators = factory(judge_llm()) if wants_judge else factory()
+    if not isinstance(evaluators, dict) or not evaluators:
+        raise CalibrationError(
+            f"--evaluators: {spec} must return a non-empty dict of metric name -> llama-index "
+            f"evaluator, got {evaluators!r}"
+        )
+    return evaluators
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -111,6 +203,16 @@ def _fraction(text: str) -> float:
         value = float("nan")
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1], got {text!r}")
+    return value
+
+
+def _kappa(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a kappa in [-1, 1], got {text!r}")
     return value
 
 
@@ -135,6 +237,31 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="exit 1 when a metric's pass rate fell more than this below the baseline's",
     )
+    check = commands.add_parser(
+        "calibrate", help="how often the judge agrees with hand-labelled cases (Cohen's kappa)"
+    )
+    check.add_argument("labels", help="a labels file: cases: [{query, response, contexts, labels}]")
+    check.add_argument(
+        "--evaluators",
+        default=None,
+        metavar="MODULE:CALLABLE",
+        help="a callable returning a dict like the rag_evaluators fixture (given the judge LLM "
+        "when it takes a parameter); default: faithfulness, relevancy and correctness",
+    )
+    check.add_argument(
+        "--judge",
+        default="openai:gpt-4o-mini",
+        metavar="SPEC",
+        help="openai:<model> or openai-like:<model>@<base_url>, as the ini option rag_judge "
+        "(default openai:gpt-4o-mini)",
+    )
+    check.add_argument(
+        "--min-kappa",
+        type=_kappa,
+        default=None,
+        help="exit 1 when a metric's Cohen's kappa is below this (or undefined)",
+    )
+    check.add_argument("--workers", type=int, default=8, help="judgements in flight at once")
     render = commands.add_parser("report", help="render a saved report as HTML or Markdown")
     render.add_argument("report", help="a --rag-report file")
     render.add_argument("--html", default=None, metavar="PATH", help="write the HTML report")
@@ -149,10 +276,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if arguments.command == "init":
             return init(arguments.folder)
+        if arguments.command == "calibrate":
+            return calibrate(
+                arguments.labels,
+                arguments.evaluators,
+                arguments.judge,
+                arguments.min_kappa,
+                max(1, arguments.workers),
+            )
         if arguments.command == "diff":
             return diff(arguments.base, arguments.head, arguments.max_drop)
         return report(arguments.report, arguments.html, arguments.markdown)
-    except BaselineError as exc:
+    except (BaselineError, CalibrationError) as exc:
         print(f"rageval: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

@@ -51,17 +51,7 @@ def rag_judge_llm(request: pytest.FixtureRequest) -> Iterator[Any]:
 def rag_evaluators(rag_judge_llm: Any) -> dict[str, Any]:
     """Metric name -> llama-index evaluator: faithfulness, relevancy and correctness
     judged by ``rag_judge_llm``. Correctness applies only to questions with a reference."""
-    from llama_index.core.evaluation import (
-        CorrectnessEvaluator,
-        FaithfulnessEvaluator,
-        RelevancyEvaluator,
-    )
-
-    return {
-        "faithfulness": FaithfulnessEvaluator(llm=rag_judge_llm),
-        "relevancy": RelevancyEvaluator(llm=rag_judge_llm),
-        "correctness": CorrectnessEvaluator(llm=rag_judge_llm),
-    }
+    return judges.default_evaluators(rag_judge_llm)
 
 
 @pytest.fixture(scope="session")

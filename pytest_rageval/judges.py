@@ -126,6 +126,22 @@ def default_judge(spec: JudgeSpec, timeout: float) -> tuple[Any, Any]:
     return cls(**settings), client
 
 
+def default_evaluators(llm: Any) -> dict[str, Any]:
+    """The plugin's default metrics: llama-index's faithfulness, relevancy and correctness
+    judged by ``llm`` (what the ``rag_evaluators`` fixture and ``rageval calibrate`` use)."""
+    from llama_index.core.evaluation import (
+        CorrectnessEvaluator,
+        FaithfulnessEvaluator,
+        RelevancyEvaluator,
+    )
+
+    return {
+        "faithfulness": FaithfulnessEvaluator(llm=llm),
+        "relevancy": RelevancyEvaluator(llm=llm),
+        "correctness": CorrectnessEvaluator(llm=llm),
+    }
+
+
 @functools.cache
 def _redacted(kind: str) -> type:
     """llama-index's ``OpenAI`` (or ``OpenAILike``) whose repr never shows its API key

@@ -119,7 +119,7 @@ def load_file(path: Path, display: str | None = None) -> QuestionFile:
     except (OSError, UnicodeDecodeError) as exc:
         raise QuestionFileError(f"{name}: cannot read the file as UTF-8 text: {exc}") from None
     if suffix in (".yaml", ".yml"):
-        return _from_document(path, name, _parse_yaml(text, name))
+        return _from_document(path, name, parse_yaml(text, name))
     if suffix == ".json":
         return _from_document(path, name, _parse_json(text, name))
     if suffix == ".jsonl":
@@ -136,7 +136,9 @@ def load_file(path: Path, display: str | None = None) -> QuestionFile:
 LINE_KEY = "__line__"
 
 
-def _parse_yaml(text: str, name: str) -> Any:
+def parse_yaml(text: str, name: str) -> Any:
+    """YAML as data, each mapping with its line under ``LINE_KEY``; QuestionFileError
+    naming the line when the syntax is wrong."""
     import yaml
 
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 # imported once, here, for good: in-process pytester runs restore sys.modules afterwards,
 # and the judge class (cached) must keep seeing the same openai and httpx modules
-import llama_index.llms.openai  # noqa: F401
+import llama_index.llms.openai
 import llama_index.llms.openai_like  # noqa: F401
 import pytest
 from openai_server import FakeOpenAI
@@ -35,7 +35,9 @@ def test_an_openai_like_server_judges_without_an_openai_key(
         """
     )
     http_project.makefile(".yaml", rag_capitals=QUESTIONS)
-    result = http_project.runpytest("-p", "no:cacheprovider", "--rag-cache=off", "--rag-report=r.json")
+    result = http_project.runpytest(
+        "-p", "no:cacheprovider", "--rag-cache=off", "--rag-report=r.json"
+    )
     result.assert_outcomes(passed=2)
     assert openai_server.models == ["qwen2.5:7b"] * 4
     assert openai_server.keys == ["local-secret"] * 4
@@ -73,7 +75,10 @@ def test_rag_judge_names_the_openai_model(
         ("gpt-4o", "expected openai:<model> or openai-like:<model>@<base_url>, got 'gpt-4o'"),
         ("anthropic:claude", "expected openai:<model> or openai-like:<model>@<base_url>*"),
         ("openai:", "expected openai:<model>, e.g. openai:gpt-4o-mini, got 'openai:'"),
-        ("openai-like:llama3", "expected openai-like:<model>@<base_url>, e.g. *, got 'openai-like:llama3'"),
+        (
+            "openai-like:llama3",
+            "expected openai-like:<model>@<base_url>, e.g. *, got 'openai-like:llama3'",
+        ),
         ("openai-like:llama3@localhost:8000", "expected openai-like:<model>@<base_url>*"),
     ],
 )

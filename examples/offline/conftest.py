@@ -3,9 +3,7 @@
 from pathlib import Path
 
 import pytest
-from keyword_rag import build_query_engine
-
-from pytest_rageval import ContextRecallEvaluator, TokenF1Evaluator
+from keyword_rag import build_query_engine, evaluators
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +14,4 @@ def rag_query_engine():
 @pytest.fixture(scope="session")
 def rag_evaluators():
     # deterministic, LLM-free checks; swap in llama-index's judges when you have a key
-    return {
-        "f1": TokenF1Evaluator(threshold=0.3),
-        "context_recall": ContextRecallEvaluator(min_overlap=0.8),
-    }
+    return evaluators()

@@ -8,6 +8,7 @@ import math
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from llama_index.core import Document
 from llama_index.core.base.response.schema import Response
@@ -82,3 +83,15 @@ def build_query_engine(corpus: Path) -> ExtractiveQueryEngine:
     ]
     nodes = SentenceSplitter(chunk_size=128, chunk_overlap=0).get_nodes_from_documents(documents)
     return ExtractiveQueryEngine(retriever=BM25Retriever(nodes))
+
+
+def evaluators() -> dict[str, Any]:
+    """This example's metrics, deterministic and LLM-free (swap in llama-index's judges
+    when you have a key); the conftest's rag_evaluators fixture and
+    `rageval calibrate --evaluators keyword_rag:evaluators` both use them."""
+    from pytest_rageval import ContextRecallEvaluator, TokenF1Evaluator
+
+    return {
+        "f1": TokenF1Evaluator(threshold=0.3),
+        "context_recall": ContextRecallEvaluator(min_overlap=0.8),
+    }
