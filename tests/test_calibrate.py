@@ -57,7 +57,11 @@ def test_the_offline_example_calibrates_token_f1_without_a_judge() -> None:
         "('What is magma called once it reaches the surface?')"
     ) in lines
     strict = rageval(
-        str(EXAMPLE.relative_to(REPO)), "--evaluators", "keyword_rag:evaluators", "--min-kappa", "0.6"
+        str(EXAMPLE.relative_to(REPO)),
+        "--evaluators",
+        "keyword_rag:evaluators",
+        "--min-kappa",
+        "0.6",
     )
     assert strict.returncode == 1
     assert strict.stdout.splitlines()[-1] == "FAILED f1: kappa 0.25 is below --min-kappa 0.6"
@@ -113,7 +117,11 @@ def test_the_default_judges_against_the_loopback_server(
     assert gated.returncode == 1
     assert gated.stdout.splitlines()[-1] == "FAILED relevancy: kappa 0.00 is below --min-kappa 0.1"
     # only passing labels, all judged passing: agreement no measure can tell from chance
-    (tmp_path / "easy.yaml").write_text(textwrap.dedent(LABELS).split("  - query: What is the capital of France?\n    response: UNSUPPORTED")[0])
+    (tmp_path / "easy.yaml").write_text(
+        textwrap.dedent(LABELS).split(
+            "  - query: What is the capital of France?\n    response: UNSUPPORTED"
+        )[0]
+    )
     easy = rageval("easy.yaml", "--min-kappa", "0.1", cwd=tmp_path)
     assert easy.returncode == 1
     assert easy.stdout.splitlines()[2].split()[:4] == ["faithfulness", "1", "1.00", "n/a"]
@@ -125,7 +133,9 @@ def test_the_default_judges_against_the_loopback_server(
     ]
 
 
-def test_evaluators_from_a_callable_given_the_judge(tmp_path: Path, openai_server: FakeOpenAI) -> None:
+def test_evaluators_from_a_callable_given_the_judge(
+    tmp_path: Path, openai_server: FakeOpenAI
+) -> None:
     (tmp_path / "labels.yaml").write_text(textwrap.dedent(LABELS))
     (tmp_path / "my_metrics.py").write_text(
         textwrap.dedent(
@@ -179,7 +189,9 @@ def test_a_bad_labels_file_names_the_line(tmp_path: Path, content: str, message:
     assert fnmatch.fnmatch(done.stderr.strip(), f"rageval: error: {message}"), done.stderr
 
 
-def test_without_a_key_the_default_judge_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_a_key_the_default_judge_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     (tmp_path / "labels.yaml").write_text(textwrap.dedent(LABELS))
     done = rageval("labels.yaml", cwd=tmp_path)
