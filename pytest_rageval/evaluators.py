@@ -19,7 +19,11 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from llama_index.core.evaluation import BaseEvaluator, EvaluationResult
+from llama_index.core.evaluation import (
+    BaseEvaluator,
+    EvaluationResult,
+    SemanticSimilarityEvaluator,
+)
 from llama_index.core.prompts.mixin import PromptDictType
 
 from pytest_rageval.text import plain, tokens
@@ -482,5 +486,8 @@ BY_NAME: dict[str, type[BaseEvaluator]] = {
     "hit_rate": HitRateEvaluator,
     "mrr": MRREvaluator,
     "recall_at_k": RecallAtKEvaluator,
+    # llama-index's own, on the rag_embed_model fixture's embedding model
+    "semantic_similarity": SemanticSimilarityEvaluator,
 }
-"""The evaluators a data file's ``evaluators`` list can name without any code."""
+"""The evaluators a data file's ``evaluators`` list can name without any code. One whose
+constructor takes ``embed_model`` is given the ``rag_embed_model`` fixture's model."""

@@ -55,6 +55,33 @@ def rag_evaluators(rag_judge_llm: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
+def rag_embed_model() -> Any:
+    """The embedding model of the built-in ``semantic_similarity`` metric: OpenAI's
+    ``text-embedding-3-small`` (needs ``OPENAI_API_KEY`` and
+    ``llama-index-embeddings-openai``; honours ``OPENAI_API_BASE``). Override it to
+    return any llama-index embedding model."""
+    if not os.environ.get("OPENAI_API_KEY"):
+        raise RagSetupError(
+            "semantic_similarity needs an embedding model: set OPENAI_API_KEY (with "
+            "llama-index-embeddings-openai installed), or override the 'rag_embed_model' "
+            "fixture in your conftest.py to return any llama-index embedding model"
+        )
+    try:
+        from llama_index.embeddings.openai import OpenAIEmbedding
+    except ImportError:
+        raise RagSetupError(
+            "semantic_similarity's default embedding model needs llama-index-embeddings-openai: "
+            "pip install llama-index-embeddings-openai, or override the 'rag_embed_model' "
+            "fixture in your conftest.py to return any llama-index embedding model"
+        ) from None
+    return OpenAIEmbedding(
+        model="text-embedding-3-small",
+        api_base=os.environ.get("OPENAI_API_BASE") or None,
+        max_retries=0,
+    )
+
+
+@pytest.fixture(scope="session")
 def rag_runner(request: pytest.FixtureRequest) -> Runner:
     """The process's shared runner (one event loop thread, ``--rag-workers`` slots)."""
     return request.config.stash[SESSION_KEY].runner

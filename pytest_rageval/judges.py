@@ -189,7 +189,7 @@ def needs(evaluator: Any, question: Question | None = None) -> str | None:
     anything; with ``question``, only what that question lacks."""
     for flag, field, what in REQUIREMENTS:
         required = getattr(evaluator, flag, False) or (
-            field == "reference" and _is_correctness(evaluator)
+            field == "reference" and _compares_with_reference(evaluator)
         )
         if required and (question is None or getattr(question, field) in (None, (), "")):
             return what
@@ -671,3 +671,12 @@ def _direct_kind(cls: type) -> str | None:
 def _is_correctness(evaluator: Any) -> bool:
     cls = _evaluation_class("CorrectnessEvaluator")
     return cls is not None and isinstance(evaluator, cls)
+
+
+def _compares_with_reference(evaluator: Any) -> bool:
+    """llama-index's evaluators that need a reference answer but do not say so."""
+    for name in ("CorrectnessEvaluator", "SemanticSimilarityEvaluator"):
+        cls = _evaluation_class(name)
+        if cls is not None and isinstance(evaluator, cls):
+            return True
+    return False

@@ -9,6 +9,7 @@ import pytest
 
 from pytest_rageval import collect, options
 from pytest_rageval.fixtures import (  # noqa: F401 - fixtures are found by their names here
+    rag_embed_model,
     rag_evaluators,
     rag_judge_llm,
     rag_query_engine,

@@ -410,7 +410,11 @@ class RagSession:
                     if _wants_rag_evaluators(rset, item)
                     else None
                 )
-                evaluators = _pick(rset, every)
+                evaluators = _pick(
+                    rset,
+                    every,
+                    lambda: self._fixture(request, "rag_embed_model", item, rset),
+                )
             except RagSetupError as exc:
                 item.stash[PROBLEM_KEY] = str(exc)
                 return None
@@ -926,10 +930,14 @@ _LOOKAHEAD = 64
 """How many sets ahead of the running one may be submitted early."""
 
 
-def _pick(rset: RagSet, evaluators: Any) -> dict[str, Any]:
+def _pick(
+    rset: RagSet, evaluators: Any, embed_model: Callable[[], Any] | None = None
+) -> dict[str, Any]:
     """The evaluators of ``rset``: what the ``rag_evaluators`` fixture returned (None when
     it was not needed), or, for names a data file lists that it does not provide, the
-    built-in evaluators of that name (``evaluators.BY_NAME``, with the file's options)."""
+    built-in evaluators of that name (``evaluators.BY_NAME``, with the file's options;
+    ``embed_model`` gives those that embed text the ``rag_embed_model`` fixture's model,
+    and without it they cannot be built here)."""
     if evaluators is not None and (not isinstance(evaluators, Mapping) or not evaluators):
         raise RagSetupError(
             "the rag_evaluators fixture must return a non-empty dict of metric name -> "
@@ -946,7 +954,13 @@ def _pick(rset: RagSet, evaluators: Any) -> dict[str, Any]:
         if options is None and name in given:
             picked[name] = given[name]
         elif name in BY_NAME:
-            picked[name] = _built_in(rset, name, BY_NAME[name], options or {})
+            options = dict(options or {})
+            cls = BY_NAME[name]
+            if "embed_model" in inspect.signature(cls).parameters and "embed_model" not in options:
+                if embed_model is None:
+                    raise RagSetupError(f"{rset.name}: {name} needs the rag_embed_model fixture")
+                options["embed_model"] = embed_model()
+            picked[name] = _built_in(rset, name, cls, options)
         elif options is not None:
             raise RagSetupError(
                 f"{rset.name} gives options for evaluator {name!r}, which is not built in"

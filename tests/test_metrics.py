@@ -215,6 +215,7 @@ def test_every_name_is_a_llama_index_evaluator() -> None:
         "hit_rate",
         "mrr",
         "recall_at_k",
+        "semantic_similarity",
     }
     assert all(issubclass(cls, BaseEvaluator) for cls in BY_NAME.values())
     assert ContextRecallEvaluator().requires_contexts
@@ -361,4 +362,52 @@ def test_a_bad_pattern_is_a_collection_error_with_its_line(project: pytest.Pytes
         [
             "*rag_bad.yaml:2: 'pattern' '(unclosed' is not a valid regular expression: missing ), unterminated subpattern*"
         ]
+    )
+
+
+def test_semantic_similarity_by_name_embeds_over_http(
+    http_project: pytest.Pytester, openai_server: Any
+) -> None:
+    from openai_server import embed
+
+    http_project.makefile(
+        ".yaml",
+        rag_similar="""
+        evaluators: [{semantic_similarity: {similarity_threshold: 0.6}}]
+        thresholds: {semantic_similarity: 0}
+        questions:
+          - id: close
+            query: capital of France
+            reference: the capital of France
+          - id: far
+            query: capital of France
+            reference: Rome is in Italy
+          - id: no-reference
+            query: capital of Spain
+        """,
+    )
+    result = http_project.runpytest("-p", "no:cacheprovider", "--rag-report=r.json")
+    # no-reference: nothing applies to it, so nothing fails it
+    assert result.parseoutcomes() == {"passed": 2, "tolerated": 1}
+    report = json.loads((http_project.path / "r.json").read_text())
+    scores = {q["id"]: q["metrics"].get("semantic_similarity") for q in report["sets"][0]["questions"]}
+
+    def cosine(a: str, b: str) -> float:
+        return sum(x * y for x, y in zip(embed(a), embed(b), strict=True))
+
+    # the app answers "Answer: <query>"; the server's embeddings are bag-of-words vectors
+    assert scores["close"]["score"] == pytest.approx(cosine("Answer: capital of France", "the capital of France"))
+    assert scores["close"]["result"] == "passing"
+    assert scores["far"]["score"] == pytest.approx(cosine("Answer: capital of France", "Rome is in Italy"))
+    assert scores["far"]["result"] == "failing"
+    assert scores["no-reference"] is None  # needs a reference: does not apply
+    assert openai_server.chat_requests == 0  # no judge: embeddings only
+
+
+def test_semantic_similarity_without_a_key_says_what_to_do(project: pytest.Pytester) -> None:
+    project.makefile(".yaml", rag_similar="evaluators: [semantic_similarity]\nquestions: [{query: Q, reference: R}]\n")
+    result = project.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*semantic_similarity needs an embedding model: set OPENAI_API_KEY (with llama-index-embeddings-openai installed), or override the 'rag_embed_model' fixture*"]
     )
