@@ -1,6 +1,8 @@
 """The ``rageval`` console script: start a project, compare and render saved reports.
 
     rageval init [FOLDER]
+    rageval generate DOCS_DIR [--out rag_questions.json] [--per-chunk 3] [--chunk-size 512]
+                     [--max-questions N] [--llm SPEC]
     rageval calibrate LABELS.yaml [--evaluators module:callable] [--judge SPEC] [--min-kappa K]
     rageval diff BASE.json HEAD.json [--max-drop 0.05]
     rageval report REPORT.json [--html out.html] [--markdown out.md]
@@ -27,6 +29,7 @@ from typing import Any
 
 from pytest_rageval.baseline import Baseline, BaselineError, from_document, read_document
 from pytest_rageval.calibrate import CalibrationError
+from pytest_rageval.generate import GenerationError
 from pytest_rageval.reports import html, markdown, terminal
 from pytest_rageval.reports.json import write_atomic
 from pytest_rageval.reports.summary import changes_of, summaries_from_document
@@ -157,21 +160,84 @@ def calibrate(
     return 1 if failures else 0
 
 
-def _judge_spec(text: str) -> Any:
-    from pytest_rageval.calibrate import CalibrationError
+def generate(
+    docs: str,
+    out: str,
+    per_chunk: int,
+    chunk_size: int,
+    max_questions: int | None,
+    llm_spec: str,
+    retries: int,
+) -> int:
+    from pytest_rageval import generate as generation
+    from pytest_rageval import judges
+
+    spec = _judge_spec(llm_spec, "--llm")
+    if spec.kind == "openai" and not os.environ.get("OPENAI_API_KEY"):
+        raise generation.GenerationError(
+            "no LLM: OPENAI_API_KEY is not set. Set it (and OPENAI_API_BASE for an "
+            "OpenAI-compatible server), or name another with --llm "
+            "openai-like:<model>@<base_url>"
+        )
+    llm, client = judges.default_judge(spec, 120.0)
+    bar: Any = None
+
+    def on_chunk(progress: Any) -> None:
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=progress.chunks, unit="chunk", desc="generating", disable=None)
+        bar.n = progress.skipped + progress.asked
+        bar.set_postfix(questions=len(progress.examples), refresh=True)
+
+    try:
+        progress = generation.generate(
+            Path(docs),
+            Path(out),
+            llm,
+            spec.model,
+            per_chunk=per_chunk,
+            chunk_size=chunk_size,
+            max_questions=max_questions,
+            retries=retries,
+            on_chunk=on_chunk,
+            cleanup=client.aclose if client is not None else None,
+        )
+    except generation.Stopped as stop:
+        if bar is not None:
+            bar.close()
+        saved = len(generation.read_existing(Path(out)))
+        print(
+            f"rageval generate: {stop}\n{saved} questions are saved in {out}; run the same "
+            "command again to continue where it stopped",
+            file=sys.stderr,
+        )
+        return 1
+    if bar is not None:
+        bar.close()
+    before = len(progress.examples) - progress.questions
+    print(
+        f"wrote {progress.questions} questions from {progress.asked} chunks to {out}"
+        + (f" ({before} already there, {progress.skipped} chunks done before)" if before else "")
+        + (f"; {progress.duplicates} duplicate questions dropped" if progress.duplicates else "")
+    )
+    return 0
+
+
+def _judge_spec(text: str, option: str = "--judge") -> Any:
     from pytest_rageval.judges import parse_judge
 
     try:
         return parse_judge(text)
     except ValueError as exc:
-        raise CalibrationError(f"--judge: {exc}") from None
+        raise CalibrationError(f"{option}: {exc}") from None
 
 
 def _load_evaluators(spec: str, folder: Path, judge_llm: Callable[[], Any]) -> dict[str, Any]:
     """``module:callable`` (importable from here or from the labels file's folder): a
     callable returning a dict like the ``rag_evaluators`` fixture; one that takes a
     parameter gets the judge LLM, as the fixture gets ``rag_judge_llm``."""
-    from pytest_rageval.calibrate import CalibrationError
 
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
@@ -206,6 +272,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
 def _kappa(text: str) -> float:
     try:
         value = float(text)
@@ -236,6 +312,40 @@ def parser() -> argparse.ArgumentParser:
         type=_fraction,
         default=None,
         help="exit 1 when a metric's pass rate fell more than this below the baseline's",
+    )
+    make = commands.add_parser(
+        "generate", help="write a question set (LabelledRagDataset JSON) from documents"
+    )
+    make.add_argument("docs", help="a folder of documents (read with SimpleDirectoryReader)")
+    make.add_argument(
+        "--out",
+        default="rag_questions.json",
+        help="the question file to write, or to continue (default rag_questions.json)",
+    )
+    make.add_argument(
+        "--per-chunk", type=_positive, default=3, help="most questions a chunk (default 3)"
+    )
+    make.add_argument(
+        "--chunk-size",
+        type=_positive,
+        default=512,
+        help="SentenceSplitter's chunk size in tokens (default 512)",
+    )
+    make.add_argument(
+        "--max-questions", type=_positive, default=None, help="stop after this many questions"
+    )
+    make.add_argument(
+        "--llm",
+        default="openai:gpt-4o-mini",
+        metavar="SPEC",
+        help="openai:<model> or openai-like:<model>@<base_url>, as the ini option rag_judge "
+        "(default openai:gpt-4o-mini)",
+    )
+    make.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="retries of a rate-limited or failed request before stopping (default 3)",
     )
     check = commands.add_parser(
         "calibrate", help="how often the judge agrees with hand-labelled cases (Cohen's kappa)"
@@ -276,6 +386,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if arguments.command == "init":
             return init(arguments.folder)
+        if arguments.command == "generate":
+            return generate(
+                arguments.docs,
+                arguments.out,
+                arguments.per_chunk,
+                arguments.chunk_size,
+                arguments.max_questions,
+                arguments.llm,
+                max(0, arguments.retries),
+            )
         if arguments.command == "calibrate":
             return calibrate(
                 arguments.labels,
@@ -287,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if arguments.command == "diff":
             return diff(arguments.base, arguments.head, arguments.max_drop)
         return report(arguments.report, arguments.html, arguments.markdown)
-    except (BaselineError, CalibrationError) as exc:
+    except (BaselineError, CalibrationError, GenerationError) as exc:
         print(f"rageval: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

@@ -100,6 +100,15 @@ class FakeOpenAI:
                 self._seen[prompt] = seen + 1
             return judge_answer(prompt, seen)
         context = re.search(r"-{5,}\n(.+?)\n", prompt)
+        if "generate only questions" in prompt:  # llama-index's question generation prompt
+            topic = " ".join(context.group(1).split()[:4]) if context else "it"
+            return (
+                f"1. What does the text say about {topic}?\n"
+                "2) Which facts does the text give?\n"
+                f"3. What does the text say about {topic}?\n\n"
+                f"4. Who is named in {topic}?\n"
+                f"5. Why does {topic} matter?"
+            )
         return context.group(1) if context else "I don't know."
 
     def fault(self) -> Fault | None:

@@ -390,24 +390,35 @@ def test_semantic_similarity_by_name_embeds_over_http(
     # no-reference: nothing applies to it, so nothing fails it
     assert result.parseoutcomes() == {"passed": 2, "tolerated": 1}
     report = json.loads((http_project.path / "r.json").read_text())
-    scores = {q["id"]: q["metrics"].get("semantic_similarity") for q in report["sets"][0]["questions"]}
+    scores = {
+        q["id"]: q["metrics"].get("semantic_similarity") for q in report["sets"][0]["questions"]
+    }
 
     def cosine(a: str, b: str) -> float:
         return sum(x * y for x, y in zip(embed(a), embed(b), strict=True))
 
     # the app answers "Answer: <query>"; the server's embeddings are bag-of-words vectors
-    assert scores["close"]["score"] == pytest.approx(cosine("Answer: capital of France", "the capital of France"))
+    assert scores["close"]["score"] == pytest.approx(
+        cosine("Answer: capital of France", "the capital of France")
+    )
     assert scores["close"]["result"] == "passing"
-    assert scores["far"]["score"] == pytest.approx(cosine("Answer: capital of France", "Rome is in Italy"))
+    assert scores["far"]["score"] == pytest.approx(
+        cosine("Answer: capital of France", "Rome is in Italy")
+    )
     assert scores["far"]["result"] == "failing"
     assert scores["no-reference"] is None  # needs a reference: does not apply
     assert openai_server.chat_requests == 0  # no judge: embeddings only
 
 
 def test_semantic_similarity_without_a_key_says_what_to_do(project: pytest.Pytester) -> None:
-    project.makefile(".yaml", rag_similar="evaluators: [semantic_similarity]\nquestions: [{query: Q, reference: R}]\n")
+    project.makefile(
+        ".yaml",
+        rag_similar="evaluators: [semantic_similarity]\nquestions: [{query: Q, reference: R}]\n",
+    )
     result = project.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        ["*semantic_similarity needs an embedding model: set OPENAI_API_KEY (with llama-index-embeddings-openai installed), or override the 'rag_embed_model' fixture*"]
+        [
+            "*semantic_similarity needs an embedding model: set OPENAI_API_KEY (with llama-index-embeddings-openai installed), or override the 'rag_embed_model' fixture*"
+        ]
     )
