@@ -16,6 +16,13 @@ if TYPE_CHECKING:
     from pytest_rageval.evaluators import (
         ContainsEvaluator,
         ContextRecallEvaluator,
+        ExactMatchEvaluator,
+        HitRateEvaluator,
+        MRREvaluator,
+        NumericEvaluator,
+        RecallAtKEvaluator,
+        RegexEvaluator,
+        RougeLEvaluator,
         TokenF1Evaluator,
     )
 
@@ -24,15 +31,33 @@ __all__ = [
     "BatchRunner",
     "ContainsEvaluator",
     "ContextRecallEvaluator",
+    "ExactMatchEvaluator",
+    "HitRateEvaluator",
+    "MRREvaluator",
+    "NumericEvaluator",
     "Question",
     "QuestionFileError",
     "QuestionResult",
+    "RecallAtKEvaluator",
+    "RegexEvaluator",
+    "RougeLEvaluator",
     "Runner",
     "TokenF1Evaluator",
     "load_questions",
 ]
 
-_LAZY = {"ContainsEvaluator", "ContextRecallEvaluator", "TokenF1Evaluator"}
+_LAZY = {
+    "ContainsEvaluator",
+    "ContextRecallEvaluator",
+    "ExactMatchEvaluator",
+    "HitRateEvaluator",
+    "MRREvaluator",
+    "NumericEvaluator",
+    "RecallAtKEvaluator",
+    "RegexEvaluator",
+    "RougeLEvaluator",
+    "TokenF1Evaluator",
+}
 
 
 def __getattr__(name: str) -> Any:

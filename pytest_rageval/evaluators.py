@@ -136,13 +136,17 @@ class ContainsEvaluator(_OfflineEvaluator):
         )
 
 
-class TokenF1Evaluator(_OfflineEvaluator):
-    """SQuAD-style token F1 of the response against the reference; passes at ``threshold``."""
+class _ReferenceOverlap(_OfflineEvaluator):
+    """A score of the response's tokens against the reference's; passes at ``threshold``."""
 
     requires_reference = True
+    label = ""
 
     def __init__(self, threshold: float = 0.5) -> None:
         self.threshold = threshold
+
+    def _score(self, response: str, reference: str) -> float:
+        raise NotImplementedError
 
     async def aevaluate(
         self,
@@ -152,15 +156,18 @@ class TokenF1Evaluator(_OfflineEvaluator):
         reference: str | None = None,
         **kwargs: Any,
     ) -> EvaluationResult:
-        score = token_f1(self._need(response, "response"), self._need(reference, "reference"))
-        return self._result(
-            query,
-            response,
-            contexts,
-            score >= self.threshold,
-            score,
-            f"token F1 {score:.2f} against the reference (passes at {self.threshold:g})",
-        )
+        score = self._score(self._need(response, "response"), self._need(reference, "reference"))
+        feedback = f"{self.label} {score:.2f} against the reference (passes at {self.threshold:g})"
+        return self._result(query, response, contexts, score >= self.threshold, score, feedback)
+
+
+class TokenF1Evaluator(_ReferenceOverlap):
+    """SQuAD-style token F1 of the response against the reference; passes at ``threshold``."""
+
+    label = "token F1"
+
+    def _score(self, response: str, reference: str) -> float:
+        return token_f1(response, reference)
 
 
 class ContextRecallEvaluator(_OfflineEvaluator):
@@ -277,26 +284,14 @@ def rouge_l(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-class RougeLEvaluator(_OfflineEvaluator):
+class RougeLEvaluator(_ReferenceOverlap):
     """ROUGE-L F-measure of the response against the reference, on the same tokens as
     token F1 (no stop-word removal, no stemming); passes at ``threshold``."""
 
-    requires_reference = True
+    label = "ROUGE-L"
 
-    def __init__(self, threshold: float = 0.5) -> None:
-        self.threshold = threshold
-
-    async def aevaluate(
-        self,
-        query: str | None = None,
-        response: str | None = None,
-        contexts: Sequence[str] | None = None,
-        reference: str | None = None,
-        **kwargs: Any,
-    ) -> EvaluationResult:
-        score = rouge_l(self._need(response, "response"), self._need(reference, "reference"))
-        feedback = f"ROUGE-L {score:.2f} against the reference (passes at {self.threshold:g})"
-        return self._result(query, response, contexts, score >= self.threshold, score, feedback)
+    def _score(self, response: str, reference: str) -> float:
+        return rouge_l(response, reference)
 
 
 _NUMBER = re.compile(
@@ -390,7 +385,7 @@ class _RetrievalEvaluator(_OfflineEvaluator):
             score = self._metric().compute(expected_ids=expected, retrieved_ids=retrieved).score
         found = [source for source in expected if source in retrieved]
         feedback = (
-            f"{self._name} {score:.2f}: {len(found)} of {len(expected)} expected sources "
+            f"{self.label} {score:.2f}: {len(found)} of {len(expected)} expected sources "
             f"among {len(retrieved)} retrieved"
         )
         missing = [source for source in expected if source not in found]
@@ -398,7 +393,7 @@ class _RetrievalEvaluator(_OfflineEvaluator):
             feedback += "; missing: " + ", ".join(repr(m) for m in missing[:5])
         return self._result(query, response, contexts, self._passes(score), score, feedback)
 
-    _name = "retrieval"
+    label = "retrieval"
 
 
 def _source_id(ids: Sequence[str], expected: Sequence[str]) -> str:
@@ -414,7 +409,7 @@ class HitRateEvaluator(_RetrievalEvaluator):
     """1 when any expected source was retrieved, else 0 (llama-index's ``HitRate``,
     non-granular); passes on a hit."""
 
-    _name = "hit rate"
+    label = "hit rate"
 
     def _metric(self) -> Any:
         from llama_index.core.evaluation.retrieval.metrics import HitRate
@@ -430,7 +425,7 @@ class MRREvaluator(_RetrievalEvaluator):
     non-granular), 0 when none is; passes at ``threshold`` (default 0.5: an expected
     source ranked first or second)."""
 
-    _name = "MRR"
+    label = "MRR"
 
     def __init__(self, threshold: float = 0.5) -> None:
         self.threshold = threshold
@@ -449,7 +444,7 @@ class RecallAtKEvaluator(_RetrievalEvaluator):
     when ``k`` is None; llama-index's ``Recall``); passes at ``threshold`` (default 1.0:
     every expected source)."""
 
-    _name = "recall@k"
+    label = "recall@k"
 
     def __init__(self, k: int | None = None, threshold: float = 1.0) -> None:
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
@@ -457,7 +452,7 @@ class RecallAtKEvaluator(_RetrievalEvaluator):
         self.k = k
         self.threshold = threshold
         if k is not None:
-            self._name = f"recall@{k}"
+            self.label = f"recall@{k}"
 
     def _retrieved(self, retrieved: list[str]) -> list[str]:
         return retrieved if self.k is None else retrieved[: self.k]

@@ -2,8 +2,8 @@
 
 Nothing that exists is ever overwritten: an existing file is left as it is and what would
 have gone into it is shown instead. The ini lines go into a new ``pytest.ini`` only when
-the folder has no pytest configuration yet (a new pytest.ini would shadow an existing
-one in pyproject.toml, tox.ini or setup.cfg).
+neither the folder nor a parent folder has a pytest configuration yet (a new pytest.ini
+would shadow an existing one in pyproject.toml, tox.ini or setup.cfg).
 """
 
 from __future__ import annotations
@@ -97,7 +97,16 @@ class Outcome:
 
 
 def existing_config(folder: Path) -> Path | None:
-    """The pytest configuration file of ``folder``, if it has one."""
+    """The pytest configuration file that applies in ``folder``: its own or the nearest
+    parent folder's, as pytest finds it, if any."""
+    for candidate in (folder.resolve(), *folder.resolve().parents):
+        found = _config_in(candidate)
+        if found is not None:
+            return found if candidate != folder.resolve() else folder / found.name
+    return None
+
+
+def _config_in(folder: Path) -> Path | None:
     for name, section in (
         ("pytest.ini", None),
         (".pytest.ini", None),

@@ -3,31 +3,22 @@ script, offline and against the loopback OpenAI-compatible server."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
+import console
 import pytest
 from openai_server import FakeOpenAI
 
 from pytest_rageval.calibrate import cohen_kappa
 
 REPO = Path(__file__).parent.parent
-RAGEVAL = Path(sys.executable).parent / "rageval"
 EXAMPLE = REPO / "examples" / "offline" / "calibration_labels.yaml"
 
 
 def rageval(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(RAGEVAL), "calibrate", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ),
-    )
+    return console.rageval("calibrate", *args, cwd=cwd)
 
 
 def test_cohen_kappa_against_worked_examples() -> None:

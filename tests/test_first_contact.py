@@ -9,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import console
 import pytest
 from openai_server import FakeOpenAI
 
 REPO = Path(__file__).parent.parent
-RAGEVAL = Path(sys.executable).parent / "rageval"
 
 OFFLINE_APP = """
 import pytest
@@ -175,9 +175,7 @@ def test_load_questions_of_a_file_not_collected_is_quiet(project: pytest.Pyteste
 
 
 def run_init(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(RAGEVAL), "init", *args], cwd=cwd, capture_output=True, text=True, timeout=60
-    )
+    return console.rageval("init", *args, cwd=cwd)
 
 
 def test_rageval_init_starts_a_project_that_runs_once_its_todo_is_filled(
@@ -246,3 +244,13 @@ def test_rageval_init_never_overwrites(tmp_path: Path) -> None:
     again = run_init(cwd=tmp_path)
     assert again.returncode == 1
     assert again.stdout.splitlines()[-1] == "rageval init: every file exists; nothing was written"
+
+
+def test_rageval_init_in_a_subfolder_leaves_the_projects_config_in_charge(tmp_path: Path) -> None:
+    (tmp_path / "tox.ini").write_text("[pytest]\naddopts = -q\n")
+    done = run_init("tests", cwd=tmp_path)
+    assert done.returncode == 0
+    assert not (tmp_path / "tests" / "pytest.ini").exists()
+    assert (tmp_path / "tests" / "conftest.py").exists()
+    assert f"{tmp_path / 'tox.ini'} holds your pytest configuration, left unchanged" in done.stdout
+    assert "    rag_workers = 8" in done.stdout

@@ -11,12 +11,12 @@ import sys
 import warnings
 from pathlib import Path
 
+import console
 import pytest
 from openai_server import Budget, FakeOpenAI
 
 from pytest_rageval.generate import parse_questions
 
-RAGEVAL = Path(sys.executable).parent / "rageval"
 DOCS = {
     "bees.txt": "Honeybees live in colonies of many thousands.\nThe queen lays the eggs.",
     "lava.txt": "Molten rock at the surface is called lava.\nMagma stays below ground.",
@@ -33,14 +33,7 @@ def make_docs(folder: Path) -> Path:
 
 
 def rageval(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(RAGEVAL), "generate", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ),
-    )
+    return console.rageval("generate", *args, cwd=cwd)
 
 
 def test_questions_and_answers_from_llama_index_prompts(
@@ -194,7 +187,16 @@ def test_bad_input_is_named(tmp_path: Path, openai_server: FakeOpenAI) -> None:
 def test_no_deprecation_warning_leaks(tmp_path: Path, openai_server: FakeOpenAI) -> None:
     make_docs(tmp_path)
     done = subprocess.run(
-        [sys.executable, "-W", "error", str(RAGEVAL), "generate", "docs", "--max-questions", "1"],
+        [
+            sys.executable,
+            "-W",
+            "error",
+            str(console.RAGEVAL),
+            "generate",
+            "docs",
+            "--max-questions",
+            "1",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -228,7 +230,11 @@ def test_a_progress_bar_on_a_terminal(tmp_path: Path, openai_server: FakeOpenAI)
     # a terminal 100 columns wide (a new pseudo-terminal has no size: tqdm draws nothing)
     fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     process = subprocess.Popen(
-        [str(RAGEVAL), "generate", "docs"], cwd=tmp_path, stdout=child, stderr=child, close_fds=True
+        [str(console.RAGEVAL), "generate", "docs"],
+        cwd=tmp_path,
+        stdout=child,
+        stderr=child,
+        close_fds=True,
     )
     os.close(child)
     output = b""
