@@ -66,13 +66,21 @@ def describe_evaluator(evaluator: Any) -> dict[str, Any]:
             "temperature": getattr(llm, "temperature", None),
             "settings": _llm_settings(llm),
         }
-    return {
+    described = {
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "settings": settings,
         "prompts": prompts,
         "judge": judge,
         "reader": READER,
     }
+    embedder = getattr(evaluator, "_embed_model", None)
+    if embedder is not None:  # semantic similarity: its verdict is the embedding model's
+        described["embedder"] = {
+            "class": f"{type(embedder).__module__}.{type(embedder).__qualname__}",
+            "model": getattr(embedder, "model_name", None),
+            "settings": _llm_settings(embedder),
+        }
+    return described
 
 
 _NOT_VERDICT = ("key", "secret", "token_", "timeout", "retries", "callback", "http", "base")

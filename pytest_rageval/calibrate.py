@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_rageval import judges
+from pytest_rageval import judges, retry
 from pytest_rageval.questions import LINE_KEY, Question, QuestionFileError, parse_yaml
 
 CASE_KEYS = ("query", "response", "contexts", "reference", "labels")
@@ -187,10 +187,13 @@ def calibrate(
     workers: int = 8,
     timeout: float = 120.0,
     cleanup: Callable[[], Awaitable[Any]] | None = None,
+    retries: int = 3,
 ) -> tuple[list[Agreement], list[str]]:
     """Judge every labelled metric the evaluators provide, on one event loop; the
     agreements (in evaluator order) and the labelled metrics no evaluator provides.
-    ``cleanup`` runs on that loop at the end (closing the judge's HTTP client)."""
+    ``cleanup`` runs on that loop at the end (closing the judge's HTTP client). A
+    transient failure (429, 5xx, time-out) is retried ``retries`` times; one that lasts
+    is that case's error."""
     metrics = [name for name in evaluators if any(name in case.labels for case in cases)]
     unknown = sorted({m for case in cases for m in case.labels} - set(evaluators))
     if not metrics:
@@ -217,7 +220,9 @@ def calibrate(
                     **judges.reference_kwargs(question),
                 )
                 async with slots:
-                    result = await asyncio.wait_for(call(), timeout)
+                    result = await retry.with_retries(
+                        lambda: asyncio.wait_for(call(), timeout), retries
+                    )
             except Exception as exc:  # one case's failure is reported, not the run's
                 verdict.error = f"{type(exc).__name__}: {exc}"
                 return

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,8 +61,8 @@ class Progress:
     examples: list[dict[str, Any]] = field(default_factory=list)
 
 
-def chunks_of(docs: Path, chunk_size: int) -> list[tuple[str, dict[str, Any]]]:
-    """The chunks of every document under ``docs`` (text and the document's metadata)."""
+def chunks_of(docs: Path, chunk_size: int) -> list[str]:
+    """The text of every chunk of every document under ``docs``, in order."""
     from llama_index.core import SimpleDirectoryReader
     from llama_index.core.node_parser import SentenceSplitter
 
@@ -76,8 +75,8 @@ def chunks_of(docs: Path, chunk_size: int) -> list[tuple[str, dict[str, Any]]]:
     overlap = min(20, chunk_size // 10)
     splitter = SentenceSplitter(chunk_size=chunk_size, chunk_overlap=overlap)
     nodes = splitter.get_nodes_from_documents(documents)
-    chunks = [(node.get_content(), dict(node.metadata)) for node in nodes]
-    chunks = [(text, meta) for text, meta in chunks if text.strip()]
+    chunks = [node.get_content() for node in nodes]
+    chunks = [text for text in chunks if text.strip()]
     if not chunks:
         raise GenerationError(f"{docs}: the documents hold no text")
     return chunks
@@ -125,24 +124,12 @@ def example(query: str, answer: str, chunk: str, model: str) -> dict[str, Any]:
 
 
 async def _ask(llm: Any, prompt: str, retries: int, max_wait: float) -> str:
-    """One completion, retrying transient failures (429, 5xx, time-outs) as the runner
-    does: the server's Retry-After, else full jitter."""
-    rng = random.Random()
-    for attempt in range(retries + 1):
-        try:
-            response = await llm.acomplete(prompt)
-            return str(response.text or "")
-        except Exception as exc:
-            failure = retry.classify(exc)
-            if failure is None or attempt == retries:
-                raise
-            wait = failure.retry_after
-            if wait is None:
-                wait = retry.full_jitter(attempt, 1.0, max_wait, rng)
-            if wait > max_wait:
-                raise
-            await asyncio.sleep(wait)
-    raise AssertionError("unreachable")
+    """One completion, retrying transient failures (429, 5xx, time-outs)."""
+
+    async def complete() -> str:
+        return str((await llm.acomplete(prompt)).text or "")
+
+    return await retry.with_retries(complete, retries, max_wait)
 
 
 def generate(
@@ -183,7 +170,7 @@ def generate(
 
     async def run() -> None:
         try:
-            for index, (chunk, _meta) in enumerate(chunks):
+            for index, chunk in enumerate(chunks):
                 if full():
                     break
                 if chunk in done:
@@ -195,7 +182,6 @@ def generate(
                 questions: list[str] = []
                 try:
                     answer = await _ask(llm, prompt, retries, max_wait)
-                    questions = []
                     room = per_chunk
                     if max_questions is not None:
                         room = min(room, max_questions - len(progress.examples))

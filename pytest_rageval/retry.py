@@ -27,8 +27,11 @@ import math
 import random
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
+
+T = TypeVar("T")
 
 Kind = Literal["rate_limit", "server", "timeout", "connect", "dropped", "malformed"]
 
@@ -185,6 +188,28 @@ def full_jitter(attempt: int, backoff: float, max_backoff: float, rng: random.Ra
     """Seconds to wait after failed attempt number ``attempt`` (0-based)."""
     ceiling = min(max_backoff, backoff * 2 ** min(attempt, 60))
     return rng.uniform(0, ceiling) if ceiling > 0 else 0.0
+
+
+async def with_retries(call: Callable[[], Awaitable[T]], retries: int, max_wait: float = 60.0) -> T:
+    """``call()``, again after each transient failure, at most ``retries`` more times,
+    for the one-off commands (``rageval generate``, ``calibrate``): the server's
+    Retry-After (giving up at once when it asks for more than ``max_wait`` seconds), else
+    full jitter. The pytest run uses the runner's pool and :class:`Throttle` instead."""
+    rng = random.Random()
+    for attempt in itertools.count():
+        try:
+            return await call()
+        except Exception as exc:
+            failure = classify(exc)
+            if failure is None or attempt >= retries:
+                raise
+            wait = failure.retry_after
+            if wait is None:
+                wait = full_jitter(attempt, 1.0, max_wait, rng)
+            if wait > max_wait:
+                raise
+            await asyncio.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 def gave_up(failure: Transient | None, attempts: int, seconds: float, timeout: float) -> str:

@@ -188,3 +188,25 @@ def test_without_a_key_the_default_judge_says_what_to_do(
     done = rageval("labels.yaml", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.startswith("rageval: error: no judge: OPENAI_API_KEY is not set.")
+
+
+def test_a_rate_limit_is_waited_out_and_a_lasting_failure_is_the_cases_error(
+    tmp_path: Path, openai_server: FakeOpenAI
+) -> None:
+    from openai_server import Fault
+
+    (tmp_path / "labels.yaml").write_text(textwrap.dedent(LABELS))
+    openai_server.fail_next = [Fault(status=429, retry_after="0.2"), 503]
+    done = rageval("labels.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[2].split()[:4] == ["faithfulness", "5", "0.60", "0.17"]
+    assert openai_server.chat_requests == 10  # 8 judgements, 2 of them twice
+    openai_server.fail_always = Fault(status=401)
+    failing = rageval("labels.yaml", cwd=tmp_path)
+    assert failing.returncode == 0
+    lines = failing.stdout.splitlines()
+    assert lines[2].split() == ["faithfulness", "5", "n/a", "n/a", "0", "0", "0", "0", "0", "5"]
+    assert any(
+        line.startswith("labels.yaml:3: faithfulness: labelled passing, judged error: AuthenticationError: ")
+        for line in lines
+    )

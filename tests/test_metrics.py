@@ -422,3 +422,16 @@ def test_semantic_similarity_without_a_key_says_what_to_do(project: pytest.Pytes
             "*semantic_similarity needs an embedding model: set OPENAI_API_KEY (with llama-index-embeddings-openai installed), or override the 'rag_embed_model' fixture*"
         ]
     )
+
+
+def test_the_verdict_cache_tells_embedding_models_apart() -> None:
+    from llama_index.core.embeddings import MockEmbedding
+    from llama_index.core.evaluation import SemanticSimilarityEvaluator
+
+    from pytest_rageval.cache import describe_evaluator
+
+    small, large = MockEmbedding(embed_dim=8), MockEmbedding(embed_dim=16)
+    first = describe_evaluator(SemanticSimilarityEvaluator(embed_model=small))
+    assert first["embedder"]["settings"]["embed_dim"] == 8
+    assert first != describe_evaluator(SemanticSimilarityEvaluator(embed_model=large))
+    assert first == describe_evaluator(SemanticSimilarityEvaluator(embed_model=MockEmbedding(embed_dim=8)))
