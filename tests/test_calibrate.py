@@ -207,6 +207,8 @@ def test_a_rate_limit_is_waited_out_and_a_lasting_failure_is_the_cases_error(
     lines = failing.stdout.splitlines()
     assert lines[2].split() == ["faithfulness", "5", "n/a", "n/a", "0", "0", "0", "0", "0", "5"]
     assert any(
-        line.startswith("labels.yaml:3: faithfulness: labelled passing, judged error: AuthenticationError: ")
+        line.startswith(
+            "labels.yaml:3: faithfulness: labelled passing, judged error: AuthenticationError: "
+        )
         for line in lines
     )

@@ -434,4 +434,6 @@ def test_the_verdict_cache_tells_embedding_models_apart() -> None:
     first = describe_evaluator(SemanticSimilarityEvaluator(embed_model=small))
     assert first["embedder"]["settings"]["embed_dim"] == 8
     assert first != describe_evaluator(SemanticSimilarityEvaluator(embed_model=large))
-    assert first == describe_evaluator(SemanticSimilarityEvaluator(embed_model=MockEmbedding(embed_dim=8)))
+    assert first == describe_evaluator(
+        SemanticSimilarityEvaluator(embed_model=MockEmbedding(embed_dim=8))
+    )
