@@ -99,6 +99,7 @@ def pytest_report_header(config: pytest.Config) -> str:
         parts.append(f"rpm={settings.rpm:g}")
     if settings.deadline is not None:
         parts.append(f"deadline={settings.deadline:g}s")
+    parts.append(f"judge={settings.judge}")
     return "rageval: " + ", ".join(parts)
 
 

@@ -39,6 +39,9 @@ def test_an_openai_like_server_judges_without_an_openai_key(
         "-p", "no:cacheprovider", "--rag-cache=off", "--rag-report=r.json"
     )
     result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [f"rageval: workers=8, *, judge=openai-like:qwen2.5:7b@{openai_server.url}"]
+    )
     assert openai_server.models == ["qwen2.5:7b"] * 4
     assert openai_server.keys == ["local-secret"] * 4
     report = (http_project.path / "r.json").read_text()
