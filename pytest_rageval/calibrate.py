@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from pytest_rageval import judges, retry
-from pytest_rageval.questions import LINE_KEY, Question, QuestionFileError, parse_yaml
+from pytest_rageval.questions import (
+    LINE_KEY,
+    Question,
+    QuestionFileError,
+    parse_yaml,
+    read_text,
+)
 
 CASE_KEYS = ("query", "response", "contexts", "reference", "labels")
 
@@ -118,13 +124,7 @@ def load_labels(path: Path, display: str | None = None) -> list[Case]:
     """The cases of a labels file, validated; CalibrationError names the line and the fix."""
     name = display or str(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise CalibrationError(f"{name}: no such labels file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CalibrationError(f"{name}: cannot read the file as UTF-8 text: {exc}") from None
-    try:
-        data = parse_yaml(text, name)
+        data = parse_yaml(read_text(path, name, "labels file"), name)
     except QuestionFileError as exc:
         raise CalibrationError(str(exc)) from None
     example = "cases: [{query, response, contexts, labels: {faithfulness: true}}]"

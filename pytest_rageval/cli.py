@@ -207,9 +207,8 @@ def generate(
     except generation.Stopped as stop:
         if bar is not None:
             bar.close()
-        saved = len(generation.read_existing(Path(out)))
         print(
-            f"rageval generate: {stop}\n{saved} questions are saved in {out}; run the same "
+            f"rageval generate: {stop}\n{stop.saved} questions are saved in {out}; run the same "
             "command again to continue where it stopped",
             file=sys.stderr,
         )

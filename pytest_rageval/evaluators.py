@@ -136,16 +136,13 @@ class ContainsEvaluator(_OfflineEvaluator):
         )
 
 
-class _ReferenceOverlap(_OfflineEvaluator):
-    """A score of the response's tokens against the reference's; passes at ``threshold``."""
+class _AgainstReference(_OfflineEvaluator):
+    """Judges the response against the question's reference (:meth:`_judge`)."""
 
     requires_reference = True
-    label = ""
 
-    def __init__(self, threshold: float = 0.5) -> None:
-        self.threshold = threshold
-
-    def _score(self, response: str, reference: str) -> float:
+    def _judge(self, response: str, reference: str) -> tuple[bool | None, float | None, str]:
+        """Passing (None: invalid), score, and feedback (the reason when invalid)."""
         raise NotImplementedError
 
     async def aevaluate(
@@ -156,9 +153,27 @@ class _ReferenceOverlap(_OfflineEvaluator):
         reference: str | None = None,
         **kwargs: Any,
     ) -> EvaluationResult:
-        score = self._score(self._need(response, "response"), self._need(reference, "reference"))
+        passing, score, feedback = self._judge(
+            self._need(response, "response"), self._need(reference, "reference")
+        )
+        return self._result(query, response, contexts, passing, score, feedback)
+
+
+class _ReferenceOverlap(_AgainstReference):
+    """A score of the response's tokens against the reference's; passes at ``threshold``."""
+
+    label = ""
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        self.threshold = threshold
+
+    def _score(self, response: str, reference: str) -> float:
+        raise NotImplementedError
+
+    def _judge(self, response: str, reference: str) -> tuple[bool | None, float | None, str]:
+        score = self._score(response, reference)
         feedback = f"{self.label} {score:.2f} against the reference (passes at {self.threshold:g})"
-        return self._result(query, response, contexts, score >= self.threshold, score, feedback)
+        return score >= self.threshold, score, feedback
 
 
 class TokenF1Evaluator(_ReferenceOverlap):
@@ -209,29 +224,16 @@ class ContextRecallEvaluator(_OfflineEvaluator):
         return self._result(query, response, contexts, score >= self.threshold, score, feedback)
 
 
-class ExactMatchEvaluator(_OfflineEvaluator):
+class ExactMatchEvaluator(_AgainstReference):
     """Passes when the response equals the reference after case folding, removing
     punctuation and symbols, and trimming white space (``text.plain``). Score 1 or 0."""
 
-    requires_reference = True
-
-    async def aevaluate(
-        self,
-        query: str | None = None,
-        response: str | None = None,
-        contexts: Sequence[str] | None = None,
-        reference: str | None = None,
-        **kwargs: Any,
-    ) -> EvaluationResult:
-        answer = plain(self._need(response, "response"))
-        expected = plain(self._need(reference, "reference"))
-        same = answer == expected
-        feedback = (
-            "the response equals the reference"
-            if same
-            else f"the response {_clip(answer)!r} is not the reference {_clip(expected)!r}"
-        )
-        return self._result(query, response, contexts, same, float(same), feedback)
+    def _judge(self, response: str, reference: str) -> tuple[bool | None, float | None, str]:
+        answer, expected = plain(response), plain(reference)
+        if answer == expected:
+            return True, 1.0, "the response equals the reference"
+        feedback = f"the response {_clip(answer)!r} is not the reference {_clip(expected)!r}"
+        return False, 0.0, feedback
 
 
 class RegexEvaluator(_OfflineEvaluator):
@@ -308,31 +310,21 @@ def numbers(text: str) -> list[float]:
     return [float(n.replace(",", "").replace("\u2212", "-")) for n in found]
 
 
-class NumericEvaluator(_OfflineEvaluator):
+class NumericEvaluator(_AgainstReference):
     """Passes when a number in the response is within ``tolerance`` (absolute) of the
     reference's number (the first one it holds). Score 1 or 0. A reference without a
     number is an invalid verdict, not a failure."""
-
-    requires_reference = True
 
     def __init__(self, tolerance: float = 1e-6) -> None:
         if not tolerance >= 0:
             raise ValueError(f"tolerance must be a number >= 0, got {tolerance!r}")
         self.tolerance = tolerance
 
-    async def aevaluate(
-        self,
-        query: str | None = None,
-        response: str | None = None,
-        contexts: Sequence[str] | None = None,
-        reference: str | None = None,
-        **kwargs: Any,
-    ) -> EvaluationResult:
-        wanted = numbers(self._need(reference, "reference"))
+    def _judge(self, response: str, reference: str) -> tuple[bool | None, float | None, str]:
+        wanted = numbers(reference)
         if not wanted:
-            reason = f"the reference {_clip(reference or '')!r} holds no number to compare"
-            return self._result(query, response, contexts, None, None, reason)
-        target, given = wanted[0], numbers(self._need(response, "response"))
+            return None, None, f"the reference {_clip(reference)!r} holds no number to compare"
+        target, given = wanted[0], numbers(response)
         close = [n for n in given if abs(n - target) <= self.tolerance]
         if close:
             feedback = f"the response gives {close[0]:g} (expected {target:g} ± {self.tolerance:g})"
@@ -341,7 +333,7 @@ class NumericEvaluator(_OfflineEvaluator):
             feedback = f"no number of the response ({shown}) is {target:g} ± {self.tolerance:g}"
         else:
             feedback = f"the response has no number (expected {target:g})"
-        return self._result(query, response, contexts, bool(close), float(bool(close)), feedback)
+        return bool(close), float(bool(close)), feedback
 
 
 class _RetrievalEvaluator(_OfflineEvaluator):

@@ -42,11 +42,11 @@ class GenerationError(ValueError):
 
 
 class Stopped(Exception):
-    """The LLM failed for good: what was generated so far is saved."""
+    """The LLM failed for good: what was generated so far (``saved`` questions) is saved."""
 
-    def __init__(self, message: str, cause: BaseException) -> None:
+    def __init__(self, message: str, saved: int) -> None:
         super().__init__(message)
-        self.cause = cause
+        self.saved = saved
 
 
 @dataclass
@@ -209,7 +209,7 @@ def generate(
                     raise Stopped(
                         f"stopped at chunk {index + 1} of {len(chunks)}: "
                         f"{type(exc).__name__}: {exc}",
-                        exc,
+                        len(progress.examples),
                     ) from exc
                 progress.asked += 1
                 for question, reference in zip(questions, answers, strict=True):

@@ -112,12 +112,7 @@ def load_file(path: Path, display: str | None = None) -> QuestionFile:
     __tracebackhide__ = True
     name = display or str(path)
     suffix = path.suffix.lower()
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise QuestionFileError(f"{name}: no such question file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise QuestionFileError(f"{name}: cannot read the file as UTF-8 text: {exc}") from None
+    text = read_text(path, name, "question file")
     if suffix in (".yaml", ".yml"):
         return _from_document(path, name, parse_yaml(text, name))
     if suffix == ".json":
@@ -132,6 +127,17 @@ def load_file(path: Path, display: str | None = None) -> QuestionFile:
 
 
 # -- parsing -------------------------------------------------------------------------------
+
+
+def read_text(path: Path, name: str, what: str) -> str:
+    """A file's text (UTF-8, a BOM allowed); QuestionFileError naming ``name`` otherwise."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise QuestionFileError(f"{name}: no such {what}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise QuestionFileError(f"{name}: cannot read the file as UTF-8 text: {exc}") from None
+
 
 LINE_KEY = "__line__"
 

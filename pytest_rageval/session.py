@@ -999,11 +999,8 @@ def _wants_rag_evaluators(rset: RagSet, item: pytest.Item) -> bool:
 
     if any(name not in BY_NAME or name in DEFAULT_EVALUATORS for name in names):
         return True
-    try:
-        defs = item.session._fixturemanager.getfixturedefs("rag_evaluators", item)
-    except Exception:  # another pytest's private API: ask the fixture
-        return True
-    return not defs or getattr(defs[-1].func, "__module__", None) != "pytest_rageval.fixtures"
+    found = _fixture_def(item, "rag_evaluators")
+    return found is None or getattr(found.func, "__module__", None) != "pytest_rageval.fixtures"
 
 
 DEFAULT_EVALUATORS = ("faithfulness", "relevancy", "correctness")
@@ -1019,14 +1016,21 @@ def _shared_fixtures(item: pytest.Item, engine_name: str) -> tuple[object, objec
     for name in (engine_name, "rag_evaluators"):
         if name in params:
             return None
-        try:
-            defs = item.session._fixturemanager.getfixturedefs(name, item)
-        except Exception:  # another pytest's private API: then no early submission
+        definition = _fixture_def(item, name)
+        if definition is None or definition.scope != "session" or definition.params:
             return None
-        if not defs or defs[-1].scope != "session" or defs[-1].params:
-            return None
-        found.append(defs[-1])
+        found.append(definition)
     return found[0], found[1]
+
+
+def _fixture_def(item: pytest.Item, name: str) -> Any:
+    """The definition of fixture ``name`` that ``item`` gets; None when there is none or
+    pytest's fixture lookup (a private API) is not what we expect."""
+    try:
+        defs = item.session._fixturemanager.getfixturedefs(name, item)
+    except Exception:
+        return None
+    return defs[-1] if defs else None
 
 
 def _may_skip(item: pytest.Item) -> bool:
