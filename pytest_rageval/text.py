@@ -36,6 +36,8 @@ def words(text: str) -> list[str]:
 
 def width(text: str) -> int:
     """Columns ``text`` takes on a terminal: wide (CJK) characters take two."""
+    if text.isascii():
+        return len(text)
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
@@ -45,17 +47,19 @@ def slug(text: str, limit: int = 60) -> str:
     "¿Quién fue Porfirio Díaz?" -> ``quién-fue-porfirio-díaz``; a Chinese query, one run
     of characters, is cut to the limit. Empty when ``text`` has no letters or digits.
     """
-    result = ""
+    parts: list[str] = []
+    used = 0
     for word in words(text):
-        candidate = f"{result}-{word}" if result else word
-        if width(candidate) > limit:
-            if not result:  # one long word (a sentence without spaces): cut it
-                while width(candidate) > limit:
-                    candidate = candidate[:-1]
-                result = candidate
+        needed = width(word) + (1 if parts else 0)  # the dash before it
+        if used + needed > limit:
+            if not parts:  # one long word (a sentence without spaces): cut it
+                while word and width(word) > limit:
+                    word = word[:-1]
+                parts.append(word)
             break
-        result = candidate
-    return result
+        parts.append(word)
+        used += needed
+    return "-".join(parts)
 
 
 def normalize_answer(text: str) -> str:
