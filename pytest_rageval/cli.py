@@ -294,7 +294,10 @@ def _kappa(text: str) -> float:
 def parser() -> argparse.ArgumentParser:
     main_parser = argparse.ArgumentParser(
         prog="rageval",
-        description="pytest-rageval: start a project; compare and render saved reports.",
+        description=(
+            "pytest-rageval: start a project, generate questions, calibrate the judge, "
+            "compare and render saved reports."
+        ),
     )
     commands = main_parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser(
