@@ -123,14 +123,7 @@ def calibrate(
 
     def judge_llm() -> Any:
         nonlocal client
-        spec = _judge_spec(judge)
-        if spec.kind == "openai" and not os.environ.get("OPENAI_API_KEY"):
-            raise calibration.CalibrationError(
-                "no judge: OPENAI_API_KEY is not set. Set it (and OPENAI_API_BASE for an "
-                "OpenAI-compatible server), or name another with --judge "
-                "openai-like:<model>@<base_url>"
-            )
-        llm, client = judges.default_judge(spec, 120.0)
+        _, llm, client = _command_llm(judge, "--judge", "no judge")
         return llm
 
     if evaluators_spec is None:
@@ -170,16 +163,8 @@ def generate(
     retries: int,
 ) -> int:
     from pytest_rageval import generate as generation
-    from pytest_rageval import judges
 
-    spec = _judge_spec(llm_spec, "--llm")
-    if spec.kind == "openai" and not os.environ.get("OPENAI_API_KEY"):
-        raise generation.GenerationError(
-            "no LLM: OPENAI_API_KEY is not set. Set it (and OPENAI_API_BASE for an "
-            "OpenAI-compatible server), or name another with --llm "
-            "openai-like:<model>@<base_url>"
-        )
-    llm, client = judges.default_judge(spec, 120.0)
+    spec, llm, client = _command_llm(llm_spec, "--llm", "no LLM")
     bar: Any = None
 
     def on_chunk(progress: Any) -> None:
@@ -224,13 +209,27 @@ def generate(
     return 0
 
 
-def _judge_spec(text: str, option: str = "--judge") -> Any:
-    from pytest_rageval.judges import parse_judge
+class CommandError(ValueError):
+    """A command-line value that cannot be used; the message says which and why."""
+
+
+def _command_llm(text: str, option: str, missing: str) -> tuple[Any, Any, Any]:
+    """The LLM an ``--llm`` / ``--judge`` value names (as ``rag_judge`` does), built as the
+    plugin builds its judge: its spec, the LLM and the HTTP client it owns."""
+    from pytest_rageval.judges import default_judge, parse_judge
 
     try:
-        return parse_judge(text)
+        spec = parse_judge(text)
     except ValueError as exc:
-        raise CalibrationError(f"{option}: {exc}") from None
+        raise CommandError(f"{option}: {exc}") from None
+    if spec.kind == "openai" and not os.environ.get("OPENAI_API_KEY"):
+        raise CommandError(
+            f"{missing}: OPENAI_API_KEY is not set. Set it (and OPENAI_API_BASE for an "
+            f"OpenAI-compatible server), or name another with {option} "
+            "openai-like:<model>@<base_url>"
+        )
+    llm, client = default_judge(spec, 120.0)
+    return spec, llm, client
 
 
 def _load_evaluators(spec: str, folder: Path, judge_llm: Callable[[], Any]) -> dict[str, Any]:
@@ -409,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if arguments.command == "diff":
             return diff(arguments.base, arguments.head, arguments.max_drop)
         return report(arguments.report, arguments.html, arguments.markdown)
-    except (BaselineError, CalibrationError, GenerationError) as exc:
+    except (BaselineError, CalibrationError, GenerationError, CommandError) as exc:
         print(f"rageval: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

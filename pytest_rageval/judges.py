@@ -126,6 +126,10 @@ def default_judge(spec: JudgeSpec, timeout: float) -> tuple[Any, Any]:
     return cls(**settings), client
 
 
+DEFAULT_METRICS = ("faithfulness", "relevancy", "correctness")
+"""The metrics of :func:`default_evaluators`, in its order."""
+
+
 def default_evaluators(llm: Any) -> dict[str, Any]:
     """The plugin's default metrics: llama-index's faithfulness, relevancy and correctness
     judged by ``llm`` (what the ``rag_evaluators`` fixture and ``rageval calibrate`` use)."""
@@ -135,11 +139,8 @@ def default_evaluators(llm: Any) -> dict[str, Any]:
         RelevancyEvaluator,
     )
 
-    return {
-        "faithfulness": FaithfulnessEvaluator(llm=llm),
-        "relevancy": RelevancyEvaluator(llm=llm),
-        "correctness": CorrectnessEvaluator(llm=llm),
-    }
+    classes = (FaithfulnessEvaluator, RelevancyEvaluator, CorrectnessEvaluator)
+    return {name: cls(llm=llm) for name, cls in zip(DEFAULT_METRICS, classes, strict=True)}
 
 
 @functools.cache

@@ -997,14 +997,10 @@ def _wants_rag_evaluators(rset: RagSet, item: pytest.Item) -> bool:
         return True
     from pytest_rageval.evaluators import BY_NAME
 
-    if any(name not in BY_NAME or name in DEFAULT_EVALUATORS for name in names):
+    if any(name not in BY_NAME or name in judges.DEFAULT_METRICS for name in names):
         return True
     found = _fixture_def(item, "rag_evaluators")
     return found is None or getattr(found.func, "__module__", None) != "pytest_rageval.fixtures"
-
-
-DEFAULT_EVALUATORS = ("faithfulness", "relevancy", "correctness")
-"""The names the plugin's own ``rag_evaluators`` fixture provides."""
 
 
 def _shared_fixtures(item: pytest.Item, engine_name: str) -> tuple[object, object] | None:
