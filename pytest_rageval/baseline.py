@@ -160,7 +160,8 @@ class MetricChange:
     def to_json(self) -> dict[str, Any]:
         return {
             "baseline_pass_rate": self.baseline_rate,
-            "delta": self.delta,
+            # a difference of two rates: rounded, so that 0.8 - 0.9 reads -0.1
+            "delta": None if self.delta is None else round(self.delta, 12),
             "pass_to_fail": [flip.id for flip in self.worse],
             "fail_to_pass": [flip.id for flip in self.better],
             "apart": list(self.apart),

@@ -666,9 +666,9 @@ class RagSession:
                 "cache": self.cache.stats() if self.cache is not None else None,
             }
             return
-        self._write_reports()
+        self._write_reports(int(session.exitstatus))
 
-    def _write_reports(self) -> None:
+    def _write_reports(self, exitstatus: int) -> None:
         """The JSON report, the Markdown summary (also onto a GitHub step summary) and the
         HTML report, as asked for; a file that cannot be written is said in the summary."""
         settings = self.settings
@@ -680,7 +680,7 @@ class RagSession:
         ]
         if not step_summary and all(path is None for _, path, _ in outputs):
             return
-        document = self.json_report()
+        document = self.json_report(exitstatus)
         self.config.hook.pytest_rageval_update_report(config=self.config, report=document)
         for label, path, render in outputs:
             if path is None:
@@ -774,14 +774,15 @@ class RagSession:
             self._summarized = len(self.records)
         return self._summaries
 
-    def json_report(self) -> dict[str, Any]:
-        """The ``--rag-report`` document of this run."""
+    def json_report(self, exitstatus: int) -> dict[str, Any]:
+        """The ``--rag-report`` document of this run, which ended with ``exitstatus``."""
         summaries = self.summaries()
         document = json_report.json_report(
             summaries, text=self.settings.report_text, baseline=self.settings.baseline
         )
         document["complete"] = self.complete
         document["stopped"] = self.stopped
+        document["gate"] = json_report.gate(document, exitstatus)
         document["notices"] = self.notices()
         document["settings"] = self.settings.to_json()
         document["versions"] = versions(self.settings.judge.model)

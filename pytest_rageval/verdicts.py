@@ -183,9 +183,10 @@ class MetricRate:
     def _meets(self, passed: int) -> bool:
         if self.confidence is None or not self.n:
             return passed >= self.threshold * self.n - EPSILON
-        return self._lower(passed) >= self.threshold - EPSILON
+        return self.lower_bound(passed) >= self.threshold - EPSILON
 
-    def _lower(self, passed: int) -> float:
+    def lower_bound(self, passed: int) -> float:
+        """The lower bound of the ``confidence`` Wilson interval of ``passed / n``."""
         z = NormalDist().inv_cdf(1 - (1 - (self.confidence or 0.95)) / 2)
         interval = wilson(passed, self.n, z)
         return interval[0] if interval is not None else 0.0
@@ -239,10 +240,11 @@ class MetricRate:
             "pass_rate": self.pass_rate,
             "threshold": self.threshold,
             "max_invalid": self.max_invalid,
-            "interval": list(self.interval) if self.interval is not None else None,
+            "interval": (
+                [round(bound, 12) for bound in self.interval] if self.interval is not None else None
+            ),
             "confidence": self.confidence,
             "max_drop": self.max_drop,
-            "ok": self.ok and not self.invalid_exceeded and not self.errors,
         }
 
 
@@ -432,26 +434,40 @@ def describe_drop(set_name: str, name: str, rate: MetricRate) -> str:
 
 
 def describe_rate(set_name: str, name: str, rate: MetricRate) -> str:
-    """``rag_set.yaml: faithfulness pass rate 3/4 = 0.75 < threshold 0.76``."""
-    relation = ">=" if rate.ok else "<"
-    if rate.confidence is not None and not rate.pending:
+    """``rag_set.yaml: faithfulness pass rate 3/4 = 0.75 < threshold 0.76``: the rate
+    against its threshold, true whatever is still running. With questions pending it
+    states the bound that decided (``at most`` when the threshold can no longer be met,
+    ``at least`` when it is met whatever they give), else the range the rate may end in."""
+    head = f"{set_name}: {name} pass rate"
+    threshold = f"threshold {format_fraction(rate.threshold)}"
+    if not rate.pending:
+        return f"{head} {_rate_against(rate, rate.passed, '>=' if rate.ok else '<')} {threshold}"
+    running = f"{rate.pending} of {rate.n} questions still running"
+    best = rate.passed + rate.pending
+    if not rate.could_pass:
         return (
-            f"{set_name}: {name} pass rate {rate.passed}/{rate.n} = "
-            f"{format_fraction(rate.pass_rate)}, lower bound of its "
-            f"{rate.confidence:.0%} Wilson interval {format_fraction(rate._lower(rate.passed))} "
-            f"{relation} threshold {format_fraction(rate.threshold)}"
+            f"{head} at most {_rate_against(rate, best, '<')} {threshold} (decided with {running})"
         )
-    if rate.pending:
-        best = rate.passed + rate.pending
+    if rate.ok:
         return (
-            f"{set_name}: {name} pass rate at most {best}/{rate.n} = "
-            f"{format_fraction(best / rate.n)} < threshold {format_fraction(rate.threshold)} "
-            f"(decided with {rate.pending} of {rate.n} questions still running)"
+            f"{head} at least {_rate_against(rate, rate.passed, '>=')} {threshold} "
+            f"(decided with {running})"
         )
     return (
-        f"{set_name}: {name} pass rate {rate.passed}/{rate.n} = "
-        f"{format_fraction(rate.pass_rate)} {relation} threshold "
-        f"{format_fraction(rate.threshold)}"
+        f"{head} between {rate.passed}/{rate.n} = {format_fraction(rate.passed / rate.n)} and "
+        f"{best}/{rate.n} = {format_fraction(best / rate.n)}, {threshold} (not decided yet: "
+        f"{running})"
+    )
+
+
+def _rate_against(rate: MetricRate, passed: int, relation: str) -> str:
+    """``3/4 = 0.75 <`` (with ``confidence``: and the lower bound of its interval)."""
+    text = f"{passed}/{rate.n} = {format_fraction(passed / rate.n)}"
+    if rate.confidence is None:
+        return f"{text} {relation}"
+    return (
+        f"{text}, lower bound of its {rate.confidence:.0%} Wilson interval "
+        f"{format_fraction(rate.lower_bound(passed))} {relation}"
     )
 
 
@@ -483,8 +499,11 @@ def explain(
         if record["must_pass"]:
             lines.append("  must_pass: this question may not fail any metric")
         elif rates is not None and name in rates:
+            # only the bounds this question was failed by: a threshold still within reach,
+            # or met, decided nothing, and saying "<" of it would be false
             rate = rates[name]
-            lines.append("  " + describe_rate(set_name, name, rate))
+            if not rate.could_pass:
+                lines.append("  " + describe_rate(set_name, name, rate))
             if name in newly and rate.dropped:
                 was = "is new" if record.get("baseline") is None else "passed it in the baseline"
                 lines.append(f"  {describe_drop(set_name, name, rate)}; this question {was}")

@@ -425,3 +425,120 @@ def test_the_drop_gate_under_xdist(gate: pytest.Pytester, monkeypatch: pytest.Mo
             "  rag_set.yaml faithfulness: 8 pass -> fail, 1 fail -> pass (regression (p=0.039))",
         ]
     )
+
+
+SLOW_CONFTEST = """
+import os
+import time
+
+import pytest
+from fakes import ScriptedLLM
+
+
+@pytest.fixture(scope="session")
+def rag_judge_llm():
+    return ScriptedLLM()
+
+
+@pytest.fixture(scope="session")
+def rag_query_engine():
+    # q0 answers at once (WRONG when $WRONG says so); the others a little later, so that
+    # q0 is decided while they still run
+    def app(query):
+        qid = query.split()[-1].rstrip("?")
+        if qid != "q0":
+            time.sleep(0.4)
+        wrong = qid in os.environ.get("WRONG", "").split(",")
+        return f"Answer: {query}" + (" WRONG" if wrong else ""), [f"Context: {query}"]
+
+    return app
+"""
+
+STATED = re.compile(
+    r"pass rate (?P<bound>at most |at least )?(?P<k>\d+)/(?P<n>\d+) = [\d.]+"
+    r"(, lower bound of its \d+% Wilson interval (?P<lower>[\d.]+))? (?P<rel><|>=) "
+    r"threshold (?P<t>[\d.]+)"
+)
+
+
+def false_statements(text: str) -> list[str]:
+    """Lines whose stated comparison of a pass rate with its threshold is false."""
+    false = []
+    for line in text.splitlines():
+        found = STATED.search(line)
+        if found is None:
+            continue
+        value = int(found["k"]) / int(found["n"])
+        if found["lower"] is not None:
+            value = float(found["lower"])
+        holds = value < float(found["t"]) if found["rel"] == "<" else value >= float(found["t"])
+        if not holds:
+            false.append(line)
+    return false
+
+
+def test_a_drop_failure_states_only_true_bounds_and_the_json_agrees(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the issue's case: one question worse, thresholds met, max_drop 0.05 crossed
+    project.makeconftest(SLOW_CONFTEST)
+    lines = [
+        "evaluators: [faithfulness, relevancy]",
+        "thresholds: {faithfulness: 0.9, relevancy: 0.8}",
+        "max_drop: 0.05",
+        "questions:",
+    ]
+    lines += [f'  - {{id: q{i}, query: "What about q{i}?"}}' for i in range(10)]
+    project.makefile(".yaml", rag_set="\n".join(lines) + "\n")
+    assert project.runpytest("--rag-report=base.json", "--rag-workers=10").ret == 0
+    monkeypatch.setenv("WRONG", "q0")
+    result = project.runpytest(
+        "--rag-baseline=base.json", "--rag-report=head.json", "--rag-workers=10"
+    )
+    assert outcomes(result) == {"passed": 9, "failed": 1}
+    assert result.ret == 1
+    text = result.stdout.str()
+    assert false_statements(text) == []
+    # q0 is decided by the drop gate while the other nine still run
+    result.stdout.re_match_lines(
+        [
+            "rag question failed faithfulness, relevancy",
+            r"  rag_set.yaml: faithfulness pass rate at most 0.90 is 0.10 below the baseline's "
+            r"1.00, more than max_drop 0.05 \(decided with 9 of 10 questions still running\); "
+            "this question passed it in the baseline",
+        ]
+    )
+    assert "< threshold" not in text
+    report = json.loads((project.path / "head.json").read_text())
+    metrics = report["sets"][0]["metrics"]
+    for name in ("faithfulness", "relevancy"):
+        assert metrics[name]["verdict"] == "FAILED (drop)"
+        assert metrics[name]["ok"] is False
+        assert report["sets"][0]["baseline"]["metrics"][name]["delta"] == -0.1
+    assert report["gate"] == {"passed": False, "exitstatus": 1}
+    base = json.loads((project.path / "base.json").read_text())
+    assert base["gate"] == {"passed": True, "exitstatus": 0}
+    assert all(m["ok"] for m in base["sets"][0]["metrics"].values())
+
+
+def test_a_threshold_decided_early_says_at_most_and_is_true() -> None:
+    # unit check of the wording against hand-worked cases, no pytest run
+    from pytest_rageval.verdicts import MetricRate, describe_rate
+
+    crossed = MetricRate(n=10, passed=5, threshold=0.9, pending=3)  # at most 8/10 < 0.9
+    met = MetricRate(n=10, passed=9, threshold=0.8, pending=1)  # at least 9/10 >= 0.8
+    open_ = MetricRate(n=10, passed=5, threshold=0.8, pending=4)  # 0.5 .. 0.9: undecided
+    assert describe_rate("s", "m", crossed) == (
+        "s: m pass rate at most 8/10 = 0.80 < threshold 0.90 "
+        "(decided with 3 of 10 questions still running)"
+    )
+    assert describe_rate("s", "m", met) == (
+        "s: m pass rate at least 9/10 = 0.90 >= threshold 0.80 "
+        "(decided with 1 of 10 questions still running)"
+    )
+    assert describe_rate("s", "m", open_) == (
+        "s: m pass rate between 5/10 = 0.50 and 9/10 = 0.90, threshold 0.80 "
+        "(not decided yet: 4 of 10 questions still running)"
+    )
+    for rate in (crossed, met, open_):
+        assert false_statements(describe_rate("s", "m", rate)) == []

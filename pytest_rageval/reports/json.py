@@ -33,8 +33,11 @@ def json_report(
             "metrics": {
                 name: {
                     **rate.to_json(),
-                    "detectable_drop": summary.detectable(name),
+                    "detectable_drop": _rounded(summary.detectable(name)),
                     "verdict": verdict,
+                    # the row's own verdict, never a part of it: True exactly when no
+                    # question fails the run through this set and metric
+                    "ok": verdict == "ok",
                 }
                 for (name, rate), verdict in zip(
                     summary.rates.items(), summary.verdicts().values(), strict=True
@@ -49,6 +52,28 @@ def json_report(
     document["baseline"] = baseline.path if baseline is not None else None
     document["errors"] = dict(error_causes(summaries).most_common())
     return document
+
+
+def gate_passed(document: Mapping[str, Any]) -> bool:
+    """Whether every set and metric of a report is ``ok`` and the run was complete: the
+    rag gate's result, as every format shows it."""
+    verdicts = [m["verdict"] for s in document.get("sets", []) for m in s["metrics"].values()]
+    return bool(verdicts) and all(v == "ok" for v in verdicts) and document.get("complete", True)
+
+
+def gate(document: Mapping[str, Any], exitstatus: int | None) -> dict[str, Any]:
+    """The report's top-level ``gate``: whether the rag gate passed, and the exit status
+    of the pytest run that wrote it (None where no run did, as in ``rageval report``)."""
+    return {"passed": gate_passed(document), "exitstatus": exitstatus}
+
+
+DIGITS = 12
+"""Derived numbers (deltas, bounds) are rounded to this many decimals: a difference of
+two rates is exact to far fewer, and ``-0.09999999999999998`` reads as noise."""
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, DIGITS)
 
 
 def _limit_text(record: Mapping[str, Any], mode: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pytest_rageval.reports.json import gate_passed
 from pytest_rageval.verdicts import shorten
 
 FLIP_LINES = 20
@@ -27,9 +28,14 @@ def _fraction(value: float | None) -> str:
 
 
 def passed(document: Mapping[str, Any]) -> bool:
-    """Whether every set and metric of the report is ``ok`` and the run was complete."""
-    verdicts = [m["verdict"] for s in document.get("sets", []) for m in s["metrics"].values()]
-    return bool(verdicts) and all(v == "ok" for v in verdicts) and document.get("complete", True)
+    """The rag gate's result as the report states it (worked out for reports written
+    before the report carried a ``gate``)."""
+    stated = document.get("gate")
+    if isinstance(stated, Mapping):
+        said = stated.get("passed")
+        if isinstance(said, bool):
+            return said
+    return gate_passed(document)
 
 
 def render_markdown(document: Mapping[str, Any], html: str | None = None) -> str:
