@@ -88,6 +88,16 @@ class QuestionResult:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """An answer given in advance, in place of the query engine: the question is only
+    judged (``BatchRunner.evaluate_responses`` / ``evaluate_response_strs``). None where
+    the caller gave nothing, as llama-index's ``BatchEvalRunner`` passes it on."""
+
+    response: str | None
+    contexts: list[str] | None
+
+
 def error_source(where: str) -> str:
     """``query engine`` or ``evaluator 'faithfulness'``: who an error belongs to."""
     return "query engine" if where == "query" else f"evaluator {where!r}"
@@ -435,6 +445,7 @@ class Runner:
         on_done: Callable[[K, QuestionResult | BaseException | None], None],
         eval_kwargs: Sequence[Mapping[str, Mapping[str, Any]]] | None = None,
         repeat: int = 1,
+        answers: Sequence[Answered] | None = None,
     ) -> None:
         """Queue many questions with one hop to the loop (a set of 10,000 would otherwise
         cost the caller 10,000 cross-thread calls and futures). ``on_done(key, result)``
@@ -444,20 +455,22 @@ class Runner:
         Questions start in submission order, a few more than the pool holds at a time
         (tasks waiting by the thousand for a slot cost the loop more than their work).
         ``eval_kwargs``, one per question, as for :meth:`submit_question`; ``repeat``:
-        how many times each evaluator judges each answer (votes)."""
+        how many times each evaluator judges each answer (votes); ``answers``, one per
+        question, are judged instead of asking ``query_engine``."""
         self._prepare_judges(evaluators)
         extra = eval_kwargs if eval_kwargs is not None else [None] * len(questions)
+        engines = answers if answers is not None else [query_engine] * len(questions)
         queued = [
             (
                 next(self._order),
-                query_engine,
+                engine,
                 question,
                 evaluators,
                 kwargs,
                 repeat,
                 _delivery(on_done, key),
             )
-            for (key, question), kwargs in zip(questions, extra, strict=True)
+            for (key, question), kwargs, engine in zip(questions, extra, engines, strict=True)
         ]
         loop = self.loop
 
@@ -579,8 +592,14 @@ class Runner:
         if cache is not None:
             recording = recording_key(question.source, question.id, question.query)
         try:
-            recalled = cache.recall(recording) if cache and recording and self.replay else None
-            if recalled is not None:  # --rag-replay: the app is not called
+            recalled: tuple[str | None, list[str] | None, list[list[str]] | None] | None
+            if isinstance(query_engine, Answered):
+                recalled = query_engine.response, query_engine.contexts, None
+            elif cache and recording and self.replay:
+                recalled = cache.recall(recording)
+            else:
+                recalled = None
+            if recalled is not None:  # --rag-replay or given answers: the app is not called
                 result.response, result.contexts, result.sources = recalled
             else:
                 metered = usage.metering(self.usage.setdefault("query", usage.Meter()))
