@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import functools
 import inspect
@@ -59,6 +60,9 @@ from pytest_rageval.verdicts import (
 )
 
 T = TypeVar("T")
+
+REPEAT_SECONDS = 2.0
+"""A second Ctrl-C or SIGTERM this soon after the first is the same cancel."""
 
 
 class RagSetupError(Exception):
@@ -180,7 +184,13 @@ class RagSession:
         self.written: list[tuple[str, Path, str | None]] = []
         """Each report file: what it is, where, and why it could not be written (or None)."""
         self._session: Any = None
-        self._restore_sigint: Any = None
+        self._restore_signals: Callable[[], None] | None = None
+        self._signalled: float | None = None
+        self._raise_when_safe = False
+        self.dispatches = False
+        """True on the xdist controller, which runs no test but hands them out."""
+        self.signal_listeners: list[Callable[[int], None]] = []
+        """Called with the signal on the first Ctrl-C or SIGTERM (xdist: the workers)."""
         self._waiting = False
         self._interrupt_pending = False
         self._looping = False
@@ -242,27 +252,75 @@ class RagSession:
         ):
             VerdictCache(self.settings.cache_dir, "on").clear()
         self._session = session
-        self._watch_sigint()
+        self._watch_signals()
+        if hasattr(self.config, "workerinput"):
+            from pytest_rageval.xdist import announce_pid
 
-    def _watch_sigint(self) -> None:
-        """Stop the runner the moment Ctrl-C arrives, wherever pytest is then.
+            announce_pid(self.config)
+
+    def _watch_signals(self) -> None:
+        """Stop the runner the moment Ctrl-C or SIGTERM arrives, wherever pytest is then.
 
         Python raises KeyboardInterrupt wherever the main thread happens to be; inside a
         finalizer it is lost as an "unraisable" exception, and elsewhere it can take a
         while to reach a hook. Until then every slot would keep sending paid requests.
         The previous handler still runs, so pytest sees its KeyboardInterrupt as usual.
+
+        SIGTERM is how CI cancels a job (GitHub Actions after SIGINT, others and
+        ``timeout`` alone), so unless someone else handles it, it is Ctrl-C too: what
+        finished is kept and every report is written, where by default Python would die
+        at once with nothing. A repeat within ``REPEAT_SECONDS`` is the same cancel (a
+        terminal's Ctrl-C reaches every process of the group, which the xdist controller
+        then passes on to its workers); a later one goes to pytest as a second Ctrl-C.
         """
         if threading.current_thread() is not threading.main_thread():
             return
-        previous = signal.getsignal(signal.SIGINT)
-        if not callable(previous):
-            return  # SIG_IGN or SIG_DFL: Ctrl-C is not ours to interpret
+        restore: list[tuple[int, Any]] = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            installed = signal.getsignal(signum)
+            previous = installed
+            if signum == signal.SIGTERM and installed == signal.SIG_DFL:
+                previous = signal.default_int_handler
+            if not callable(previous):
+                continue  # SIG_IGN, or SIGINT's SIG_DFL: not ours to interpret
+            signal.signal(signum, self._on_signal(previous))
+            restore.append((signum, installed))
 
-        def on_sigint(signum: int, frame: Any) -> Any:
-            self.stopped = self.stopped or "interrupted"
+        def restore_all() -> None:
+            for signum, handler in restore:
+                signal.signal(signum, handler)
+
+        self._restore_signals = restore_all
+
+    def _on_signal(self, previous: Callable[[int, Any], Any]) -> Callable[[int, Any], Any]:
+        def on_signal(signum: int, frame: Any) -> Any:
+            now = time.monotonic()
+            if self._raise_when_safe:  # the xdist controller, cancelled in pytest's code
+                if _in_pytest_machinery(frame):
+                    return None
+                self._raise_when_safe = False
+                return previous(signum, frame)
+            if self._signalled is not None and now - self._signalled < REPEAT_SECONDS:
+                return None  # the same cancel, reaching us twice
+            first = self._signalled is None
+            self._signalled = now
+            reason = "interrupted" if signum == signal.SIGINT else "interrupted (SIGTERM)"
+            self.stopped = self.stopped or reason
             if self._runner is not None:
-                self._runner.stop("interrupted", wait=False)
-            self._session.shouldstop = "interrupted"
+                self._runner.stop(reason, wait=False)
+            if first:
+                for listener in self.signal_listeners:
+                    with contextlib.suppress(Exception):
+                        listener(signum)
+            self._session.shouldstop = reason
+            if self.dispatches:
+                # the xdist controller runs no test and none of our waits: its loop
+                # ends now, or as soon as the main thread is out of pytest's own code
+                if not _in_pytest_machinery(frame):
+                    return previous(signum, frame)
+                self._raise_when_safe = True
+                threading.Thread(target=self._interrupt_soon, args=(signum,), daemon=True).start()
+                return None
             if (
                 self._looping
                 and not self._interrupt_pending
@@ -278,8 +336,15 @@ class RagSession:
                 return None
             return previous(signum, frame)
 
-        signal.signal(signal.SIGINT, on_sigint)
-        self._restore_sigint = lambda: signal.signal(signal.SIGINT, previous)
+        return on_signal
+
+    def _interrupt_soon(self, signum: int) -> None:
+        """Run the signal's handler in the main thread again until it has raised."""
+        for _ in range(500):
+            time.sleep(0.01)
+            if not self._raise_when_safe:
+                return
+            _thread.interrupt_main(signal.Signals(signum))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
@@ -627,8 +692,13 @@ class RagSession:
             # skipped or failed in setup: pytest shows that, and the question is not ours
             self._reported.add(report.nodeid)
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         self._stop("interrupted")
+        if not self.config.option.fulltrace and len(excinfo.traceback) > 1:
+            # pytest shows where it stopped, one line, but works out the source of every
+            # frame first: seconds on a busy CI runner, where SIGKILL follows in 7.5 s
+            excinfo.traceback = excinfo.traceback[-1:]
 
     def _stop(self, reason: str) -> None:
         self.stopped = self.stopped or reason
@@ -655,8 +725,10 @@ class RagSession:
         ):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if workeroutput is not None:  # an xdist worker: the controller reports
+            # stopped, the controller may not have read every report we sent: all of them
+            kept = 0 if self.stopped is not None else self._records_on_reports
             workeroutput["rageval"] = {
-                "records": self.records[self._records_on_reports :],  # kept at the end
+                "records": self.records[kept:],  # the rest came with the reports
                 "notices": self.notices(),
                 "metrics": sorted(self._metrics_seen),
                 "stopped": self.stopped,
@@ -711,7 +783,17 @@ class RagSession:
     def merge_worker(self, output: Mapping[str, Any]) -> None:
         """On the xdist controller: what a worker alone knew (results of items that never
         ran, its warnings, why it stopped)."""
-        self.records.extend(output.get("records", []))
+        # once per question: a cancelled worker sends every result it holds (some also
+        # came with its reports) and a stand-in for each question of the sets it did
+        # not start, which another worker may have run
+        where = {(r.get("set"), r.get("id")): i for i, r in enumerate(self.records)}
+        for record in output.get("records", []):
+            key = (record.get("set"), record.get("id"))
+            if key not in where:
+                where[key] = len(self.records)
+                self.records.append(record)
+            elif record.get("evaluated") and not self.records[where[key]].get("evaluated"):
+                self.records[where[key]] = record
         self._worker_notices.extend(
             n for n in output.get("notices", []) if n not in self._worker_notices
         )
@@ -738,13 +820,18 @@ class RagSession:
         questions never finished, so the summary and the report lose nothing."""
         worker = hasattr(self.config, "workerinput")
         for rset in self._sets:
-            if worker and not rset.submitted and rset.problem is None:
-                continue  # an xdist worker collects every set but runs only its own
+            if worker and not rset.submitted and rset.problem is None and not self.stopped:
+                # an xdist worker collects every set but runs only its own; stopped, it
+                # stands in for the sets it did not start (the controller keeps the
+                # worker's that ran them), since none may have
+                continue
             missing = [nodeid for nodeid in rset.members if nodeid not in self._reported]
             if not missing:
                 continue
             self.complete = False
             reason = f"not evaluated: {self.stopped or 'the run ended first'}"
+            # a set never started: the metrics its data file names, where it names them
+            unstarted = () if rset.submitted else rset.evaluator_names or ()
             results = {}
             for nodeid, question in rset.members.items():
                 if nodeid in rset.results:
@@ -753,7 +840,7 @@ class RagSession:
                     results[nodeid] = QuestionResult(
                         question,
                         errors={"query": rset.problem or rset.setup_error or reason},
-                        applicable=rset.applicable.get(nodeid, ()),
+                        applicable=rset.applicable.get(nodeid, unstarted),
                         evaluated=False,
                     )
             judged = {nodeid: metric_results(r) for nodeid, r in results.items()}
@@ -887,9 +974,9 @@ class RagSession:
                 terminalreporter.write_line(f"{label} NOT written to {path}: {error}", red=True)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        if self._restore_sigint is not None:
-            self._restore_sigint()
-            self._restore_sigint = None
+        if self._restore_signals is not None:
+            self._restore_signals()
+            self._restore_signals = None
         if self._runner is not None:
             self._runner.close()
         if self.cache is not None:

@@ -13,13 +13,22 @@ every other test (``--dist each`` and ``no`` are left alone).
 The controller splits ``--rag-workers`` over the workers (each gets at least one slot)
 and, through ``workeroutput``, gets back what only a worker knows: results of items that
 never ran (Ctrl-C, ``-x``), its warnings, and why it stopped.
+
+Cancelled (Ctrl-C or SIGTERM to the controller alone, or to the whole process group),
+the controller passes the signal on to its workers, whose pids they write into the same
+folder: each stops its runner at once and sends back every result it holds. The
+controller's loop is gone by then, so before xdist tears the workers down it waits a
+bounded while for each worker's output and merges it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +41,8 @@ SETS_DIR = "rageval_sets_dir"
 WORKERS = "rageval_workers"
 OUTPUT = "rageval"
 SCOPE_PREFIX = "rageval set "
+OUTPUT_WAIT_SECONDS = 5.0
+"""How long a cancelled controller waits for its workers' results (CI kills at 7.5 s)."""
 
 
 def worker_share(workers: int, index: int, count: int) -> int:
@@ -49,6 +60,15 @@ def write_sets(config: pytest.Config, sets: dict[str, str]) -> None:
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(sets), encoding="utf-8")
     tmp.replace(target)
+
+
+def announce_pid(config: pytest.Config) -> None:
+    """On a worker: its pid, so that a cancelled controller can pass the signal on."""
+    workerinput = getattr(config, "workerinput", None)
+    if not workerinput or SETS_DIR not in workerinput:
+        return
+    folder = Path(workerinput[SETS_DIR])
+    (folder / f"{workerinput['workerid']}.pid").write_text(str(os.getpid()), encoding="ascii")
 
 
 def _fallback(dist: str) -> Callable[[Any, str], str] | None:
@@ -97,6 +117,11 @@ class RagXdist:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.folder = Path(tempfile.mkdtemp(prefix="rageval-xdist-"))
+        self._nodes: list[Any] = []
+        self._merged: set[str] = set()
+        rag = config.stash[SESSION_KEY]
+        rag.dispatches = True
+        rag.signal_listeners.append(self.forward)
 
     def pytest_configure_node(self, node: Any) -> None:
         settings = self.config.stash[SETTINGS_KEY]
@@ -104,15 +129,49 @@ class RagXdist:
         count = int(node.workerinput.get("workercount", 1))
         node.workerinput[SETS_DIR] = str(self.folder)
         node.workerinput[WORKERS] = worker_share(settings.workers, index, count)
+        self._nodes.append(node)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
         return make_scheduling(config, log, self.folder)
 
+    def forward(self, signum: int) -> None:
+        """Pass a cancel on to every worker (in the controller's signal handler)."""
+        for path in self.folder.glob("*.pid"):
+            with contextlib.suppress(OSError, ValueError):  # gone, or half written
+                os.kill(int(path.read_text(encoding="ascii")), signum)
+
     def pytest_testnodedown(self, node: Any, error: object) -> None:
-        output = getattr(node, "workeroutput", {}).get(OUTPUT)
-        if output:
-            self.config.stash[SESSION_KEY].merge_worker(output)
+        self._merge(node)
+
+    def _merge(self, node: Any) -> bool:
+        """Merge a worker's output once; False while it has not sent one."""
+        workerid = str(node.gateway.id)
+        if workerid in self._merged:
+            return True
+        output = getattr(node, "workeroutput", None)
+        if output is None:
+            return False
+        self._merged.add(workerid)
+        if output.get(OUTPUT):
+            self.config.stash[SESSION_KEY].merge_worker(output[OUTPUT])
+        return True
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Any:
+        # before the session reports, and before xdist tears the workers down (up to
+        # 10 s): a cancelled run's loop is gone, so nothing else merges
+        # what the workers sent, or are sending, back
+        rag = self.config.stash[SESSION_KEY]
+        if rag.stopped is not None or session.exitstatus == pytest.ExitCode.INTERRUPTED:
+            ends = time.monotonic() + OUTPUT_WAIT_SECONDS
+            waiting = list(self._nodes)
+            while waiting:
+                waiting = [node for node in waiting if not self._merge(node)]
+                if not waiting or time.monotonic() >= ends:
+                    break
+                time.sleep(0.02)
+        return (yield)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

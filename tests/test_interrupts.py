@@ -4,13 +4,16 @@ process alive or sends requests after pytest stops."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from openai_server import FakeOpenAI
@@ -186,3 +189,107 @@ def test_ctrl_c_in_the_users_own_code_interrupts_it_at_once(project: pytest.Pyte
         rest, _ = process.communicate(timeout=60)  # not the 120 s of the sleep
     assert process.returncode == pytest.ExitCode.INTERRUPTED
     assert "KeyboardInterrupt" in rest
+
+
+def verdicts_cached(folder: Path) -> int:
+    """Verdicts in the project's verdict cache (0 when there is none)."""
+    path = folder / ".rageval_cache" / "verdicts.sqlite3"
+    if not path.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return int(db.execute("SELECT count(*) FROM verdicts").fetchone()[0])
+
+
+@pytest.mark.parametrize(
+    ("signum", "xdist", "group"),
+    [
+        pytest.param(signal.SIGTERM, False, False, id="sigterm"),
+        pytest.param(signal.SIGINT, True, False, id="xdist-sigint-controller"),
+        pytest.param(signal.SIGINT, True, True, id="xdist-sigint-group"),
+        pytest.param(signal.SIGTERM, True, False, id="xdist-sigterm-controller"),
+    ],
+)
+def test_a_ci_cancel_keeps_every_result_and_writes_every_report(
+    http_project: pytest.Pytester,
+    openai_server: FakeOpenAI,
+    signum: signal.Signals,
+    xdist: bool,
+    group: bool,
+) -> None:
+    # two sets: one running when the signal comes, one that may not have started
+    listed = "\n".join(f'  - {{id: q{i}, query: "Where is town {i}?"}}' for i in range(200))
+    http_project.makefile(".yaml", rag_set=f"evaluators: [faithfulness]\nquestions:\n{listed}\n")
+    other = "\n".join(f'  - {{id: o{i}, query: "Where is village {i}?"}}' for i in range(30))
+    http_project.makefile(".yaml", rag_zet=f"evaluators: [faithfulness]\nquestions:\n{other}\n")
+    openai_server.delay = 0.05
+    command = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-p", "no:randomly"]
+    command += ["--rag-workers=4", "--rag-report=report.json", "--junitxml=junit.xml"]
+    command += ["--rag-markdown=summary.md", "--rag-html=report.html"]
+    if xdist:
+        command += ["-n", "2"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(
+        command,
+        cwd=http_project.path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=group,
+    ) as process:
+        lines: list[str] = []
+        ten_passed = threading.Event()
+
+        def read() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.append(line)
+                if sum(" PASSED" in seen for seen in lines) >= 10:
+                    ten_passed.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        if not ten_passed.wait(timeout=90):
+            process.kill()
+            reader.join(timeout=10)
+            pytest.fail("".join(lines)[-3000:])
+        at_signal = openai_server.chat_requests
+        signalled = time.monotonic()
+        if group:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+        process.wait(timeout=60)
+        took = time.monotonic() - signalled
+        reader.join(timeout=10)
+        assert process.stderr is not None
+        rest, errors = "".join(lines), process.stderr.read()
+    after = openai_server.chat_requests - at_signal
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, (rest[-3000:], errors[-3000:])
+    # GitHub Actions sends SIGKILL 7.5 s after its first signal: done well before
+    assert took < 7.5, (took, rest[-3000:])
+    # workers stop their runners at once: at most the requests already on their way
+    assert after <= 8, after
+    assert "incomplete: interrupted" in rest
+    report = json.loads((http_project.path / "report.json").read_text())
+    assert report["complete"] is False and report["stopped"].startswith("interrupted")
+    assert report["gate"]["passed"] is False
+    by_set = {rag_set["id"]: rag_set for rag_set in report["sets"]}
+    assert sorted(by_set) == ["rag_set.yaml", "rag_zet.yaml"]
+    questions = by_set["rag_set.yaml"]["questions"] + by_set["rag_zet.yaml"]["questions"]
+    ids = [q["id"] for q in questions]
+    assert len(ids) == len(set(ids)) == 230
+    finished = [q for q in questions if q["evaluated"]]
+    assert len(finished) >= 10
+    assert all(q["outcome"] == "passed" for q in finished)
+    for q in questions:
+        if not q["evaluated"]:
+            assert q["error"].endswith("not evaluated: " + report["stopped"]), q["error"]
+    for rag_set in by_set.values():
+        if any(not q["evaluated"] for q in rag_set["questions"]):
+            assert rag_set["metrics"]["faithfulness"]["verdict"] != "ok"
+    assert report["timing"]["judge_calls"] >= len(finished)
+    # the verdicts paid for are kept
+    assert verdicts_cached(http_project.path) >= len(finished)
+    for name in ("junit.xml", "summary.md", "report.html"):
+        assert (http_project.path / name).stat().st_size > 0, name
