@@ -95,6 +95,6 @@ def rouge_tokens(text: str) -> list[str]:
 
 
 def plain(text: str) -> str:
-    """For exact match: folded, punctuation and symbols removed, runs of space made one,
-    no space around."""
+    """Folded, punctuation and symbols removed, runs of space made one, no space around
+    (articles kept: exact match uses :func:`normalize_answer`)."""
     return " ".join(_PUNCTUATION.sub("", fold(text)).split())
