@@ -26,20 +26,19 @@ from llama_index.core.evaluation import (
 )
 from llama_index.core.prompts.mixin import PromptDictType
 
-from pytest_rageval.text import plain, tokens
+from pytest_rageval.text import normalize_answer, rouge_tokens, tokens
 
 
 def answer_tokens(text: str) -> list[str]:
-    """The tokens the token metrics compare (``text.tokens``): SQuAD's normalisation, and
-    each character of Chinese and Japanese text a token of its own."""
+    """The tokens token F1 and context recall compare (``text.tokens``): SQuAD's
+    normalisation, and each character of Chinese and Japanese text a token of its own."""
     return tokens(text)
 
 
 def token_f1(prediction: str, reference: str) -> float:
-    """SQuAD-style token F1 between two texts (1.0 when both are empty)."""
+    """SQuAD v1.1 token F1 between two texts: 0.0 when either has no tokens, even both
+    (v1.1's rule; v2.0 scores a pair of empty answers 1)."""
     predicted, expected = answer_tokens(prediction), answer_tokens(reference)
-    if not predicted or not expected:
-        return float(predicted == expected)
     common = sum((Counter(predicted) & Counter(expected)).values())
     if common == 0:
         return 0.0
@@ -170,9 +169,14 @@ class _ReferenceOverlap(_AgainstReference):
     def _score(self, response: str, reference: str) -> float:
         raise NotImplementedError
 
+    def _tokens(self, text: str) -> list[str]:
+        return answer_tokens(text)
+
     def _judge(self, response: str, reference: str) -> tuple[bool | None, float | None, str]:
         score = self._score(response, reference)
         feedback = f"{self.label} {score:.2f} against the reference (passes at {self.threshold:g})"
+        if not self._tokens(reference):
+            feedback += f"; the reference {_clip(reference)!r} has no words to compare"
         return score >= self.threshold, score, feedback
 
 
@@ -189,8 +193,9 @@ class ContextRecallEvaluator(_OfflineEvaluator):
     """Did retrieval bring back the question's reference contexts?
 
     A reference context counts as retrieved when at least ``min_overlap`` of its words
-    (normalised as for F1) appear in one retrieved context. The score is the fraction of
-    reference contexts retrieved; it passes at ``threshold`` (default: all of them).
+    (normalised as for F1) appear in one retrieved context; one without words never
+    does, as token F1 scores it 0. The score is the fraction of reference contexts
+    retrieved; it passes at ``threshold`` (default: all of them).
     """
 
     requires_reference_contexts = True
@@ -210,26 +215,33 @@ class ContextRecallEvaluator(_OfflineEvaluator):
     ) -> EvaluationResult:
         wanted = self._need(reference_contexts, "reference_contexts")
         retrieved = [Counter(answer_tokens(text)) for text in contexts or []]
-        missed = []
+        missed, wordless = [], []
         for reference in wanted:
             words = Counter(answer_tokens(reference))
-            total = sum(words.values()) or 1
+            total = sum(words.values())
+            if not total:
+                wordless.append(reference)
+                continue
             best = max((sum((words & got).values()) / total for got in retrieved), default=0.0)
             if best < self.min_overlap:
                 missed.append(reference)
-        score = (len(wanted) - len(missed)) / len(wanted) if wanted else 1.0
-        feedback = f"{len(wanted) - len(missed)} of {len(wanted)} reference contexts retrieved"
+        found = len(wanted) - len(missed) - len(wordless)
+        score = found / len(wanted) if wanted else 1.0
+        feedback = f"{found} of {len(wanted)} reference contexts retrieved"
         if missed:
             feedback += "; missing: " + "; ".join(repr(m[:80]) for m in missed)
+        if wordless:
+            feedback += "; without words to match: " + "; ".join(repr(m[:80]) for m in wordless)
         return self._result(query, response, contexts, score >= self.threshold, score, feedback)
 
 
 class ExactMatchEvaluator(_AgainstReference):
-    """Passes when the response equals the reference after case folding, removing
-    punctuation and symbols, and trimming white space (``text.plain``). Score 1 or 0."""
+    """Passes when the response equals the reference after SQuAD's normalisation (case
+    folding, removing punctuation, symbols and the articles a/an/the, single spaces:
+    ``text.normalize_answer``), as SQuAD's exact match. Score 1 or 0."""
 
     def _judge(self, response: str, reference: str) -> tuple[bool | None, float | None, str]:
-        answer, expected = plain(response), plain(reference)
+        answer, expected = normalize_answer(response), normalize_answer(reference)
         if answer == expected:
             return True, 1.0, "the response equals the reference"
         feedback = f"the response {_clip(answer)!r} is not the reference {_clip(expected)!r}"
@@ -267,18 +279,20 @@ class RegexEvaluator(_OfflineEvaluator):
 
 
 def rouge_l(prediction: str, reference: str) -> float:
-    """ROUGE-L F-measure (beta 1) on the token metrics' tokens; 1.0 when both are empty.
+    """ROUGE-L F-measure (beta 1) on ``text.rouge_tokens``: no stemming, no stop words or
+    articles removed; 0.0 when either has no tokens. On ASCII text it equals Google's
+    ``rouge-score`` (``RougeScorer(["rougeL"], use_stemmer=False)``).
 
     The longest common subsequence comes from rapidfuzz (``LCSseq`` over token lists),
-    a maintained C++ library without dependencies. Google's ``rouge-score`` was the
-    other candidate: unreleased since 2022, and its default tokenizer drops every
-    character outside a-z and 0-9, so Chinese, Japanese or Spanish accents score 0.
+    a maintained C++ library without dependencies. ``rouge-score`` itself was the other
+    candidate: unreleased since 2022, and its default tokenizer drops every character
+    outside a-z and 0-9, so Chinese, Japanese or Spanish accents score 0.
     """
     from rapidfuzz.distance import LCSseq
 
-    predicted, expected = tokens(prediction), tokens(reference)
+    predicted, expected = rouge_tokens(prediction), rouge_tokens(reference)
     if not predicted or not expected:
-        return float(predicted == expected)
+        return 0.0
     common = LCSseq.similarity(predicted, expected)
     if common == 0:
         return 0.0
@@ -287,13 +301,16 @@ def rouge_l(prediction: str, reference: str) -> float:
 
 
 class RougeLEvaluator(_ReferenceOverlap):
-    """ROUGE-L F-measure of the response against the reference, on the same tokens as
-    token F1 (no stop-word removal, no stemming); passes at ``threshold``."""
+    """ROUGE-L F-measure of the response against the reference (:func:`rouge_l`: words as
+    written, no stop-word or article removal, no stemming); passes at ``threshold``."""
 
     label = "ROUGE-L"
 
     def _score(self, response: str, reference: str) -> float:
         return rouge_l(response, reference)
+
+    def _tokens(self, text: str) -> list[str]:
+        return rouge_tokens(text)
 
 
 _NUMBER = re.compile(
@@ -351,8 +368,14 @@ class _RetrievalEvaluator(_OfflineEvaluator):
     def _passes(self, score: float) -> bool:
         raise NotImplementedError
 
-    def _retrieved(self, retrieved: list[str]) -> list[str]:
-        return retrieved
+    def _retrieved(self, nodes: list[Sequence[str]]) -> list[Sequence[str]]:
+        """The retrieved nodes (each its ids) the metric looks at."""
+        return nodes
+
+    def _ids(self, nodes: list[Sequence[str]], expected: Sequence[str]) -> list[str]:
+        """The ids the metric is given: one a node (:func:`_source_id`), as ranks count
+        nodes."""
+        return [_source_id(ids, expected) for ids in nodes]
 
     async def aevaluate(
         self,
@@ -370,15 +393,16 @@ class _RetrievalEvaluator(_OfflineEvaluator):
                 "return a llama-index Response (or nodes as the contexts)"
             )
             return self._result(query, response, contexts, None, None, reason)
-        retrieved = self._retrieved([_source_id(ids, expected) for ids in retrieved_sources])
+        nodes = self._retrieved(list(retrieved_sources))
+        retrieved = self._ids(nodes, expected)
         if not retrieved or not expected:
             score = 0.0
         else:
             score = self._metric().compute(expected_ids=expected, retrieved_ids=retrieved).score
-        found = [source for source in expected if source in retrieved]
+        found = [source for source in expected if any(source in ids for ids in nodes)]
         feedback = (
             f"{self.label} {score:.2f}: {len(found)} of {len(expected)} expected sources "
-            f"among {len(retrieved)} retrieved"
+            f"among {len(nodes)} retrieved"
         )
         missing = [source for source in expected if source not in found]
         if missing:
@@ -446,8 +470,13 @@ class RecallAtKEvaluator(_RetrievalEvaluator):
         if k is not None:
             self.label = f"recall@{k}"
 
-    def _retrieved(self, retrieved: list[str]) -> list[str]:
-        return retrieved if self.k is None else retrieved[: self.k]
+    def _retrieved(self, nodes: list[Sequence[str]]) -> list[Sequence[str]]:
+        return nodes if self.k is None else nodes[: self.k]
+
+    def _ids(self, nodes: list[Sequence[str]], expected: Sequence[str]) -> list[str]:
+        # every id of every node: one node can be two expected sources (its document id
+        # and its file name); Recall counts a set, so ranks do not matter here
+        return [source for ids in nodes for source in ids]
 
     def _metric(self) -> Any:
         from llama_index.core.evaluation.retrieval.metrics import Recall

@@ -75,12 +75,26 @@ def _tokens(text: str) -> tuple[str, ...]:
 
 
 def tokens(text: str) -> list[str]:
-    """The tokens the token metrics (F1, ROUGE-L, context recall) compare: words, and each
-    character of Chinese and Japanese text."""
+    """The tokens token F1 and context recall compare, after SQuAD's normalisation
+    (:func:`normalize_answer`): words, and each character of Chinese and Japanese text."""
     return list(_tokens(text))
 
 
+@lru_cache(maxsize=4096)
+def _rouge_tokens(text: str) -> tuple[str, ...]:
+    return tuple(TOKEN.findall(fold(text)))
+
+
+def rouge_tokens(text: str) -> list[str]:
+    """The tokens ROUGE-L compares, as Google's ``rouge-score`` makes them without a
+    stemmer: folded, every run of letters and digits a token, anything else a break
+    (articles stay, "x-ray" is two tokens). Unlike ``rouge-score``, letters and digits
+    of any script count (it keeps only a-z and 0-9), and each character of Chinese and
+    Japanese text is a token."""
+    return list(_rouge_tokens(text))
+
+
 def plain(text: str) -> str:
-    """For exact match: folded, punctuation and symbols removed, runs of space made one,
-    no space around."""
+    """Folded, punctuation and symbols removed, runs of space made one, no space around
+    (articles kept: exact match uses :func:`normalize_answer`)."""
     return " ".join(_PUNCTUATION.sub("", fold(text)).split())

@@ -26,7 +26,7 @@ from pytest_rageval.evaluators import (
     token_f1,
 )
 from pytest_rageval.judges import response_sources
-from pytest_rageval.text import tokens
+from pytest_rageval.text import rouge_tokens, tokens
 
 
 def judge(evaluator: Any, **kwargs: Any) -> Any:
@@ -46,12 +46,15 @@ def test_tokens_split_chinese_and_japanese_by_character_and_keep_accents() -> No
     assert tokens("¿Quién fue Porfirio Díaz?") == ["quién", "fue", "porfirio", "díaz"]
     # full-width forms are folded (NFKC); English articles go, as in SQuAD
     assert tokens("\uff21\uff22\uff23 the \uff38-ray") == ["abc", "xray"]
+    # ROUGE-L's tokens keep the articles and break at punctuation, as rouge-score's
+    assert rouge_tokens("\uff21\uff22\uff23 the \uff38-ray") == ["abc", "the", "x", "ray"]
+    assert rouge_tokens("東京タワー") == [*"東京タワー"]
 
 
 def test_token_f1_scores_chinese_it_used_to_score_zero() -> None:
     reference = "巴黎是法国的首都。"
     assert token_f1("巴黎是法国的首都", reference) == 1.0
-    # 6 shared characters of 6 predicted and 8 expected: P=1, R=0.75, F1=6/7
+    # 5 shared characters of 5 predicted and 8 expected: P=1, R=5/8, F1=10/13
     assert token_f1("法国的首都", "巴黎是法国的首都") == pytest.approx(2 * 0.625 / 1.625)
     assert token_f1("法国首都巴黎", reference) == pytest.approx(2 * 6 / 6 * 6 / 8 / (1 + 6 / 8))
 
@@ -69,14 +72,14 @@ def test_token_f1_in_japanese_and_spanish() -> None:
 
 
 def test_rouge_l_hand_computed() -> None:
-    # articles dropped: [cat sat on mat] vs [cat lay on mat]: LCS 3, P = R = 3/4
-    assert rouge_l("The cat sat on the mat", "the cat lay on the mat") == pytest.approx(0.75)
+    # articles kept: [the cat sat on the mat] vs [the cat lay on the mat]: LCS 5 of 6
+    assert rouge_l("The cat sat on the mat", "the cat lay on the mat") == pytest.approx(5 / 6)
     # order matters, unlike F1: [y x] vs [x y] has LCS 1 where F1 is 1.0
     assert rouge_l("y x", "x y") == pytest.approx(0.5)
     assert token_f1("y x", "x y") == 1.0
     # Chinese, character by character: 东京是日本的首都 vs 日本的首都是东京: LCS 5 of 8
     assert rouge_l("东京是日本的首都", "日本的首都是东京") == pytest.approx(5 / 8)
-    assert rouge_l("", "") == 1.0
+    assert rouge_l("", "") == 0.0
     assert rouge_l("x", "") == 0.0
 
 
@@ -92,9 +95,12 @@ def test_rouge_l_evaluator_passes_at_its_threshold() -> None:
     assert result.passing is False
 
 
-def test_exact_match_ignores_case_punctuation_and_surrounding_space() -> None:
+def test_exact_match_ignores_case_punctuation_articles_and_surrounding_space() -> None:
     evaluator = ExactMatchEvaluator()
     assert judge(evaluator, response="  Paris! ", reference="paris").passing is True
+    # SQuAD's EM drops the articles, as token F1 does
+    assert judge(evaluator, response="The Eiffel Tower", reference="Eiffel Tower").passing is True
+    assert token_f1("The Eiffel Tower", "Eiffel Tower") == 1.0
     assert judge(evaluator, response="巴黎。", reference="巴黎").passing is True
     assert judge(evaluator, response="Díaz", reference="díaz").passing is True
     miss = judge(evaluator, response="Paris, France", reference="Paris")

@@ -71,6 +71,55 @@ def test_binomial_cdf_matches_tables_and_survives_big_n() -> None:
     assert 0.45 < binomial_cdf(9000, 10000, 0.9) < 0.56
 
 
+def test_binomial_cdf_matches_scipy_to_1e_12_up_to_100_000_questions() -> None:
+    from scipy.stats import binom
+
+    sizes = [1, 2, 3, 5, 10, 16, 20, 36, 50, 81, 100, 200, 501, 1000, 3000, 10**4, 30_000, 10**5]
+    rates = [1e-6, 0.001, 0.01, 0.05, 0.1, 1 / 3, 0.5, 0.7, 0.9, 0.95, 0.99, 0.999, 1 - 1e-6]
+    worst = []
+    for n in sizes:
+        for p in rates:
+            sd = math.sqrt(n * p * (1 - p))
+            ks = {*range(min(n, 12)), *(int(n * p + z * sd) for z in range(-25, 26))}
+            ks = sorted(k for k in ks if 0 <= k < n)
+            for k, expected in zip(ks, binom.cdf(ks, n, p), strict=True):
+                # scipy itself drifts in the far tails, up to 6e-13 at 1e-20 and 1e-12
+                # below 1e-80 (against 40-digit sums); we stay within 2e-14 there
+                if expected > 1e-20:
+                    worst.append((abs(binomial_cdf(k, n, p) - expected) / expected, k, n, p))
+    assert len(worst) > 3800
+    assert max(worst) < (1e-12,)
+    # deep tails, against 40-digit sums (Python's decimal): here scipy is off by 1e-12
+    assert binomial_cdf(28861, 100_000, 1 / 3) == pytest.approx(7.514157255839728e-203, rel=1e-13)
+    assert binomial_cdf(2932, 100_000, 0.05) == pytest.approx(1.1834181739026626e-230, rel=1e-13)
+    # the example: the true value, to the last digit
+    assert binomial_cdf(2850, 3000, 0.95) == pytest.approx(0.5116967786351716, rel=1e-15)
+
+
+def test_an_exact_tie_at_5_percent_rejects() -> None:
+    # n = 1, p0 = 0.95: P(X <= 0) = 1/20 exactly, which is <= 0.05, so 0 passes rejects;
+    # the power 1 - p >= 0.8 needs p <= 0.2: d = 0.95 - 0.2
+    assert rejection_count(1, 0.95) == 0
+    assert detectable_drop(1, 0.95) == pytest.approx(0.75, abs=1e-9)
+    # n = 2, p0 = 1 (the README's JSON example): 1 - 0.2^(1/2)
+    assert detectable_drop(2, 1.0) == pytest.approx(0.5527864045, abs=1e-9)
+
+
+def test_detectable_drop_at_the_edges_and_for_many_questions() -> None:
+    from scipy.stats import binom
+
+    assert detectable_drop(0, 1.0) is None
+    assert rejection_count(0, 0.9) == -1
+    assert rejection_count(5, 1.0) == 4
+    assert detectable_drop(100_000, 1.0) == pytest.approx(1 - 0.2 ** (1 / 100_000), rel=1e-12)
+    for n, p0 in [(3000, 0.95), (100_000, 0.9), (100_000, 0.5)]:
+        k = rejection_count(n, p0)
+        assert binom.cdf(k, n, p0) <= 0.05 < binom.cdf(k + 1, n, p0)
+        drop = detectable_drop(n, p0)
+        assert drop is not None
+        assert binom.cdf(k, n, p0 - drop) == pytest.approx(0.8, abs=1e-9)
+
+
 def test_detectable_drop_by_hand() -> None:
     # p0 = 1: any failure rejects, so d = 1 - 0.2^(1/n)
     assert detectable_drop(20, 1.0) == pytest.approx(1 - 0.2 ** (1 / 20))
