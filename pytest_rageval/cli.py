@@ -216,12 +216,15 @@ class CommandError(ValueError):
 def _command_llm(text: str, option: str, missing: str) -> tuple[Any, Any, Any]:
     """The LLM an ``--llm`` / ``--judge`` value names (as ``rag_judge`` does), built as the
     plugin builds its judge: its spec, the LLM and the HTTP client it owns."""
-    from pytest_rageval.judges import default_judge, parse_judge
+    from pytest_rageval.judges import api_base_problem, default_judge, parse_judge
 
     try:
         spec = parse_judge(text)
     except ValueError as exc:
         raise CommandError(f"{option}: {exc}") from None
+    problem = api_base_problem()
+    if spec.kind == "openai" and problem is not None:
+        raise CommandError(problem)
     if spec.kind == "openai" and not os.environ.get("OPENAI_API_KEY"):
         raise CommandError(
             f"{missing}: OPENAI_API_KEY is not set. Set it (and OPENAI_API_BASE for an "

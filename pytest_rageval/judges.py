@@ -22,6 +22,7 @@ llama-index is imported lazily here, never at import time.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import re
@@ -29,8 +30,10 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from pytest_rageval.questions import Question
+from pytest_rageval.redaction import redact
 
 SAFETY_TOKENS = 16
 """Slack kept below every token limit, so the direct path is only taken when it surely fits."""
@@ -83,13 +86,37 @@ def parse_judge(text: str) -> JudgeSpec:
         if not rest.strip():
             raise ValueError(f"expected openai:<model>, e.g. openai:gpt-4o-mini, got {text!r}")
         return JudgeSpec("openai", rest.strip())
-    model, at, base_url = rest.rpartition("@")
-    if not at or not model.strip() or not re.match(r"https?://[^\s/]+", base_url.strip()):
+    match = re.match(r"(.+?)@(https?://.*)$", rest.strip())  # the URL may hold an @ too
+    model, base_url = (match.group(1).strip(), match.group(2)) if match else ("", "")
+    if not model or not re.match(r"https?://[^\s/]+", base_url):
         raise ValueError(
             "expected openai-like:<model>@<base_url>, e.g. "
-            f"openai-like:qwen2.5:7b@http://localhost:11434/v1, got {text!r}"
+            f"openai-like:qwen2.5:7b@http://localhost:11434/v1, got {redact(text)!r}"
         )
-    return JudgeSpec("openai-like", model.strip(), base_url.strip())
+    problem = credentials_problem(base_url, LOCAL_KEY_VARIABLE)
+    if problem is not None:
+        raise ValueError(f"the base URL {problem}")
+    return JudgeSpec("openai-like", model, base_url)
+
+
+def credentials_problem(url: str, key_variable: str) -> str | None:
+    """What is wrong with a base URL that has credentials in it (``user:password@``),
+    shown without them; None when it has none. OpenAI clients send their key as a bearer
+    token and never a URL's credentials: the openai SDK's aiohttp transport refuses such
+    a URL before sending anything, httpx's would send them in place of the key."""
+    if "@" not in urlsplit(url.strip()).netloc:
+        return None
+    return (
+        f"{redact(url.strip())} has credentials in it (user:password@), which OpenAI clients "
+        f"do not send: remove them, and set the key in {key_variable}"
+    )
+
+
+def api_base_problem() -> str | None:
+    """What is wrong with ``OPENAI_API_BASE``, if anything (see :func:`credentials_problem`)."""
+    url = os.environ.get("OPENAI_API_BASE")
+    problem = credentials_problem(url, "OPENAI_API_KEY") if url else None
+    return f"OPENAI_API_BASE={problem}" if problem is not None else None
 
 
 def default_judge(spec: JudgeSpec, timeout: float) -> tuple[Any, Any]:
@@ -107,7 +134,7 @@ def default_judge(spec: JudgeSpec, timeout: float) -> tuple[Any, Any]:
     try:
         from openai import DefaultAioHttpClient
 
-        client = DefaultAioHttpClient(timeout=timeout)
+        client = DefaultAioHttpClient(timeout=timeout, event_hooks={"response": [_error_in_answer]})
     except ImportError:  # an openai without aiohttp support: its default transport
         pass
     settings: dict[str, Any] = {
@@ -124,6 +151,65 @@ def default_judge(spec: JudgeSpec, timeout: float) -> tuple[Any, Any]:
             is_chat_model=True,
         )
     return cls(**settings), client
+
+
+async def _error_in_answer(response: Any) -> None:
+    """A 200 whose body is ``{"error": ...}`` raised as the error it is (gateways such as
+    OpenRouter or LiteLLM relay an upstream's failure so); the SDK would read it as an
+    answer without choices, on which llama-index fails with a TypeError."""
+    if response.status_code != 200 or "json" not in response.headers.get("content-type", ""):
+        return  # (a stream is text/event-stream: left unread)
+    await response.aread()
+    if b'"error"' not in response.content:
+        return
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return  # not JSON, or not UTF-8: the SDK says so, and retry.classify knows it
+    if isinstance(body, dict) and body.get("error") and "choices" not in body:
+        raise _answered_with_error()(body["error"], response)
+
+
+@functools.cache
+def _answered_with_error() -> type:
+    import openai
+
+    class AnsweredWithError(openai.APIStatusError):  # its name is retry.ANSWERED_WITH_ERROR
+        """A 200 whose body is an error: ``status_code`` is the status the error names
+        (429 or 5xx when it says it is transient, else the 200 it came with), ``said``
+        the server's message. An ``OpenAIError``, so the SDK raises it as it is."""
+
+        def __init__(self, error: Any, response: Any) -> None:
+            if isinstance(error, dict) and isinstance(error.get("message"), str):
+                said = error["message"]
+            else:
+                said = error if isinstance(error, str) else json.dumps(error)
+            super().__init__(
+                f"HTTP 200 with an error in its body: {said}", response=response, body=error
+            )
+            self.status_code = _said_status(error)
+            self.said = said
+
+    return AnsweredWithError
+
+
+def _said_status(error: Any) -> int:
+    """The HTTP status an error body names: its ``code`` or ``status`` when that is a
+    4xx or 5xx, 429 or 500 for a rate-limit or server-error ``type``; else 200."""
+    if not isinstance(error, dict):
+        return 200
+    for name in ("code", "status", "status_code"):
+        value = error.get(name)
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and 400 <= value < 600:
+            return value
+    words = " ".join(str(error.get(name, "")) for name in ("type", "code", "status")).lower()
+    if re.search(r"rate.?limit|too.?many.?requests", words):
+        return 429
+    if re.search(r"server|internal|overload|unavailable|timeout|bad.?gateway", words):
+        return 500
+    return 200
 
 
 DEFAULT_METRICS = ("faithfulness", "relevancy", "correctness")

@@ -13,7 +13,7 @@ import pytest
 
 from pytest_rageval.baseline import Baseline, BaselineError
 from pytest_rageval.baseline import load as load_baseline
-from pytest_rageval.judges import JudgeSpec, parse_judge
+from pytest_rageval.judges import JudgeSpec, api_base_problem, parse_judge
 from pytest_rageval.reports.json import TEXT_LIMIT
 from pytest_rageval.thresholds import ThresholdError, check_fraction, parse_ini_thresholds
 from pytest_rageval.usage import PriceError, parse_prices
@@ -384,6 +384,9 @@ def _cache_mode(config: pytest.Config) -> str:
 
 
 def _judge(config: pytest.Config) -> JudgeSpec:
+    problem = api_base_problem()  # the judge, embeddings and most apps read it
+    if problem is not None:
+        raise pytest.UsageError(problem)
     found = _raw(config, "rag_judge")
     if found is None:
         return JudgeSpec("openai", str(config.getini("rag_judge_model") or DEFAULT_JUDGE_MODEL))

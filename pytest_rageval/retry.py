@@ -8,9 +8,14 @@ The policy, in one place:
 
 - transient: HTTP 429 and 5xx, time-outs, refused or dropped connections. Any other status
   (400, 401, 404, ...) and every other exception (the user's own code) fails at once;
+- an answer the SDK cannot read (not JSON, not UTF-8) is transient too; a 200 whose body is
+  an error (gateways relay their upstream's failures so) is what the error says: a 429 or
+  5xx in its ``code``, or a rate-limit / server-error ``type``, is transient, anything else
+  fails at once, and its message is kept either way;
 - wait before attempt k+1: the server's ``retry-after-ms`` or ``Retry-After`` when it sent
-  one, else "full jitter", a uniform draw from [0, min(max_backoff, backoff * 2**k)], so
-  questions that failed together do not all come back together;
+  one that lies ahead, else "full jitter", a uniform draw from
+  [0, min(max_backoff, backoff * 2**k)], so questions that failed together do not all come
+  back together (a server's wait that is past, negative or unreadable counts as none);
 - a 429 slows the whole runner, not one task (:class:`Throttle`): it halves the number of
   tasks in flight (at most once per round of requests), pauses new attempts until the
   server's ``Retry-After`` has passed, and each success grows the limit back towards
@@ -67,6 +72,10 @@ CONNECT_NAMES = frozenset(
 TIMEOUT_NAMES = frozenset(
     {"APITimeoutError", "TimeoutException", "ReadTimeout", "WriteTimeout", "PoolTimeout"}
 )
+UNREADABLE_NAMES = frozenset({"JSONDecodeError", "UnicodeDecodeError"})
+ANSWERED_WITH_ERROR = "AnsweredWithError"
+"""The class name of the error the default judge raises for a 200 whose body is an error
+(``judges``): its status is the one the error names, its ``said`` the server's message."""
 _ENDPOINT = re.compile(r"/(chat/completions|completions|embeddings|responses)/?$")
 
 
@@ -79,6 +88,8 @@ class Transient:
     retry_after: float | None = None
     """Seconds the server asked us to wait (``retry-after-ms`` wins over ``Retry-After``)."""
     url: str | None = None
+    said: str | None = None
+    """The server's own words, when they are all there is to go on (an error in a 200)."""
 
 
 def classify(exc: BaseException) -> Transient | None:
@@ -87,10 +98,11 @@ def classify(exc: BaseException) -> Transient | None:
     status = status_code(exc)
     url = base_url(exc)
     if status is not None:
+        said = getattr(exc, "said", None) if ANSWERED_WITH_ERROR in names else None
         if status == 429:
-            return Transient("rate_limit", status, retry_after(exc), url)
+            return Transient("rate_limit", status, retry_after(exc), url, said)
         if 500 <= status < 600:
-            return Transient("server", status, retry_after(exc), url)
+            return Transient("server", status, retry_after(exc), url, said)
         return None
     # the cause chain decides: httpx-aiohttp reports a dropped connection as ConnectTimeout
     chain = _chain(exc)
@@ -103,7 +115,7 @@ def classify(exc: BaseException) -> Transient | None:
         return Transient("timeout", url=url)
     if names & CONNECT_NAMES or isinstance(exc, ConnectionError):
         return Transient("dropped", url=url)
-    if isinstance(exc, ValueError) and "JSONDecodeError" in names and _raised_in(exc, "openai"):
+    if isinstance(exc, ValueError) and names & UNREADABLE_NAMES and _raised_in(exc, "openai"):
         return Transient("malformed", url=url)  # the SDK could not read the server's body
     return None
 
@@ -166,9 +178,12 @@ def retry_after(exc: BaseException) -> float | None:
             value = float(seconds)
         except ValueError:
             parsed = email.utils.parsedate_tz(seconds)
+            # a date already past (clocks differ) is no wait: the backoff applies
             value = email.utils.mktime_tz(parsed) - time.time() if parsed else math.nan
-        if math.isfinite(value):
-            return max(value, 0.0)
+            if value <= 0:
+                return None
+        if math.isfinite(value) and value >= 0:
+            return value
     return None
 
 
@@ -222,9 +237,11 @@ def gave_up(failure: Transient | None, attempts: int, seconds: float, timeout: f
             return f"no answer from {failure.url} within {timeout:g} s ({tries})"
         return f"no answer within {timeout:g} s ({tries})"
     if failure.kind == "rate_limit":
-        return f"rate limited by {where} (429) after {tries}{over}"
+        said = f"; the server said: {failure.said}" if failure.said else ""
+        return f"rate limited by {where} (429) after {tries}{over}{said}"
     if failure.kind == "server":
-        return f"server error from {where} ({failure.status}) after {tries}{over}"
+        said = f"; the server said: {failure.said}" if failure.said else ""
+        return f"server error from {where} ({failure.status}) after {tries}{over}{said}"
     if failure.kind == "malformed":
         return f"unreadable answer (malformed body) from {where} after {tries}{over}"
     if failure.kind == "dropped":

@@ -33,6 +33,7 @@ from pytest_rageval.cache import VerdictCache, describe_evaluator, recording_key
 from pytest_rageval.cache import from_json as cached_evaluation
 from pytest_rageval.cache import to_json as cacheable
 from pytest_rageval.questions import Question
+from pytest_rageval.redaction import redact_all
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -663,7 +664,8 @@ class Runner:
                 self.usage.setdefault(name, usage.Meter()).add(meter)
             verdict = cacheable(evaluation)
             if cache is not None and key is not None and verdict is not None:
-                cache.put(name, key, {**verdict, "tokens": meter.to_json()})
+                # the judge's feedback may echo a key: the cache outlives the run
+                cache.put(name, key, {**redact_all(verdict), "tokens": meter.to_json()})
             return evaluation
 
         async def run_one(name: str, evaluator: Any) -> None:

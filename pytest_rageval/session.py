@@ -33,6 +33,7 @@ from pytest_rageval.keys import (
 )
 from pytest_rageval.options import Settings
 from pytest_rageval.questions import DEFAULT_QUERY_ENGINE, Question, as_question
+from pytest_rageval.redaction import redact, redact_in_place
 from pytest_rageval.reports import html, markdown, terminal
 from pytest_rageval.reports import json as json_report
 from pytest_rageval.reports.summary import SetSummary, summarize
@@ -55,7 +56,6 @@ from pytest_rageval.verdicts import (
     newly_failing,
     outcome,
     question_record,
-    redact,
     set_rates,
 )
 
@@ -672,6 +672,11 @@ class RagSession:
         report = yield
         if call.when == "call" and RECORD_KEY in item.stash:
             report.rag = item.stash[RECORD_KEY]  # type: ignore[attr-defined]
+        if SET_KEY in item.stash or PROBLEM_KEY in item.stash or QUESTION_KEY in item.stash:
+            # a question's report shows the judge's exception, which may echo the key
+            # (message, locals with -l, captured output): the terminal and JUnit read it
+            report.longrepr = redact_in_place(report.longrepr)
+            redact_in_place(report.sections)
         return report
 
     def pytest_report_teststatus(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any, Literal
 
+from pytest_rageval.redaction import redact_all
 from pytest_rageval.runner import QuestionResult
 from pytest_rageval.stats import wilson
 from pytest_rageval.thresholds import threshold_for
@@ -539,10 +540,6 @@ def question_record(
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_SECRETS = (
-    (re.compile(r"\b(sk-(?:proj-|ant-|live-|test-)?)[A-Za-z0-9_\-]{8,}"), r"\1***"),
-    (re.compile(r"\b(Bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*", re.IGNORECASE), r"\1***"),
-)
 
 
 def printable(text: str | None) -> str:
@@ -550,23 +547,3 @@ def printable(text: str | None) -> str:
     if text is None:
         return "(none)"
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
-
-
-def redact(text: str) -> str:
-    """API keys (``sk-...``) and bearer tokens replaced by ``***``."""
-    if "sk-" not in text and "earer" not in text and "EARER" not in text:  # without a regex
-        return text
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-def redact_all(value: Any) -> Any:
-    """:func:`redact` applied to every string of a JSON-safe value."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {key: redact_all(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [redact_all(item) for item in value]
-    return value

@@ -77,6 +77,16 @@ def http_project(project: pytest.Pytester, openai_server: FakeOpenAI) -> pytest.
     return project
 
 
+@pytest.fixture
+def judged(http_project: pytest.Pytester) -> pytest.Pytester:
+    """One question, judged for faithfulness only by the default judge over HTTP."""
+    http_project.makefile(
+        ".yaml",
+        rag_set='evaluators: [faithfulness]\nquestions: [{id: q, query: "Where is Paris?"}]',
+    )
+    return http_project
+
+
 SCRIPTED_JUDGE = """
 import pytest
 from fakes import ScriptedLLM

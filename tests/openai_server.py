@@ -9,7 +9,10 @@ per request), ``fail_always`` (every request), ``budget`` (at most ``limit`` req
 ``window`` seconds, counted from the first request; beyond it 429 with a ``Retry-After``
 until the window ends). A fault can answer a status with ``Retry-After`` (seconds) and
 ``retry-after-ms`` headers, wait before answering, drop the connection without an answer,
-or send a malformed body. The state counts requests, those in flight at once, and when
+or send a malformed body. A fault with a ``body`` sends that body (a dict as JSON, bytes as
+they are) with its status (200 unless given), ``{key}`` in a string of it standing for the
+API key the request sent: a server that echoes the key, a 200 whose body is an error,
+bytes that are not UTF-8. The state counts requests, those in flight at once, and when
 each was answered.
 """
 
@@ -52,6 +55,7 @@ class Fault:
     delay: float = 0.0
     drop: bool = False
     malformed: bool = False
+    body: dict[str, Any] | bytes | None = None
 
 
 @dataclass
@@ -179,21 +183,22 @@ def make_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             if not self.path.endswith("/chat/completions"):
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
                 return
+            key = self.headers.get("Authorization", "").removeprefix("Bearer ")
             with state.lock:
                 state.models.append(str(request.get("model")))
-                state.keys.append(self.headers.get("Authorization", "").removeprefix("Bearer "))
+                state.keys.append(key)
                 state.chat_requests += 1
                 state.arrived.append(time.monotonic())
                 state.in_flight += 1
                 state.peak_in_flight = max(state.peak_in_flight, state.in_flight)
                 fault = state.fault()
             try:
-                self._chat(request, fault)
+                self._chat(request, fault, key)
             finally:
                 with state.lock:
                     state.in_flight -= 1
 
-        def _chat(self, request: dict[str, Any], fault: Fault | None) -> None:
+        def _chat(self, request: dict[str, Any], fault: Fault | None, key: str) -> None:
             delay = state.delay + (fault.delay if fault is not None else 0.0)
             if delay:
                 time.sleep(delay)
@@ -201,16 +206,20 @@ def make_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True
                 return
+            if fault is not None and fault.body is not None:
+                status = 200 if fault.status is None else fault.status
+                with state.lock:
+                    state.statuses.append(status)
+                body = fault.body
+                if isinstance(body, dict):
+                    body = json.loads(json.dumps(body).replace("{key}", key))
+                self._send(status, body, _retry_headers(fault))
+                return
             if fault is not None and fault.status is not None:
-                headers = {}
-                if fault.retry_after is not None:
-                    headers["Retry-After"] = fault.retry_after
-                if fault.retry_after_ms is not None:
-                    headers["retry-after-ms"] = fault.retry_after_ms
                 with state.lock:
                     state.statuses.append(fault.status)
                 body = {"error": {"message": f"injected {fault.status}", "type": "server_error"}}
-                self._send(fault.status, body, headers)
+                self._send(fault.status, body, _retry_headers(fault))
                 return
             if fault is not None and fault.malformed:
                 with state.lock:
@@ -254,6 +263,15 @@ def make_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             )
 
     return Handler
+
+
+def _retry_headers(fault: Fault) -> dict[str, str]:
+    headers = {}
+    if fault.retry_after is not None:
+        headers["Retry-After"] = fault.retry_after
+    if fault.retry_after_ms is not None:
+        headers["retry-after-ms"] = fault.retry_after_ms
+    return headers
 
 
 class QuietServer(ThreadingHTTPServer):

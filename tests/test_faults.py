@@ -17,16 +17,6 @@ from openai_server import Budget, FakeOpenAI, Fault
 FAST = ["-p", "no:cacheprovider", "--rag-max-backoff=0.01", "--rag-cache=off"]
 
 
-@pytest.fixture
-def judged(http_project: pytest.Pytester) -> pytest.Pytester:
-    """One question, judged for faithfulness only by the default judge over HTTP."""
-    http_project.makefile(
-        ".yaml",
-        rag_set='evaluators: [faithfulness]\nquestions: [{id: q, query: "Where is Paris?"}]',
-    )
-    return http_project
-
-
 def questions(project: pytest.Pytester, n: int) -> None:
     listed = "\n".join(f'  - {{id: q{i}, query: "Where is town {i}?"}}' for i in range(n))
     project.makefile(".yaml", rag_set=f"evaluators: [faithfulness]\nquestions:\n{listed}\n")
