@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pytest_rageval.runner import QuestionResult
 from pytest_rageval.stats import wilson
+from pytest_rageval.text import printable as text_printable
 from pytest_rageval.thresholds import threshold_for
 
 Outcome = Literal["passed", "tolerated", "failed", "error"]
@@ -519,7 +520,6 @@ def question_record(
     return redacted
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SECRETS = (
     (re.compile(r"\b(sk-(?:proj-|ant-|live-|test-)?)[A-Za-z0-9_\-]{8,}"), r"\1***"),
     (re.compile(r"\b(Bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*", re.IGNORECASE), r"\1***"),
@@ -527,10 +527,11 @@ _SECRETS = (
 
 
 def printable(text: str | None) -> str:
-    """Control characters (terminal escapes and the like) as visible ``\\x1b`` escapes."""
+    """Control characters (terminal escapes and the like), bidi overrides and zero-width
+    characters as visible ``\\x1b`` escapes (``text.printable``)."""
     if text is None:
         return "(none)"
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+    return text_printable(text)
 
 
 def redact(text: str) -> str:
