@@ -14,12 +14,14 @@ New and removed questions are listed per set and never counted as flips.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_rageval.stats import McNemar, mcnemar
+from pytest_rageval.text import quoted
 
 READABLE_VERSIONS = (1,)
 """Report versions this version reads as a baseline."""
@@ -77,6 +79,12 @@ def read_document(path: Path, name: str) -> Any:
         raise BaselineError(
             f"{name}:{exc.lineno}: not a pytest-rageval report: invalid JSON ({exc.msg})"
         ) from None
+    except RecursionError:
+        raise BaselineError(
+            f"{name}: not a pytest-rageval report: lists or objects nested too deeply to "
+            "read (hundreds of levels inside each other); a baseline is the JSON that "
+            "--rag-report writes"
+        ) from None
     return document
 
 
@@ -88,10 +96,10 @@ def from_document(document: Any, name: str) -> Baseline:
             "that --rag-report writes"
         )
     version = document["version"]
-    if version not in READABLE_VERSIONS:
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:  # True == 1
         readable = ", ".join(str(v) for v in READABLE_VERSIONS)
         raise BaselineError(
-            f"{name}: report version {version!r}, and this pytest-rageval reads version "
+            f"{name}: report version {quoted(version)}, and this pytest-rageval reads version "
             f"{readable}; write the baseline again with this version"
         )
     sets = document.get("sets")
@@ -106,10 +114,15 @@ def from_document(document: Any, name: str) -> Baseline:
         questions = entry.get("questions")
         if not isinstance(metrics, Mapping) or not isinstance(questions, list):
             raise BaselineError(f"{where} needs 'metrics' (an object) and 'questions' (a list)")
-        rates = {
-            str(metric): _rate(rate.get("pass_rate")) if isinstance(rate, Mapping) else None
-            for metric, rate in metrics.items()
-        }
+        for metric, rate in metrics.items():
+            _check_numbers(rate, f"{where}.metrics[{quoted(metric)}]", RATE_NUMBERS)
+        compared = entry.get("baseline")
+        if isinstance(compared, Mapping) and isinstance(compared.get("metrics"), Mapping):
+            for metric, change in compared["metrics"].items():
+                _check_numbers(
+                    change, f"{where}.baseline.metrics[{quoted(metric)}]", CHANGE_NUMBERS
+                )
+        rates = {str(metric): _rate(rate.get("pass_rate")) for metric, rate in metrics.items()}
         results: dict[str, dict[str, str]] = {}
         for number, question in enumerate(questions):
             if not isinstance(question, Mapping) or not isinstance(question.get("id"), str):
@@ -117,6 +130,10 @@ def from_document(document: Any, name: str) -> Baseline:
             judged = question.get("metrics") or {}
             if not isinstance(judged, Mapping):
                 raise BaselineError(f"{where}.questions[{number}].metrics must be an object")
+            for metric, value in judged.items():
+                _check_numbers(
+                    value, f"{where}.questions[{number}].metrics[{quoted(metric)}]", SCORE
+                )
             results[question["id"]] = {
                 str(metric): str(value.get("result"))
                 for metric, value in judged.items()
@@ -128,6 +145,67 @@ def from_document(document: Any, name: str) -> Baseline:
 
 def _rate(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+_FRACTION = ("a number from 0 to 1", 0.0, 1.0)
+_COUNT = ("a whole number >= 0", 0.0, math.inf)
+RATE_NUMBERS = {
+    "n": _COUNT,
+    "passed": _COUNT,
+    "failed": _COUNT,
+    "invalid": _COUNT,
+    "errors": _COUNT,
+    "pass_rate": _FRACTION,
+    "threshold": _FRACTION,
+    "max_invalid": _FRACTION,
+    "max_drop": _FRACTION,
+    "confidence": _FRACTION,
+    "detectable_drop": _FRACTION,
+}
+"""The numbers of a set's metric in a report: what each must be (when not null)."""
+CHANGE_NUMBERS = {
+    "baseline_pass_rate": _FRACTION,
+    "delta": ("a number from -1 to 1", -1.0, 1.0),
+    "p_value": _FRACTION,
+}
+SCORE = {"score": ("a finite number", -math.inf, math.inf)}
+
+
+def _check_numbers(
+    value: object, where: str, numbers: Mapping[str, tuple[str, float, float]]
+) -> None:
+    """BaselineError unless ``value`` is an object whose ``numbers`` are each null or a
+    number of their kind: a NaN, an infinity or a string there (a hand-edited report)
+    would otherwise hang the drop gate or crash the reports."""
+    if not isinstance(value, Mapping):
+        raise BaselineError(f"{where} must be an object, got {quoted(value)}")
+    for key, (kind, low, high) in numbers.items():
+        number = value.get(key)
+        if number is None:
+            continue
+        if (
+            isinstance(number, bool)
+            or not isinstance(number, (int, float))
+            or not (math.isfinite(number) and low <= number <= high)
+            or (high == math.inf and number != int(number))
+        ):
+            raise BaselineError(
+                f"{where}.{key} is {quoted(number)}, and it must be {kind} (or null); write "
+                "the report again with pytest --rag-report"
+            )
+    interval = value.get("interval")
+    if interval is not None and not (
+        isinstance(interval, list)
+        and len(interval) == 2
+        and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and 0.0 <= x <= 1.0
+            for x in interval
+        )
+    ):
+        raise BaselineError(
+            f"{where}.interval is {quoted(interval)}, and it must be two numbers from 0 to 1 "
+            "(or null); write the report again with pytest --rag-report"
+        )
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from pytest_rageval.questions import (
     parse_yaml,
     read_text,
 )
+from pytest_rageval.text import quoted
 
 CASE_KEYS = ("query", "response", "contexts", "reference", "labels")
 
@@ -141,7 +142,7 @@ def load_labels(path: Path, display: str | None = None) -> list[Case]:
         unknown = [key for key in raw if key not in CASE_KEYS]
         if unknown:
             raise CalibrationError(
-                f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(CASE_KEYS)}"
+                f"{where}: unknown key {quoted(unknown[0])}; allowed keys: {', '.join(CASE_KEYS)}"
             )
         for key in ("query", "response"):
             if not isinstance(raw.get(key), str) or not raw[key].strip():
@@ -165,8 +166,8 @@ def load_labels(path: Path, display: str | None = None) -> list[Case]:
         wrong = [metric for metric, value in labels.items() if not isinstance(value, bool)]
         if wrong:
             raise CalibrationError(
-                f"{where}: the label of {wrong[0]!r} must be true or false, "
-                f"got {labels[wrong[0]]!r}"
+                f"{where}: the label of {quoted(wrong[0])} must be true or false, "
+                f"got {quoted(labels[wrong[0]])}"
             )
         cases.append(
             Case(

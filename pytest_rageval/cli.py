@@ -19,11 +19,12 @@ when a file cannot be used.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import inspect
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from pytest_rageval.generate import GenerationError
 from pytest_rageval.reports import html, markdown, terminal
 from pytest_rageval.reports.json import write_atomic
 from pytest_rageval.reports.summary import changes_of, summaries_from_document
+from pytest_rageval.text import QUOTED, printable, quoted
 
 
 def _report(path: str) -> tuple[Baseline, dict[str, Any]]:
@@ -41,14 +43,31 @@ def _report(path: str) -> tuple[Baseline, dict[str, Any]]:
     return from_document(document, path), document
 
 
+@contextlib.contextmanager
+def _rendering(path: str) -> Iterator[None]:
+    """A report that passed the baseline's checks but lacks something a rendering reads
+    (cut short, or edited by hand): an error naming the file, not a traceback."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+        what = f"no {quoted(exc.args[0])}" if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise BaselineError(
+            f"{path}: not a complete pytest-rageval report ({printable(what[:QUOTED])}); write "
+            "it again with pytest --rag-report"
+        ) from None
+
+
 def diff(base_path: str, head_path: str, max_drop: float | None) -> int:
     base, _ = _report(base_path)
     _, head = _report(head_path)
-    summaries = summaries_from_document(head)
-    changes = changes_of(summaries, base)
-    for line in terminal.render_table(summaries, changes).splitlines():
-        print(line)
-    for line in terminal.render_flips(changes, base.path):
+    with _rendering(head_path):
+        summaries = summaries_from_document(head)
+        changes = changes_of(summaries, base)
+        lines = [
+            *terminal.render_table(summaries, changes).splitlines(),
+            *terminal.render_flips(changes, base.path),
+        ]
+    for line in lines:
         print(line)
     failures = []
     for set_id, change in changes.items():
@@ -71,14 +90,17 @@ def diff(base_path: str, head_path: str, max_drop: float | None) -> int:
 
 def report(path: str, html_out: str | None, markdown_out: str | None) -> int:
     _, document = _report(path)  # checked as a baseline would be
+    with _rendering(path):
+        summary = markdown.render_markdown(document, html=html_out)
+        page = html.render_html(document) if html_out is not None else None
     if html_out is None and markdown_out is None:
-        print(markdown.render_markdown(document), end="")
+        print(summary, end="")
         return 0
-    if html_out is not None:
-        write_atomic(Path(html_out), html.render_html(document))
+    if html_out is not None and page is not None:
+        write_atomic(Path(html_out), page)
         print(f"rag html report written to {html_out}")
     if markdown_out is not None:
-        write_atomic(Path(markdown_out), markdown.render_markdown(document, html=html_out))
+        write_atomic(Path(markdown_out), summary)
         print(f"rag markdown summary written to {markdown_out}")
     return 0
 

@@ -13,6 +13,7 @@ import pytest
 
 from pytest_rageval.keys import QUESTION_FILE_KEY, QUESTION_KEY, SESSION_KEY
 from pytest_rageval.questions import QuestionFileError, is_question_file, load_file
+from pytest_rageval.text import printable
 
 
 class RagEvalWarning(pytest.PytestWarning):
@@ -79,7 +80,10 @@ class RagFile(pytest.File):
         fixtureinfo = None
         for question in question_file.questions:
             item = RagItem.from_parent(
-                self, name=question.id, callobj=rag_data_question, fixtureinfo=fixtureinfo
+                self,
+                name=printable(question.id),
+                callobj=rag_data_question,
+                fixtureinfo=fixtureinfo,
             )
             fixtureinfo = getattr(item, "_fixtureinfo", None)
             item.stash[QUESTION_KEY] = question
@@ -97,4 +101,4 @@ class RagItem(pytest.Function):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         question = self.stash[QUESTION_KEY]
-        return self.path, (question.line - 1 if question.line else None), question.id
+        return self.path, (question.line - 1 if question.line else None), self.name

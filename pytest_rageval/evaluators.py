@@ -26,7 +26,7 @@ from llama_index.core.evaluation import (
 )
 from llama_index.core.prompts.mixin import PromptDictType
 
-from pytest_rageval.text import normalize_answer, rouge_tokens, tokens
+from pytest_rageval.text import normalize_answer, quoted, rouge_tokens, tokens
 
 
 def answer_tokens(text: str) -> list[str]:
@@ -334,7 +334,7 @@ class NumericEvaluator(_AgainstReference):
 
     def __init__(self, tolerance: float = 1e-6) -> None:
         if not tolerance >= 0:
-            raise ValueError(f"tolerance must be a number >= 0, got {tolerance!r}")
+            raise ValueError(f"tolerance must be a number >= 0, got {quoted(tolerance)}")
         self.tolerance = tolerance
 
     def _judge(self, response: str, reference: str) -> tuple[bool | None, float | None, str]:
@@ -464,7 +464,7 @@ class RecallAtKEvaluator(_RetrievalEvaluator):
 
     def __init__(self, k: int | None = None, threshold: float = 1.0) -> None:
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-            raise ValueError(f"k must be a whole number >= 1 (or None for all), got {k!r}")
+            raise ValueError(f"k must be a whole number >= 1 (or None for all), got {quoted(k)}")
         self.k = k
         self.threshold = threshold
         if k is not None:

@@ -19,6 +19,7 @@ from pytest_rageval.fixtures import (  # noqa: F401 - fixtures are found by thei
 from pytest_rageval.keys import SESSION_KEY, SETTINGS_KEY
 from pytest_rageval.questions import Question
 from pytest_rageval.session import RagSession
+from pytest_rageval.text import printable
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -111,5 +112,5 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 def pytest_make_parametrize_id(config: pytest.Config, val: Any, argname: str) -> str | None:
     if isinstance(val, Question):
-        return val.id
+        return printable(val.id)
     return None

@@ -6,12 +6,13 @@ import csv
 import functools
 import json
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pytest_rageval.text import slug
+from pytest_rageval.text import quoted, slug
 from pytest_rageval.thresholds import GATE_OPTIONS, Layer, ThresholdError, check_layer
 
 QUESTION_KEYS = (
@@ -93,7 +94,8 @@ def as_question(value: object) -> Question:
     if isinstance(value, str) and value.strip():
         return Question(query=value)
     raise TypeError(
-        f"rag_question must be a pytest_rageval.Question or a non-empty query string, got {value!r}"
+        "rag_question must be a pytest_rageval.Question or a non-empty query string, got "
+        + quoted(value)
     )
 
 
@@ -122,7 +124,7 @@ def load_file(path: Path, display: str | None = None) -> QuestionFile:
     if suffix == ".csv":
         return _from_csv(path, name, text)
     raise QuestionFileError(
-        f"{name}: unsupported file type {suffix!r}; use one of {', '.join(SUFFIXES)}"
+        f"{name}: unsupported file type {quoted(suffix)}; use one of {', '.join(SUFFIXES)}"
     )
 
 
@@ -142,13 +144,31 @@ def read_text(path: Path, name: str, what: str) -> str:
 LINE_KEY = "__line__"
 
 
+ALIAS_LIMIT = 10_000_000
+"""How many characters (and values) YAML aliases may add to a file when written out in
+full: beyond it the file is an "alias bomb" (a few hundred bytes that expand to
+gigabytes), refused before anything is built from it."""
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: object, first: int, line: int) -> None:
+        super().__init__(key, first, line)
+        self.key, self.first, self.line = key, first, line
+
+
 def parse_yaml(text: str, name: str) -> Any:
     """YAML as data, each mapping with its line under ``LINE_KEY``; QuestionFileError
-    naming the line when the syntax is wrong."""
+    naming the line when the syntax is wrong, a key is given twice in one mapping, or
+    aliases expand beyond ``ALIAS_LIMIT``."""
     import yaml
 
+    loader = _line_loader()(text)  # a safe loader (see below)
     try:
-        return yaml.load(text, Loader=_line_loader())  # a safe loader (see below)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_aliases(node, name, len(text) + ALIAS_LIMIT)
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -157,12 +177,73 @@ def parse_yaml(text: str, name: str) -> Any:
         ) from None
     except yaml.YAMLError as exc:
         raise QuestionFileError(f"{name}: not valid YAML: {exc}") from None
+    except _DuplicateKey as exc:
+        raise QuestionFileError(
+            f"{name}:{exc.line}: the key {quoted(exc.key)} is given twice in one mapping "
+            f"(first at line {exc.first}), and YAML would keep only the last value; remove "
+            "or rename one of them"
+        ) from None
+    except RecursionError:
+        raise QuestionFileError(_too_deep(name, "lists or mappings")) from None
+    finally:
+        loader.dispose()
+
+
+def _too_deep(where: str, kinds: str) -> str:
+    """The message for a file whose values are nested deeper than Python recurses."""
+    return (
+        f"{where}: {kinds} are nested too deeply to read (hundreds of levels inside each "
+        "other); a question file needs a few"
+    )
+
+
+def _check_aliases(root: Any, name: str, limit: int) -> None:
+    """QuestionFileError when the document, its aliases written out in full, is longer
+    than ``limit`` (its scalars' characters and one for each value), or when an alias
+    refers to a value that contains it. Counted on the composed nodes, each once."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if isinstance(node, yaml.ScalarNode):
+            sizes[key] = 1 + len(node.value)
+            continue
+        children = (
+            [part for pair in node.value for part in pair]
+            if isinstance(node, yaml.MappingNode)
+            else node.value
+        )
+        if done:
+            open_.discard(key)
+            sizes[key] = size = 1 + sum(sizes[id(child)] for child in children)
+            if size > limit:
+                raise QuestionFileError(
+                    f"{name}:{node.start_mark.line + 1}: this value, its YAML aliases (*name) "
+                    f"written out, is longer than {limit:,} characters: refused as an alias "
+                    "bomb; write the values out, or repeat them less"
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in open_:  # on the path here: an alias to a value it is part of
+            raise QuestionFileError(
+                f"{name}:{node.start_mark.line + 1}: a YAML alias (*name) refers to this "
+                "value from inside it, which makes it endless; write the value out"
+            )
+        open_.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
 
 
 @functools.cache
 def _line_loader() -> type:
     """PyYAML's safe loader, on libyaml's C parser when PyYAML was built with it (several
-    times faster on big files), that records each mapping's line for messages."""
+    times faster on big files), that records each mapping's line for messages and refuses
+    a key given twice in one mapping."""
     import yaml
 
     base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -171,6 +252,18 @@ def _line_loader() -> type:
         pass
 
     def construct_mapping(loader: Any, node: yaml.MappingNode) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # keys merged in with << may be overridden: that is what it is for
+            key = loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in lines:
+                    raise _DuplicateKey(key, lines[key], line)
+                lines[key] = line
+            except TypeError:
+                continue  # an unhashable key: construct_mapping says so
         mapping: dict[Any, Any] = loader.construct_mapping(node, deep=True)
         mapping[LINE_KEY] = node.start_mark.line + 1
         return mapping
@@ -179,9 +272,41 @@ def _line_loader() -> type:
     return LineLoader
 
 
+class _DuplicateJSONKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (``json`` would keep the last)."""
+    found = dict(pairs)
+    if len(found) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateJSONKey(key)
+            seen.add(key)
+    return found
+
+
+def _json(text: str, where: str) -> Any:
+    """``json.loads``, with QuestionFileError naming ``where`` for a key given twice in
+    one object or nesting too deep to read."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateJSONKey as exc:
+        raise QuestionFileError(
+            f"{where}: the key {quoted(exc.key)} is given twice in one object, and JSON would "
+            "keep only the last value; remove or rename one of them"
+        ) from None
+    except RecursionError:
+        raise QuestionFileError(_too_deep(where, "lists or objects")) from None
+
+
 def _parse_json(text: str, name: str) -> Any:
     try:
-        return json.loads(text)
+        return _json(text, name)
     except json.JSONDecodeError as exc:
         raise QuestionFileError(
             f"{name}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno}); "
@@ -203,8 +328,8 @@ def _from_document(path: Path, name: str, data: Any) -> QuestionFile:
     if unknown:
         hint = NOT_A_QUESTION_FILE.format(name=name) if "questions" not in data else ""
         raise QuestionFileError(
-            f"{name}: unknown top-level key {unknown[0]!r}; allowed keys: {', '.join(FILE_KEYS)}"
-            + hint
+            f"{name}: unknown top-level key {quoted(unknown[0])}; allowed keys: "
+            f"{', '.join(FILE_KEYS)}" + hint
         )
     raw_questions = data.get("questions")
     if not isinstance(raw_questions, list) or not raw_questions:
@@ -217,7 +342,8 @@ def _from_document(path: Path, name: str, data: Any) -> QuestionFile:
     engine = data.get("query_engine", DEFAULT_QUERY_ENGINE)
     if not isinstance(engine, str) or not engine.isidentifier():
         raise QuestionFileError(
-            f"{name}: 'query_engine' must be the name of a fixture (an identifier), got {engine!r}"
+            f"{name}: 'query_engine' must be the name of a fixture (an identifier), got "
+            f"{quoted(engine)}"
         )
     questions = [
         _question(name, raw, index, gate=gate, source=name)
@@ -252,7 +378,7 @@ def _from_jsonl(path: Path, name: str, text: str) -> QuestionFile:
         if not line.strip():
             continue
         try:
-            raw = json.loads(line)
+            raw = _json(line, f"{name}:{number}")
         except json.JSONDecodeError as exc:
             raise QuestionFileError(
                 f"{name}:{number}: not valid JSON: {exc.msg}; each line must be one JSON object"
@@ -267,16 +393,38 @@ def _from_jsonl(path: Path, name: str, text: str) -> QuestionFile:
 
 def _from_csv(path: Path, name: str, text: str) -> QuestionFile:
     reader = csv.DictReader(text.splitlines())
+    try:
+        return _csv_rows(path, name, reader)
+    except csv.Error as exc:
+        line = reader.reader.line_num  # the line it stopped on (DictReader's lags a row)
+        if "field larger than field limit" in str(exc):
+            raise QuestionFileError(
+                f"{name}:{line}: a value is longer than the CSV reader takes "
+                f"({csv.field_size_limit():,} characters); shorten it, or write this set as "
+                "YAML or JSONL"
+            ) from None
+        raise QuestionFileError(f"{name}:{line}: not valid CSV: {exc}") from None
+
+
+def _csv_rows(path: Path, name: str, reader: csv.DictReader[str]) -> QuestionFile:
     columns = [column.strip() for column in reader.fieldnames or []]
     if "query" not in columns:
         raise QuestionFileError(
             f"{name}:1: the header row must have a 'query' column "
-            f"(optional: {', '.join(c for c in CSV_COLUMNS if c != 'query')}), got {columns}"
+            f"(optional: {', '.join(c for c in CSV_COLUMNS if c != 'query')}), "
+            f"got {quoted(columns)}"
         )
     unknown = [column for column in columns if column not in CSV_COLUMNS]
     if unknown:
         raise QuestionFileError(
-            f"{name}:1: unknown column {unknown[0]!r}; allowed columns: {', '.join(CSV_COLUMNS)}"
+            f"{name}:1: unknown column {quoted(unknown[0])}; allowed columns: "
+            f"{', '.join(CSV_COLUMNS)}"
+        )
+    twice = next((column for n, column in enumerate(columns) if column in columns[:n]), None)
+    if twice is not None:
+        raise QuestionFileError(
+            f"{name}:1: the column {quoted(twice)} is given twice in the header row, and "
+            "only its last value would be kept; remove or rename one of them"
         )
     questions: list[tuple[Question, bool]] = []
     for row in reader:
@@ -310,7 +458,7 @@ def _csv_bool(name: str, line: int, value: str) -> bool:
         return False
     if lowered in ("true", "yes", "1"):
         return True
-    raise QuestionFileError(f"{name}:{line}: must_pass must be true or false, got {value!r}")
+    raise QuestionFileError(f"{name}:{line}: must_pass must be true or false, got {quoted(value)}")
 
 
 # -- validation ----------------------------------------------------------------------------
@@ -322,30 +470,37 @@ def _question(
     """Validate one raw question; also say whether its id was given explicitly."""
     if not isinstance(raw, dict):
         raise QuestionFileError(
-            f"{name}: question {index + 1} must be a mapping with a 'query', got {raw!r}"
+            f"{name}: question {index + 1} must be a mapping with a 'query', got {quoted(raw)}"
         )
     line = raw.pop(LINE_KEY, None)
     where = f"{name}:{line}" if line else f"{name}: question {index + 1}"
     unknown = [key for key in raw if key not in QUESTION_KEYS]
     if unknown:
         raise QuestionFileError(
-            f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(QUESTION_KEYS)}"
+            f"{where}: unknown key {quoted(unknown[0])}; allowed keys: {', '.join(QUESTION_KEYS)}"
         )
     query = raw.get("query")
     if not isinstance(query, str) or not query.strip():
         raise QuestionFileError(f"{where}: 'query' is required and must be a non-empty string")
     qid = raw.get("id")
     if qid is not None and (isinstance(qid, bool) or not isinstance(qid, (str, int))):
-        raise QuestionFileError(f"{where}: 'id' must be a string, got {qid!r}")
+        raise QuestionFileError(f"{where}: 'id' must be a string, got {quoted(qid)}")
     qid = str(qid).strip() if qid is not None else ""
+    control = next((c for c in qid if unicodedata.category(c) in ("Cc", "Cs")), None)
+    if control is not None:
+        raise QuestionFileError(
+            f"{where}: 'id' {quoted(qid)} contains the control character U+{ord(control):04X}, "
+            "which a terminal would act on or hide (the id is printed in the test id and in "
+            "messages); remove it"
+        )
     if qid and not re.fullmatch(r"[^\s\[\]:/]+", qid):
         raise QuestionFileError(
-            f"{where}: 'id' {qid!r} may not contain spaces, brackets, ':' or '/' "
+            f"{where}: 'id' {quoted(qid)} may not contain spaces, brackets, ':' or '/' "
             "(it becomes part of the test's node id)"
         )
     reference = raw.get("reference")
     if reference is not None and not isinstance(reference, str):
-        raise QuestionFileError(f"{where}: 'reference' must be a string, got {reference!r}")
+        raise QuestionFileError(f"{where}: 'reference' must be a string, got {quoted(reference)}")
     contexts = raw.get("contexts")
     if contexts is not None and (
         not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts)
@@ -353,7 +508,9 @@ def _question(
         raise QuestionFileError(f"{where}: 'contexts' must be a list of strings")
     must_pass = raw.get("must_pass", False)
     if not isinstance(must_pass, bool):
-        raise QuestionFileError(f"{where}: 'must_pass' must be true or false, got {must_pass!r}")
+        raise QuestionFileError(
+            f"{where}: 'must_pass' must be true or false, got {quoted(must_pass)}"
+        )
     tags = raw.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise QuestionFileError(f"{where}: 'tags' must be a list of strings")
@@ -375,7 +532,7 @@ def _question(
             re.compile(pattern)
         except re.error as exc:
             raise QuestionFileError(
-                f"{where}: 'pattern' {pattern!r} is not a valid regular expression: {exc}"
+                f"{where}: 'pattern' {quoted(pattern)} is not a valid regular expression: {exc}"
             ) from None
     question = Question(
         query=query,
@@ -401,7 +558,7 @@ def _unique(name: str, questions: list[tuple[Question, bool]]) -> list[Question]
             continue
         if question.id in first:
             raise QuestionFileError(
-                f"{question.where}: duplicate question id {question.id!r} "
+                f"{question.where}: duplicate question id {quoted(question.id)} "
                 f"(first used at {first[question.id].where}); ids must be unique within {name}"
             )
         first[question.id] = question
@@ -432,7 +589,7 @@ def _file_gate(name: str, data: Mapping[str, Any]) -> Layer:
     misplaced = [key for key in value if key in GATE_OPTIONS]
     if misplaced:
         raise QuestionFileError(
-            f"{name}{f':{line}' if line else ''}: {misplaced[0]!r} is not a metric; write it "
+            f"{name}{f':{line}' if line else ''}: {quoted(misplaced[0])} is not a metric; write it "
             f"at the top level of the file, beside 'thresholds'"
         )
     values = dict(value)
@@ -477,6 +634,6 @@ def _file_evaluators(
                 f"{name}: 'evaluators' must list evaluator names (strings), {example}"
             )
         if entry_name in names:
-            raise QuestionFileError(f"{name}: 'evaluators' names {entry_name!r} twice")
+            raise QuestionFileError(f"{name}: 'evaluators' names {quoted(entry_name)} twice")
         names.append(entry_name)
     return tuple(names), options

@@ -164,6 +164,11 @@ class RagSet:
                 decided = self.tally.decide(metrics, newly)
                 if decided is not None:
                     return decided, self.tally.rates()
+                if len(self.results) >= len(self.members):
+                    # every result is in (a stopped run's too): the rates are final, and
+                    # so is the outcome, even where the early decision found none
+                    rates = self.tally.rates()
+                    return outcome(metrics, None, False, rates, newly), rates
                 self.changed.wait()
 
 

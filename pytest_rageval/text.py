@@ -10,6 +10,7 @@ own: character-level matching, as the multilingual reading-comprehension benchma
 
 from __future__ import annotations
 
+import reprlib
 import unicodedata
 from functools import lru_cache
 
@@ -21,6 +22,12 @@ TOKEN = regex.compile(rf"[{_CJK}]|[\p{{L}}\p{{M}}\p{{N}}--{_CJK}]+", regex.V1)
 """One character of a script without spaces, or a run of any other letters and digits."""
 _PUNCTUATION = regex.compile(r"[\p{P}\p{S}]+")
 _ARTICLES = regex.compile(r"\b(?:a|an|the)\b")
+_UNSEEN = regex.compile(r"[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}--[\t\n]]", regex.V1)
+"""Characters a reader cannot see as themselves: control characters but tab and newline
+(terminal escapes), format characters (bidi overrides such as U+202E, zero-width spaces
+and joiners), lone surrogates, and the line and paragraph separators."""
+QUOTED = 200
+"""The most characters of a value an error message quotes."""
 
 
 def fold(text: str) -> str:
@@ -98,3 +105,29 @@ def plain(text: str) -> str:
     """Folded, punctuation and symbols removed, runs of space made one, no space around
     (articles kept: exact match uses :func:`normalize_answer`)."""
     return " ".join(_PUNCTUATION.sub("", fold(text)).split())
+
+
+def printable(text: str) -> str:
+    """``text`` as a user should read it on a terminal or in a test id: every character
+    that would not show as itself (a control character, a bidi override that reorders
+    what follows, a zero-width character) written as its Python escape, ``\\u202e``.
+    Tabs and newlines are kept."""
+    if text.isascii() and text.isprintable():
+        return text
+    return _UNSEEN.sub(lambda found: ascii(found.group())[1:-1], text)
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel = 3
+_SHORT.maxstring = QUOTED
+_SHORT.maxother = QUOTED
+for _limit in ("maxlist", "maxtuple", "maxdict", "maxset", "maxfrozenset", "maxdeque"):
+    setattr(_SHORT, _limit, 8)
+
+
+def quoted(value: object, limit: int = QUOTED) -> str:
+    """``repr(value)`` for an error message, in at most about ``limit`` characters
+    whatever the value (a YAML alias can make a value of gigabytes): long strings and
+    containers are cut with ``...`` before they are written out in full."""
+    text = printable(_SHORT.repr(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -7,6 +7,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from pytest_rageval.text import quoted
+
 DEFAULT_THRESHOLD = 1.0
 """Used for a metric no marker, data file or ini line names: every question must pass."""
 
@@ -37,17 +39,19 @@ class ThresholdError(ValueError):
 def check_threshold(metric: str, value: object, where: str) -> float:
     """Return ``value`` as a float in [0, 1], or raise :class:`ThresholdError` naming ``where``."""
     if not isinstance(metric, str) or not metric.strip():
-        raise ThresholdError(f"{where}: metric names must be non-empty strings, got {metric!r}")
+        raise ThresholdError(
+            f"{where}: metric names must be non-empty strings, got {quoted(metric)}"
+        )
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ThresholdError(
-            f"{where}: threshold for {metric!r} must be a number in [0, 1] "
-            f"(a minimum pass rate such as 0.9), got {value!r}"
+            f"{where}: threshold for {quoted(metric)} must be a number in [0, 1] "
+            f"(a minimum pass rate such as 0.9), got {quoted(value)}"
         )
     rate = float(value)
     if math.isnan(rate) or not 0.0 <= rate <= 1.0:
         raise ThresholdError(
-            f"{where}: threshold for {metric!r} must be in [0, 1] "
-            f"(a fraction: 0.9 means 90% of questions must pass), got {value!r}"
+            f"{where}: threshold for {quoted(metric)} must be in [0, 1] "
+            f"(a fraction: 0.9 means 90% of questions must pass), got {quoted(value)}"
         )
     return rate
 
@@ -75,10 +79,15 @@ def check_layer(values: Mapping[str, object], where: str) -> Layer:
 
 def check_count(name: str, value: object, where: str) -> int:
     """A gate option that counts (``repeat``): a whole number >= 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-        raise ThresholdError(f"{where}: {name} must be a whole number >= 1, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value != int(value)
+    ):
+        raise ThresholdError(f"{where}: {name} must be a whole number >= 1, got {quoted(value)}")
     if value < 1:
-        raise ThresholdError(f"{where}: {name} must be a whole number >= 1, got {value!r}")
+        raise ThresholdError(f"{where}: {name} must be a whole number >= 1, got {quoted(value)}")
     return int(value)
 
 
@@ -89,11 +98,11 @@ def check_fraction(name: str, value: object, where: str) -> float:
     else:
         allowed, example = "a fraction in [0, 1]", ""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ThresholdError(f"{where}: {name} must be {allowed}{example}, got {value!r}")
+        raise ThresholdError(f"{where}: {name} must be {allowed}{example}, got {quoted(value)}")
     number = float(value)
     bad = not 0.0 < number < 1.0 if name.endswith("confidence") else not 0.0 <= number <= 1.0
     if math.isnan(number) or bad:
-        raise ThresholdError(f"{where}: {name} must be {allowed}{example}, got {value!r}")
+        raise ThresholdError(f"{where}: {name} must be {allowed}{example}, got {quoted(value)}")
     return number
 
 
@@ -113,7 +122,7 @@ def parse_ini_thresholds(lines: Iterable[str], where: str) -> dict[str, float]:
         metric, sep, value = line.partition("=")
         if not sep:
             raise ThresholdError(
-                f"{where}: expected 'metric=rate' (e.g. faithfulness=0.9), got {raw!r}"
+                f"{where}: expected 'metric=rate' (e.g. faithfulness=0.9), got {quoted(raw)}"
             )
         try:
             number: object = float(value.strip())

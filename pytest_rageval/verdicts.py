@@ -7,7 +7,6 @@ pytest reports (and later between xdist workers) and be written to the JSON repo
 from __future__ import annotations
 
 import math
-import re
 import textwrap
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any, Literal
 from pytest_rageval.redaction import redact_all
 from pytest_rageval.runner import QuestionResult
 from pytest_rageval.stats import wilson
+from pytest_rageval.text import printable as text_printable
 from pytest_rageval.thresholds import threshold_for
 
 Outcome = Literal["passed", "tolerated", "failed", "error"]
@@ -539,11 +539,11 @@ def question_record(
     return redacted
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def printable(text: str | None) -> str:
-    """Control characters (terminal escapes and the like) as visible ``\\x1b`` escapes."""
+    """Control characters (terminal escapes and the like), bidi overrides and zero-width
+    characters as visible ``\\x1b`` escapes (``text.printable``)."""
     if text is None:
         return "(none)"
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+    return text_printable(text)

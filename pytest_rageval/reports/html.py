@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_rageval.reports.markdown import passed
+from pytest_rageval.text import printable
 
 CHART = {"width": 160, "height": 24}
 """Size of each metric's chart: its pass rate on a 0-1 scale, with the interval, the
@@ -67,7 +68,7 @@ def view(document: Mapping[str, Any]) -> dict[str, Any]:
             )
         sets.append(
             {
-                "id": entry["id"],
+                "id": printable(entry["id"]),
                 "metrics": metrics,
                 "no_baseline": document.get("baseline") is not None and not base.get("found"),
             }
@@ -84,20 +85,20 @@ def view(document: Mapping[str, Any]) -> dict[str, Any]:
                     {
                         "name": name,
                         "result": metric.get("result"),
-                        "feedback": metric.get("error")
-                        or metric.get("reason")
-                        or metric.get("feedback"),
+                        "feedback": _shown(
+                            metric.get("error") or metric.get("reason") or metric.get("feedback")
+                        ),
                         "flip": flip,
                     }
                 )
             questions.append(
                 {
-                    "set": entry["id"],
-                    "id": record["id"],
+                    "set": printable(entry["id"]),
+                    "id": printable(record["id"]),
                     "outcome": record.get("outcome"),
-                    "query": record.get("query"),
-                    "response": record.get("response"),
-                    "contexts": record.get("contexts") or [],
+                    "query": _shown(record.get("query")),
+                    "response": _shown(record.get("response")),
+                    "contexts": [_shown(c) for c in record.get("contexts") or []],
                     "metrics": judged,
                     "flipped": any(m["flip"] for m in judged),
                     "new": record["id"] in new,
@@ -117,6 +118,12 @@ def view(document: Mapping[str, Any]) -> dict[str, Any]:
         "outcomes": sorted({q["outcome"] for q in questions if q["outcome"]}),
         "chart": CHART,
     }
+
+
+def _shown(text: Any) -> Any:
+    """Text a reviewer reads, with bidi overrides and zero-width characters escaped
+    (HTML escaping leaves them to reorder or hide what follows)."""
+    return printable(text) if isinstance(text, str) else text
 
 
 def render_html(document: Mapping[str, Any]) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_rageval.reports.json import gate_passed
+from pytest_rageval.text import printable
 from pytest_rageval.verdicts import shorten
 
 FLIP_LINES = 20
@@ -14,8 +15,9 @@ FLIP_LINES = 20
 
 
 def cell(text: object) -> str:
-    """``text`` safe inside a Markdown table cell or list item (one line, no pipes)."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """``text`` safe inside a Markdown table cell or list item (one line, no pipes, no
+    bidi override or zero-width character left to mislead a reviewer)."""
+    return " ".join(printable(str(text)).split()).replace("|", "\\|")
 
 
 def code(text: object) -> str:

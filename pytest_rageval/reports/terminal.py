@@ -126,7 +126,9 @@ def render_flips(changes: Mapping[str, SetChange], baseline_path: str) -> list[s
             )
             for label, listed in (("pass -> fail", flips.worse), ("fail -> pass", flips.better)):
                 for flip in listed[:FLIPS_SHOWN]:
-                    lines.append(f"    {label}: {flip.id}: {shorten(flip.feedback, 120)}")
+                    lines.append(
+                        f"    {label}: {printable(flip.id)}: {shorten(flip.feedback, 120)}"
+                    )
                 if len(listed) > FLIPS_SHOWN:
                     lines.append(f"    {label}: and {len(listed) - FLIPS_SHOWN} more")
             if flips.apart:
