@@ -21,6 +21,18 @@ TOKEN = regex.compile(rf"[{_CJK}]|[\p{{L}}\p{{M}}\p{{N}}--{_CJK}]+", regex.V1)
 """One character of a script without spaces, or a run of any other letters and digits."""
 _PUNCTUATION = regex.compile(r"[\p{P}\p{S}]+")
 _ARTICLES = regex.compile(r"\b(?:a|an|the)\b")
+_SURROGATE = regex.compile(r"[\ud800-\udfff]")
+
+
+def well_formed(text: str) -> str:
+    """``text`` as valid Unicode, which UTF-8 can always encode: a lone surrogate (half an
+    emoji, a ``"\\ud83d"`` escape in a JSON file, a file name's undecodable byte) becomes
+    U+FFFD, a surrogate pair left as two characters (PyYAML's Python parser) the one it
+    stands for. Text from outside (the app's answers and contexts, the judge's feedback,
+    questions) passes through here once, where it enters."""
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def fold(text: str) -> str:
