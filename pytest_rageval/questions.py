@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pytest_rageval.text import quoted, slug
+from pytest_rageval.text import quoted, slug, well_formed
 from pytest_rageval.thresholds import GATE_OPTIONS, Layer, ThresholdError, check_layer
 
 QUESTION_KEYS = (
@@ -63,6 +63,17 @@ class Question:
     """The thresholds and gate options of the file the question came from."""
 
     def __post_init__(self) -> None:
+        # every question, from a file or from Python, passes here: half an emoji in it
+        # ("\ud83d" in JSON) cannot reach a cache key, a judge's request or a report
+        for name in ("query", "id", "reference", "pattern"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, well_formed(value))
+        for name in ("contexts", "tags", "expected_sources"):
+            values = getattr(self, name)
+            if isinstance(values, (tuple, list)):
+                texts = (well_formed(v) if isinstance(v, str) else v for v in values)
+                object.__setattr__(self, name, tuple(texts))
         if not self.id:
             object.__setattr__(self, "id", slugify(self.query))
 

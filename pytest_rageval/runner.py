@@ -34,6 +34,7 @@ from pytest_rageval.cache import from_json as cached_evaluation
 from pytest_rageval.cache import to_json as cacheable
 from pytest_rageval.questions import Question
 from pytest_rageval.redaction import redact_all
+from pytest_rageval.text import well_formed
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -613,8 +614,14 @@ class Runner:
                     )
                 finally:
                     usage.reset(metered)
-                result.response, result.contexts = judges.response_parts(response)
-                result.sources = judges.response_sources(response)
+                answer, contexts = judges.response_parts(response)
+                # the app's text enters here: half an emoji in it becomes U+FFFD, once
+                result.response = well_formed(answer)
+                result.contexts = None if contexts is None else list(map(well_formed, contexts))
+                sources = judges.response_sources(response)
+                result.sources = (
+                    None if sources is None else [list(map(well_formed, ids)) for ids in sources]
+                )
                 if cache is not None and recording is not None:
                     cache.record(recording, result.response, result.contexts, result.sources)
         except asyncio.CancelledError:
@@ -659,6 +666,7 @@ class Runner:
                 evaluation = await self._attempts((order, 1), call, self.retries, paced=True)
                 if self.reask and _unreadable(evaluation):
                     evaluation = await self._attempts((order, 1), call, self.retries, paced=True)
+                evaluation = _well_formed(evaluation)
             finally:
                 usage.reset(metered)
                 self.usage.setdefault(name, usage.Meter()).add(meter)
@@ -786,6 +794,24 @@ def _unreadable(evaluation: Any) -> bool:
     )
 
 
+def _well_formed(evaluation: Any) -> Any:
+    """The judge's answer with its text as valid Unicode (``text.well_formed``): the
+    judge's feedback enters here, before the cache and the reports read it."""
+    fixed = {}
+    for name in ("feedback", "invalid_reason"):
+        value = getattr(evaluation, name, None)
+        if isinstance(value, str) and (text := well_formed(value)) is not value:
+            fixed[name] = text
+    if not fixed:
+        return evaluation
+    if hasattr(evaluation, "model_copy"):  # llama-index's EvaluationResult (pydantic)
+        return evaluation.model_copy(update=fixed)
+    with contextlib.suppress(AttributeError):  # a read-only result keeps its text
+        for name, value in fixed.items():
+            setattr(evaluation, name, value)
+    return evaluation
+
+
 def _async_only_in_name(engine: Any) -> bool:
     """llama-index's ``CustomQueryEngine`` that implements only ``custom_query``: its
     ``aquery`` calls the sync method on the event loop and would block every question."""
@@ -830,7 +856,7 @@ def _blocking_culprit(frame: Any) -> tuple[object, str] | None:
 def describe(exc: BaseException) -> str:
     """What went wrong, for reports: the words of a :class:`GaveUp`, ``"Type: message"``
     for anything else."""
-    text = str(exc).strip()
+    text = well_formed(str(exc).strip())
     if isinstance(exc, GaveUp):
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

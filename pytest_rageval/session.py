@@ -38,6 +38,7 @@ from pytest_rageval.reports import html, markdown, terminal
 from pytest_rageval.reports import json as json_report
 from pytest_rageval.reports.summary import SetSummary, summarize
 from pytest_rageval.runner import GaveUp, QuestionResult, Runner, describe
+from pytest_rageval.text import well_formed
 from pytest_rageval.thresholds import (
     Layer,
     ThresholdError,
@@ -641,13 +642,16 @@ class RagSession:
         record = question_record(result, metrics, verdict)
         before = rset.base.results.get(question.id) if rset.base is not None else None
         for name, metric in metrics.items():
-            item.user_properties.append((f"rag.{name}.result", metric.result))
-            item.user_properties.append((f"rag.{name}.passing", metric.passing))
-            item.user_properties.append((f"rag.{name}.score", metric.score))
+            # pytest's JUnit writer escapes values but not names: a user's metric name
+            # with half an emoji would fail the whole file
+            prop = f"rag.{well_formed(name)}"
+            item.user_properties.append((f"{prop}.result", metric.result))
+            item.user_properties.append((f"{prop}.passing", metric.passing))
+            item.user_properties.append((f"{prop}.score", metric.score))
             if before is not None and name in before:
-                item.user_properties.append((f"rag.{name}.baseline", before[name]))
+                item.user_properties.append((f"{prop}.baseline", before[name]))
                 flipped = {before[name], metric.result} == {"passing", "failing"}
-                item.user_properties.append((f"rag.{name}.flipped", flipped))
+                item.user_properties.append((f"{prop}.flipped", flipped))
         self._keep(item, record)
         if not fail or verdict not in ("failed", "error"):
             return

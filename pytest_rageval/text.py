@@ -28,6 +28,18 @@ _UNSEEN = regex.compile(r"[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}--[\t\n]]", regex.V1)
 and joiners), lone surrogates, and the line and paragraph separators."""
 QUOTED = 200
 """The most characters of a value an error message quotes."""
+_SURROGATE = regex.compile(r"[\ud800-\udfff]")
+
+
+def well_formed(text: str) -> str:
+    """``text`` as valid Unicode, which UTF-8 can always encode: a lone surrogate (half an
+    emoji, a ``"\\ud83d"`` escape in a JSON file, a file name's undecodable byte) becomes
+    U+FFFD, a surrogate pair left as two characters (PyYAML's Python parser) the one it
+    stands for. Text from outside (the app's answers and contexts, the judge's feedback,
+    questions) passes through here once, where it enters."""
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def fold(text: str) -> str:

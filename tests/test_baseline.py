@@ -291,7 +291,7 @@ def test_rageval_diff_matches_the_in_run_comparison(
     )
     assert rendered.ret == 0
     assert (gate.path / "again.html").read_text().startswith("<!DOCTYPE html>")
-    assert "| `rag_set.yaml` | faithfulness | 0.55 (11/20) |" in (gate.path / "a.md").read_text()
+    assert "| `rag_set.yaml` | `faithfulness` | 0.55 (11/20) |" in (gate.path / "a.md").read_text()
     printed = gate.run(RAGEVAL, "report", "head.json")
     printed.stdout.fnmatch_lines(["### pytest-rageval: FAILED (0 of 1 set metrics ok)"])
 
@@ -312,17 +312,18 @@ def test_markdown_summary_and_github_step_summary(
     text = (gate.path / "out" / "summary.md").read_text()
     assert text.startswith("### pytest-rageval: FAILED (0 of 1 set metrics ok)")
     assert (
-        "| `rag_set.yaml` | faithfulness | 0.55 (11/20) | 0.34-0.74 | 0.50 | 0.90 | -0.35 | "
+        "| `rag_set.yaml` | `faithfulness` | 0.55 (11/20) | 0.34-0.74 | 0.50 | 0.90 | -0.35 | "
         "regression (p=0.039) | 1 | 0 | ❌ FAILED (drop) |"
     ) not in text  # invalid is 0 here: the exact row follows
     assert (
-        "| `rag_set.yaml` | faithfulness | 0.55 (11/20) | 0.34-0.74 | 0.50 | 0.90 | -0.35 | "
+        "| `rag_set.yaml` | `faithfulness` | 0.55 (11/20) | 0.34-0.74 | 0.50 | 0.90 | -0.35 | "
         "regression (p=0.039) | 0 | 0 | ❌ FAILED (drop) |"
     ) in text
     assert (
-        "- `rag_set.yaml` faithfulness: 8 pass → fail, 1 fail → pass (regression, p=0.039)" in text
+        "- `rag_set.yaml` `faithfulness`: 8 pass → fail, 1 fail → pass (regression, p=0.039)"
+        in text
     )
-    assert "  - ❌ `q0`: NO" in text and "  - ✅ `q18`: YES" in text
+    assert "  - ❌ `q0`: `NO`" in text and "  - ✅ `q18`: `YES`" in text
     assert step.read_text() == "earlier step\n" + text
 
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_rageval.reports.markdown import passed
-from pytest_rageval.text import printable
+from pytest_rageval.text import printable, well_formed
 
 CHART = {"width": 160, "height": 24}
 """Size of each metric's chart: its pass rate on a 0-1 scale, with the interval, the
@@ -127,7 +127,7 @@ def _shown(text: Any) -> Any:
 
 
 def render_html(document: Mapping[str, Any]) -> str:
-    """The HTML report of a report document."""
+    """The HTML report of a report document (valid Unicode, whatever text it holds)."""
     import jinja2
 
     environment = jinja2.Environment(
@@ -137,4 +137,4 @@ def render_html(document: Mapping[str, Any]) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return environment.get_template("report.html.j2").render(**view(document))
+    return well_formed(environment.get_template("report.html.j2").render(**view(document)))

@@ -13,6 +13,7 @@ from typing import Any
 
 from pytest_rageval.baseline import Baseline
 from pytest_rageval.reports.summary import SetSummary, changes_of, error_causes
+from pytest_rageval.text import well_formed
 
 REPORT_VERSION = 1
 TEXT_LIMIT = 2000
@@ -108,8 +109,9 @@ def strict_json(value: Any) -> Any:
 
 
 def dumps(document: Mapping[str, Any]) -> str:
-    """``document`` as strict JSON text (non-finite floats as null)."""
-    return json.dumps(strict_json(document), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    """``document`` as strict JSON text (non-finite floats as null), valid Unicode."""
+    text = json.dumps(strict_json(document), indent=2, ensure_ascii=False, allow_nan=False)
+    return well_formed(text) + "\n"
 
 
 def write_json(path: Path, document: Mapping[str, Any]) -> None:
@@ -118,7 +120,9 @@ def write_json(path: Path, document: Mapping[str, Any]) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` atomically: a reader sees the old file or the new, never half."""
+    """Write ``text`` atomically: a reader sees the old file or the new, never half. Any
+    text can be written: a lone surrogate in it is written as U+FFFD."""
+    text = well_formed(text)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -3,26 +3,37 @@ summary, rendered from a ``--rag-report`` document (no pytest here)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from pytest_rageval.reports.json import gate_passed
-from pytest_rageval.text import printable
+from pytest_rageval.text import printable, well_formed
 from pytest_rageval.verdicts import shorten
 
 FLIP_LINES = 20
 """Flipped questions listed in all; the rest are counted and left to the HTML report."""
+_VERDICT = re.compile(r"[A-Za-z]+(?: \([a-z]+(?:_[a-z]+)*\))?")
+"""The shape of the verdicts the gate writes (``ok``, ``FAILED (must_pass)``): no markup
+can form in it, so it shows as it is; anything else in a report file is shown inert."""
 
 
-def cell(text: object) -> str:
-    """``text`` safe inside a Markdown table cell or list item (one line, no pipes, no
-    bidi override or zero-width character left to mislead a reviewer)."""
-    return " ".join(printable(str(text)).split()).replace("|", "\\|")
+def inert(text: object, *, table: bool = False) -> str:
+    """``text`` as Markdown that shows it and does nothing else: one line, in a code span.
 
-
-def code(text: object) -> str:
-    quoted = cell(text).replace("`", "'")
-    return f"`{quoted}`"
+    Every piece of text the project did not write itself (judge feedback, app answers,
+    queries, question and set ids, metric names, paths, error messages) goes through
+    here: in a code span no link, image, HTML tag, heading or emphasis can form, and
+    GitHub makes no @mention, #123 reference or :emoji: in code. The fence is one backtick
+    longer than the longest run inside; ``table`` escapes pipes, which GFM ends a cell
+    with even inside a code span (and unescapes there)."""
+    flat = printable(" ".join(str(text).split()))
+    if table:
+        flat = flat.replace("|", "\\|")
+    fence = "`" * (max(map(len, re.findall("`+", flat)), default=0) + 1)
+    if flat.startswith("`") or flat.endswith("`"):
+        flat = f" {flat} "  # one space each side is taken off again
+    return f"{fence}{flat or ' '}{fence}"
 
 
 def _fraction(value: float | None) -> str:
@@ -58,8 +69,8 @@ def render_markdown(document: Mapping[str, Any], html: str | None = None) -> str
         for name, rate in entry["metrics"].items():
             interval = rate.get("interval")
             row = [
-                code(entry["id"]),
-                cell(name),
+                inert(entry["id"], table=True),
+                inert(name, table=True),
                 f"{_fraction(rate['pass_rate'])} ({rate['passed']}/{rate['n']})",
                 "n/a" if not interval else f"{interval[0]:.2f}-{interval[1]:.2f}",
                 _fraction(rate["threshold"]),
@@ -75,26 +86,28 @@ def render_markdown(document: Mapping[str, Any], html: str | None = None) -> str
                         "n/a" if delta is None else f"{delta:+.2f}",
                         f"{change['change']} (p={change['p_value']:.2g})",
                     ]
-            mark = "✅" if rate["verdict"] == "ok" else "❌"
-            row += [str(rate["invalid"]), str(rate["errors"]), f"{mark} {cell(rate['verdict'])}"]
+            verdict = str(rate["verdict"])
+            mark = "✅" if verdict == "ok" else "❌"
+            shown = verdict if _VERDICT.fullmatch(verdict) else inert(verdict, table=True)
+            row += [str(rate["invalid"]), str(rate["errors"]), f"{mark} {shown}"]
             lines.append("| " + " | ".join(row) + " |")
     if with_baseline:
-        lines += ["", f"**Since the baseline** ({code(document['baseline'])})", ""]
+        lines += ["", f"**Since the baseline** ({inert(document['baseline'])})", ""]
         lines += _flips(sets, html)
     problems = [
-        f"- {code(entry['id'])} {cell(name)}: {rate['invalid']} invalid, {rate['errors']} errors"
+        f"- {inert(entry['id'])} {inert(name)}: {rate['invalid']} invalid, {rate['errors']} errors"
         for entry in sets
         for name, rate in entry["metrics"].items()
         if rate["invalid"] or rate["errors"]
     ]
     if problems:
         lines += ["", "**Invalid judgements and errors**", "", *problems]
-    notices = list(document.get("notices", []))
+    notices = [f"- {inert(notice)}" for notice in document.get("notices", [])]
     if document.get("stopped"):
-        notices.insert(0, f"the run stopped early: {document['stopped']}")
+        notices.insert(0, f"- the run stopped early: {inert(document['stopped'])}")
     if notices:
-        lines += ["", "**Warnings**", "", *(f"- {cell(n)}" for n in notices)]
-    return "\n".join(lines) + "\n"
+        lines += ["", "**Warnings**", "", *notices]
+    return well_formed("\n".join(lines) + "\n")
 
 
 def _flips(sets: list[Mapping[str, Any]], html: str | None) -> list[str]:
@@ -106,7 +119,7 @@ def _flips(sets: list[Mapping[str, Any]], html: str | None) -> list[str]:
         if base is None:
             continue
         if not base.get("found"):
-            lines.append(f"- no baseline for {code(entry['id'])}")
+            lines.append(f"- no baseline for {inert(entry['id'])}")
             continue
         feedback = {
             q["id"]: {n: m.get("feedback") for n, m in q.get("metrics", {}).items()}
@@ -115,7 +128,7 @@ def _flips(sets: list[Mapping[str, Any]], html: str | None) -> list[str]:
         for label, ids in (("new", base["new"]), ("removed", base["removed"])):
             if ids:
                 lines.append(
-                    f"- {code(entry['id'])} {label}: {', '.join(map(code, ids[:10]))}"
+                    f"- {inert(entry['id'])} {label}: {', '.join(map(inert, ids[:10]))}"
                     + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
                 )
         for name, change in base["metrics"].items():
@@ -123,7 +136,7 @@ def _flips(sets: list[Mapping[str, Any]], html: str | None) -> list[str]:
             if not (worse or better):
                 continue
             lines.append(
-                f"- {code(entry['id'])} {cell(name)}: {len(worse)} pass → fail, "
+                f"- {inert(entry['id'])} {inert(name)}: {len(worse)} pass → fail, "
                 f"{len(better)} fail → pass ({change['change']}, p={change['p_value']:.2g})"
             )
             for mark, ids in (("❌", worse), ("✅", better)):
@@ -133,9 +146,9 @@ def _flips(sets: list[Mapping[str, Any]], html: str | None) -> list[str]:
                         continue
                     budget -= 1
                     said = shorten(feedback.get(qid, {}).get(name), 100)
-                    lines.append(f"  - {mark} {code(qid)}: {cell(said)}")
+                    lines.append(f"  - {mark} {inert(qid)}: {inert(said)}")
     if left:
-        where = f" (see the HTML report, {code(html)})" if html else ""
+        where = f" (see the HTML report, {inert(html)})" if html else ""
         lines.append(f"- … and {left} more flipped questions{where}")
     if not lines:
         lines.append("- no question changed its verdict")
