@@ -187,7 +187,7 @@ def _check_numbers(
             isinstance(number, bool)
             or not isinstance(number, (int, float))
             or not (math.isfinite(number) and low <= number <= high)
-            or (high == math.inf and number != int(number))
+            or (kind is _COUNT[0] and number != int(number))
         ):
             raise BaselineError(
                 f"{where}.{key} is {quoted(number)}, and it must be {kind} (or null); write "
