@@ -84,3 +84,18 @@ def plain(text: str) -> str:
     """For exact match: folded, punctuation and symbols removed, runs of space made one,
     no space around."""
     return " ".join(_PUNCTUATION.sub("", fold(text)).split())
+
+
+TEXT_LIMIT = 2000
+"""Characters kept of each response and context (in the JSON report, with
+``rag_report_text = truncate``) and of each judge's feedback (everywhere: every report
+and the verdict cache)."""
+_CLIPPED = regex.compile(r" \[\.\.\. \d+ more characters\]")
+
+
+def clip(text: str | None, limit: int = TEXT_LIMIT) -> str | None:
+    """``text`` cut to its first ``limit`` characters, saying how many more there were.
+    A text clipped already is left as it is (a cached verdict reads the same again)."""
+    if text is None or len(text) <= limit or _CLIPPED.fullmatch(text, limit):
+        return text
+    return f"{text[:limit]} [... {len(text) - limit} more characters]"
