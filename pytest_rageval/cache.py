@@ -9,8 +9,10 @@ Nothing outside the key can change a cached answer. Only completed verdicts are 
 verdict is written (no prompts, no settings, no keys).
 
 Several processes (pytest-xdist workers) share one file: WAL journal and a busy timeout.
-A corrupt or foreign file is moved aside with a notice and rebuilt; the cache never
-fails a run.
+Only a file that is provably not a verdict cache (not SQLite, corrupt, another schema,
+other tables and no schema) is moved aside with a notice and rebuilt. A cache that
+cannot be written (a read-only folder or file, a full disk, an I/O error) is read when it
+can be, left where it is, and said once; the cache never fails a run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from pytest_rageval.text import clip
+
 SCHEMA = "pytest-rageval verdicts 1"
 READER = "strict-1"
 """How ``judges.py`` reads judge answers: change it when the reading changes, and every
@@ -33,6 +37,9 @@ cached verdict read the old way misses."""
 FILE_NAME = "verdicts.sqlite3"
 WRITE_BATCH = 500
 """Rows gathered before they are committed in one transaction."""
+COMMIT_EVERY = 2.0
+"""Seconds a gathered row may wait for its commit: a killed run loses the verdicts of its
+last seconds, not of its last minutes."""
 MODES = ("on", "off", "refresh", "readonly")
 Mode = Literal["on", "off", "refresh", "readonly"]
 _PLAIN = (str, int, float, bool, type(None))
@@ -126,13 +133,18 @@ def verdict_key(
         "repeat": repeat,
     }
     text = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=repr)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return _digest(text)
+
+
+def _digest(text: str) -> str:
+    # surrogatepass: a lone surrogate (from a broken decoder) gets a key of its own
+    # instead of a UnicodeEncodeError; every other text hashes as plain UTF-8
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def recording_key(source: str | None, question_id: str, query: str) -> str:
     """Which recorded answer a question replays: its file, its id and its query."""
-    text = json.dumps([source, question_id, query], ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return _digest(json.dumps([source, question_id, query], ensure_ascii=False))
 
 
 def to_json(evaluation: Any) -> dict[str, Any] | None:
@@ -171,10 +183,80 @@ def from_json(
     )
 
 
+class NotACache(sqlite3.DatabaseError):
+    """The file is SQLite, but not a pytest-rageval verdict cache."""
+
+
+def _not_ours(exc: BaseException) -> bool:
+    """Whether ``exc`` proves the file is not a verdict cache (not SQLite, corrupt, someone
+    else's). A file that cannot be opened, written or read (permissions, a full disk, an
+    I/O error, a lock) may hold good verdicts: never this."""
+    if isinstance(exc, NotACache):
+        return True
+    name = getattr(exc, "sqlite_errorname", None)  # Python 3.11+
+    if isinstance(name, str):
+        return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+    text = str(exc)
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        "not a database" in text or "malformed" in text
+    )
+
+
+def _what(exc: BaseException) -> str:
+    """Why a file that is not ours is not: ``it is corrupt (...)`` or ``it is not a
+    pytest-rageval verdict cache (...)``."""
+    if "malformed" in str(exc) or str(getattr(exc, "sqlite_errorname", "")).startswith(
+        "SQLITE_CORRUPT"
+    ):
+        return f"it is corrupt ({exc})"
+    return f"it is not a pytest-rageval verdict cache ({exc})"
+
+
+def _busy(exc: BaseException) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _check(db: sqlite3.Connection) -> bool:
+    """True when ``db`` is a verdict cache, False when it is empty (nothing in it yet);
+    raises :class:`NotACache` for any other database."""
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    schema = None
+    readable = "meta" in tables and {"name", "value"} <= {
+        row[1] for row in db.execute("PRAGMA table_info(meta)")
+    }
+    if readable:
+        row = db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+        schema = row[0] if row else None
+    if schema == SCHEMA:
+        return True
+    if schema is not None:
+        raise NotACache(f"schema {schema!r}")
+    others = sorted(tables - {"meta"} if readable else tables)
+    if others:
+        raise NotACache(f"tables {', '.join(others)} and no schema")
+    return False
+
+
+def _stored(value: Mapping[str, Any]) -> str:
+    """A verdict as stored: its long texts clipped (a judge's answer can be megabytes),
+    as ASCII JSON (a lone surrogate is kept as ``\\ud83d``, never a UnicodeEncodeError)."""
+    clipped = {
+        name: clip(text)
+        if name in ("feedback", "invalid_reason") and isinstance(text, str)
+        else text
+        for name, text in value.items()
+    }
+    return json.dumps(clipped, ensure_ascii=True, default=repr)
+
+
+def _plain_text(text: str) -> str:
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 class VerdictCache:
     """The verdicts of one cache folder. ``mode``: ``on`` reads and writes, ``refresh``
-    writes without reading, ``readonly`` reads without writing, ``off`` does nothing.
-    Thread-safe; opened on first use."""
+    writes without reading, ``readonly`` reads without writing (and creates nothing),
+    ``off`` does nothing. Thread-safe; opened on first use."""
 
     def __init__(self, folder: Path, mode: Mode = "on") -> None:
         self.folder = folder
@@ -185,11 +267,17 @@ class VerdictCache:
         self.recorded = 0
         self.replayed = 0
         self.notices: list[str] = []
+        self.problem: str | None = None
+        """Why the cache cannot be read, when it cannot (``cannot be read (...)``...)."""
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._broken = False
+        self._unwritable: str | None = None
+        """Why nothing more is written (None: writes go on)."""
         self._describe: dict[int, tuple[Any, str]] = {}
         self._pending: dict[str, dict[str, tuple[Any, ...]]] = {"verdicts": {}, "recordings": {}}
+        self._oldest: float | None = None
+        """When the oldest gathered row not yet committed was gathered (monotonic)."""
 
     @property
     def reads(self) -> bool:
@@ -197,7 +285,7 @@ class VerdictCache:
 
     @property
     def writes(self) -> bool:
-        return self.mode in ("on", "refresh")
+        return self.mode in ("on", "refresh") and self._unwritable is None
 
     def fingerprint(self, evaluator: Any, **reading: Any) -> str:
         """A digest of :func:`describe_evaluator` (and how answers are read: ``reading``),
@@ -206,8 +294,7 @@ class VerdictCache:
         if found is None or found[0] is not evaluator:
             described = {**describe_evaluator(evaluator), **reading}
             text = json.dumps(described, sort_keys=True, ensure_ascii=False, default=repr)
-            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-            found = self._describe[id(evaluator)] = (evaluator, digest)
+            found = self._describe[id(evaluator)] = (evaluator, _digest(text))
         return found[1]
 
     def get(self, metric: str, key: str) -> dict[str, Any] | None:
@@ -218,7 +305,7 @@ class VerdictCache:
             if pending is not None:
                 row = [(pending[1],)]
             else:
-                row = self._run("SELECT value FROM verdicts WHERE key = ?", (key,), fetch=True)
+                row = self._read("SELECT value FROM verdicts WHERE key = ?", (key,))
             if row:
                 with contextlib.suppress(ValueError, TypeError):
                     value = json.loads(row[0][0])
@@ -227,53 +314,86 @@ class VerdictCache:
         return value if isinstance(value, dict) else None
 
     def put(self, metric: str, key: str, value: Mapping[str, Any]) -> None:
+        """Keep a verdict (its feedback clipped to ``TEXT_LIMIT`` characters)."""
         if self.writes:
-            self._later("verdicts", key, (metric, json.dumps(value, ensure_ascii=False)))
+            self._later("verdicts", key, (_plain_text(metric), _stored(value)))
 
     def _later(self, table: str, key: str, row: tuple[Any, ...]) -> None:
-        """Writes are gathered and committed together (one transaction per
-        ``WRITE_BATCH`` rows, and at :meth:`flush`): a commit per verdict would cost a
-        10,000-question run more than its lookups."""
+        """Writes are gathered and committed together: a commit per verdict would cost a
+        10,000-question run more than its lookups. One transaction per ``WRITE_BATCH``
+        rows, or once the oldest has waited ``COMMIT_EVERY`` seconds (also checked by
+        :meth:`flush_due`), and at :meth:`flush`."""
         with self._lock:
             self._pending[table][key] = row
+            now = time.monotonic()
+            if self._oldest is None:
+                self._oldest = now
+            due = now - self._oldest >= COMMIT_EVERY
             full = sum(len(rows) for rows in self._pending.values()) >= WRITE_BATCH
-        if full:
+        if full or due:
+            self.flush()
+
+    def flush_due(self) -> None:
+        """Commit the gathered writes if the oldest has waited ``COMMIT_EVERY`` seconds.
+        Cheap: the runner calls it several times a second, on its loop thread, the thread
+        that gathers the writes."""
+        oldest = self._oldest
+        if oldest is not None and time.monotonic() - oldest >= COMMIT_EVERY:
             self.flush()
 
     def flush(self) -> None:
         """Commit the gathered writes."""
         with self._lock:
-            verdicts = [(k, *row, time.time()) for k, row in self._pending["verdicts"].items()]
-            recordings = [(k, *row, time.time()) for k, row in self._pending["recordings"].items()]
+            created = time.time()
+            verdicts = [(k, *row, created) for k, row in self._pending["verdicts"].items()]
+            recordings = [(k, *row, created) for k, row in self._pending["recordings"].items()]
             self._pending = {"verdicts": {}, "recordings": {}}
+            self._oldest = None
+        work = []
         if verdicts:
-            self._run(
-                "INSERT OR REPLACE INTO verdicts (key, metric, value, created) VALUES (?, ?, ?, ?)",
-                verdicts,
-                many=True,
+            work.append(
+                (
+                    "INSERT OR REPLACE INTO verdicts (key, metric, value, created) "
+                    "VALUES (?, ?, ?, ?)",
+                    verdicts,
+                )
             )
         if recordings:
-            self._run(
-                "INSERT OR REPLACE INTO recordings (key, value, created) VALUES (?, ?, ?)",
-                recordings,
-                many=True,
+            work.append(
+                (
+                    "INSERT OR REPLACE INTO recordings (key, value, created) VALUES (?, ?, ?)",
+                    recordings,
+                )
             )
+        if work:
+            self._write(work)
 
     def info(self) -> dict[str, Any]:
-        """Where the cache is, its size in bytes and how many verdicts it holds."""
+        """Where the cache is, its size in bytes and how many verdicts it holds; with
+        ``problem`` saying why not when it cannot be read (``verdicts`` is then None)."""
         self.flush()
-        rows = (
-            self._run("SELECT COUNT(*) FROM verdicts", (), fetch=True) if self.path.exists() else []
-        )
-        size = sum(p.stat().st_size for p in self.folder.glob(f"{FILE_NAME}*") if p.is_file())
-        return {"path": str(self.path), "bytes": size, "verdicts": rows[0][0] if rows else 0}
+        count: int | None = 0
+        if self._exists():
+            rows = self._read("SELECT COUNT(*) FROM verdicts", ())
+            count = rows[0][0] if rows else (None if self.problem else 0)
+        size = 0
+        with contextlib.suppress(OSError):
+            size = sum(p.stat().st_size for p in self.folder.glob(f"{FILE_NAME}*") if p.is_file())
+        return {"path": str(self.path), "bytes": size, "verdicts": count, "problem": self.problem}
 
-    def clear(self) -> None:
-        """Forget every verdict and every recorded answer."""
+    def clear(self) -> bool:
+        """Forget every verdict and every recorded answer; False (and a notice) when the
+        cache could not be cleared."""
         with self._lock:
             self._pending = {"verdicts": {}, "recordings": {}}
-        self._run("DELETE FROM verdicts", ())
-        self._run("DELETE FROM recordings", ())
+            self._oldest = None
+        if not self._exists():
+            return True
+        done = self._write([("DELETE FROM verdicts", [()]), ("DELETE FROM recordings", [()])])
+        if not done:
+            why = self.problem or f"it cannot be written ({self._unwritable or self.mode})"
+            self._notice(f"the verdict cache {self.path} was not cleared: {why}")
+        return done
 
     def record(
         self,
@@ -290,7 +410,7 @@ class VerdictCache:
             "contexts": list(contexts) if contexts is not None else None,
             "sources": [list(ids) for ids in sources] if sources is not None else None,
         }
-        self._later("recordings", key, (json.dumps(value, ensure_ascii=False),))
+        self._later("recordings", key, (json.dumps(value, ensure_ascii=True, default=repr),))
         with self._lock:
             self.recorded += 1
 
@@ -302,7 +422,7 @@ class VerdictCache:
         if pending is not None:
             rows: list[Any] = [pending]
         else:
-            rows = self._run("SELECT value FROM recordings WHERE key = ?", (key,), fetch=True)
+            rows = self._read("SELECT value FROM recordings WHERE key = ?", (key,))
         if not rows:
             return None
         try:
@@ -334,93 +454,201 @@ class VerdictCache:
 
     # -- SQLite ------------------------------------------------------------------------
 
-    def _run(self, sql: str, args: Any, *, fetch: bool = False, many: bool = False) -> list[Any]:
+    def _read(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        """The rows of a query; none when the cache cannot be read (said once)."""
         with self._lock:
             for attempt in range(2):
                 db = self._connection()
                 if db is None:
                     return []
                 try:
-                    if many:
-                        db.execute("BEGIN")
-                        try:
-                            db.executemany(sql, args)
-                        except BaseException:
-                            db.execute("ROLLBACK")
-                            raise
-                        db.execute("COMMIT")
+                    return db.execute(sql, args).fetchall()
+                except sqlite3.Error as exc:
+                    if not self._failed(exc, "read", retry=attempt == 0):
                         return []
-                    cursor = db.execute(sql, args)
-                    return cursor.fetchall() if fetch else []
-                except sqlite3.OperationalError as exc:
-                    if "locked" in str(exc) or "busy" in str(exc):
-                        self._notice(f"the verdict cache was busy ({exc}); carried on without it")
-                        return []
-                    self._set_aside(f"it could not be used ({exc})")
-                except sqlite3.DatabaseError as exc:
-                    if attempt:
-                        break
-                    self._set_aside(f"it is corrupt ({exc})")
             return []
 
+    def _write(self, work: Sequence[tuple[str, Sequence[tuple[Any, ...]]]]) -> bool:
+        """Run ``work`` (statements and their rows) in one transaction; False when it was
+        not written (said once)."""
+        with self._lock:
+            for attempt in range(2):
+                db = self._connection()
+                if db is None or not self.writes:
+                    return False
+                try:
+                    db.execute("BEGIN")
+                    for sql, rows in work:
+                        db.executemany(sql, rows)
+                    db.execute("COMMIT")
+                    return True
+                except (sqlite3.Error, ValueError) as exc:  # ValueError: text SQLite refuses
+                    if db.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            db.execute("ROLLBACK")
+                    if not self._failed(exc, "written", retry=attempt == 0):
+                        return False
+            return False
+
+    def _failed(self, exc: BaseException, doing: str, *, retry: bool) -> bool:
+        """Deal with an error of a statement; True when it is worth running again (the
+        file was not ours and a fresh one replaced it)."""
+        if _busy(exc):
+            self._notice(f"the verdict cache was busy ({exc}); carried on without it")
+            return False
+        if _not_ours(exc) and self._unwritable is None and self.mode != "readonly":
+            moved = self._set_aside(_what(exc))
+            return moved and retry
+        if _not_ours(exc):
+            self._close()
+            self._broken = True
+            self._given_up(f"{_what(exc)[3:]}; left as it is")
+        elif doing == "written":
+            self._cannot_write(str(exc))
+        else:
+            self._notice(f"the verdict cache {self.path} could not be read ({exc})")
+        return False
+
     def _connection(self) -> sqlite3.Connection | None:
+        """The open database: for writing when this mode writes and the file can be
+        written, else for reading when this mode reads; None when neither can be."""
         if self._db is not None or self._broken:
             return self._db
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self._db = self._open()
-        except sqlite3.DatabaseError as exc:
-            self._set_aside(f"it is not a pytest-rageval verdict cache ({exc})")
+        unwritable = None
+        if self.writes:
             try:
-                self._db = self._open()
-            except (sqlite3.Error, OSError) as again:
+                self._db = self._open_for_writing()
+                return self._db
+            except (sqlite3.Error, OSError) as exc:
+                if not _not_ours(exc):
+                    unwritable = str(exc)
+                elif self._set_aside(_what(exc)):
+                    try:
+                        self._db = self._open_for_writing()
+                        return self._db
+                    except (sqlite3.Error, OSError) as again:
+                        unwritable = str(again)
+                else:
+                    self._broken = True
+                    return None
+        if self.reads and self._exists():
+            try:
+                self._db = self._open_for_reading()
+            except (sqlite3.Error, OSError) as exc:
+                if _not_ours(exc):
+                    self._given_up(f"{_what(exc)[3:]}; left as it is")
+                else:
+                    self._given_up(f"cannot be read ({exc})")
                 self._broken = True
-                self._notice(f"the verdict cache cannot be used ({again}); carried on without it")
-        except OSError as exc:
-            self._broken = True
-            self._notice(f"the verdict cache folder cannot be used ({exc}); carried on without it")
+                return None
+        if unwritable is not None:
+            self._cannot_write(unwritable)
+        self._broken = self._db is None
         return self._db
 
-    def _open(self) -> sqlite3.Connection:
+    def _open_for_writing(self) -> sqlite3.Connection:
+        self.folder.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
         try:
             db.execute("PRAGMA busy_timeout = 30000")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA,))
-            (schema,) = db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
-            if schema != SCHEMA:
-                raise sqlite3.DatabaseError(f"schema {schema!r}")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, metric TEXT, "
-                "value TEXT NOT NULL, created REAL)"
-            )
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS recordings (key TEXT PRIMARY KEY, "
-                "value TEXT NOT NULL, created REAL)"
-            )
+            db.execute("BEGIN IMMEDIATE")  # two xdist workers may make the file at once
+            try:
+                if not _check(db):
+                    db.execute(
+                        "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)"
+                    )
+                    db.execute(
+                        "CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, "
+                        "metric TEXT, value TEXT NOT NULL, created REAL)"
+                    )
+                    db.execute(
+                        "CREATE TABLE IF NOT EXISTS recordings (key TEXT PRIMARY KEY, "
+                        "value TEXT NOT NULL, created REAL)"
+                    )
+                # a write even when all is there: a file this process may not write
+                # (SQLite opens it read-only without a word) is found out now
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA,))
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
         except BaseException:
             db.close()
             raise
         return db
 
-    def _set_aside(self, why: str) -> None:
-        """Move a bad cache file out of the way (kept for a look) and start afresh."""
+    def _open_for_reading(self) -> sqlite3.Connection | None:
+        """The file opened read-only; None when it holds nothing yet. In a folder this
+        process may not write, a WAL database can only be opened as immutable."""
+        uri = self.path.absolute().as_uri()
+        failed: sqlite3.Error | None = None
+        for how in ("mode=ro", "immutable=1"):
+            db = sqlite3.connect(
+                f"{uri}?{how}", uri=True, timeout=30, check_same_thread=False, isolation_level=None
+            )
+            try:
+                if _check(db):
+                    return db
+                db.close()
+                return None
+            except sqlite3.Error as exc:
+                db.close()
+                if _not_ours(exc):
+                    raise
+                failed = exc
+        assert failed is not None
+        raise failed
+
+    def _exists(self) -> bool:
+        try:
+            return self.path.is_file()
+        except OSError:  # cannot even look: opening it will say why
+            return True
+
+    def _close(self) -> None:
         if self._db is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
             self._db = None
+
+    def _set_aside(self, why: str) -> bool:
+        """Move a file that is not a verdict cache out of the way (kept for a look) and
+        start afresh; False (and a notice) when it cannot be moved."""
+        self._close()
         aside = self.path.with_name(f"{FILE_NAME}.broken-{int(time.time())}")
-        moved = False
-        with contextlib.suppress(OSError):
+        try:
             self.path.replace(aside)
-            moved = True
+        except OSError as exc:
+            self._given_up(f"{why[3:]}; it could not be moved aside ({exc})")
+            self._broken = True
+            return False
         for suffix in ("-wal", "-shm"):
             with contextlib.suppress(OSError):
                 Path(f"{self.path}{suffix}").unlink()
-        where = f"; moved to {aside.name}" if moved else ""
-        self._notice(f"the verdict cache {self.path} was set aside: {why}{where}; rebuilt")
+        self._notice(
+            f"the verdict cache {self.path} was set aside: {why}; moved to {aside.name}; rebuilt"
+        )
+        return True
+
+    def _cannot_write(self, why: str) -> None:
+        """Nothing more is written: with a notice saying whether verdicts are still read.
+        Called with the lock held."""
+        self._unwritable = why
+        self._pending = {"verdicts": {}, "recordings": {}}
+        self._oldest = None
+        then = (
+            "verdicts are read from it, new ones are not stored"
+            if self.reads and self._db is not None
+            else "carried on without it"
+        )
+        self._notice(f"the verdict cache {self.path} cannot be written ({why}); {then}")
+
+    def _given_up(self, problem: str) -> None:
+        self.problem = problem
+        self._notice(f"the verdict cache {self.path} {problem}; carried on without it")
 
     def _notice(self, text: str) -> None:
         if text not in self.notices:

@@ -14,7 +14,7 @@ import pytest
 from pytest_rageval.baseline import Baseline, BaselineError
 from pytest_rageval.baseline import load as load_baseline
 from pytest_rageval.judges import JudgeSpec, api_base_problem, parse_judge
-from pytest_rageval.reports.json import TEXT_LIMIT
+from pytest_rageval.text import TEXT_LIMIT
 from pytest_rageval.thresholds import ThresholdError, check_fraction, parse_ini_thresholds
 from pytest_rageval.usage import PriceError, parse_prices
 

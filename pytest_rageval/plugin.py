@@ -62,6 +62,9 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     from pytest_rageval.cache import VerdictCache
 
     info = VerdictCache(options.cache_dir(config), "readonly").info()
+    if info["problem"] is not None:
+        print(f"rag verdict cache: {info['path']} {info['problem']}")
+        return 1
     print(
         f"rag verdict cache: {info['path']}: {info['verdicts']} verdicts, "
         f"{info['bytes'] / 1024:.1f} KiB"

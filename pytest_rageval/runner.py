@@ -402,6 +402,8 @@ class Runner:
         self._beat = time.monotonic()
         loop = self._loop or asyncio.get_running_loop()
         loop.call_later(0.1, self._heartbeat)
+        if self.cache is not None:  # on this thread, where the verdicts are gathered
+            self.cache.flush_due()
 
     def _watch(self) -> None:
         """Warn once when something blocks the loop: every question waits behind it, and

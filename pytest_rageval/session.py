@@ -202,6 +202,7 @@ class RagSession:
         self._looping = False
         self._records_on_reports = 0
         self._worker_notices: list[str] = []
+        self._clear_notices: list[str] = []
         self._shared: dict[tuple[object, object], tuple[Any, Any]] = {}
         self.cache = (
             VerdictCache(settings.cache_dir, settings.cache)  # type: ignore[arg-type]
@@ -256,7 +257,10 @@ class RagSession:
         if self.config.getoption("rag_cache_clear", False) and not hasattr(
             self.config, "workerinput"
         ):
-            VerdictCache(self.settings.cache_dir, "on").clear()
+            clearing = VerdictCache(self.settings.cache_dir, "on")
+            clearing.clear()
+            clearing.close()
+            self._clear_notices = clearing.notices
         self._session = session
         self._watch_signals()
         if hasattr(self.config, "workerinput"):
@@ -721,6 +725,8 @@ class RagSession:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.cache is not None:  # now, so that a verdict that cannot be stored is said
+            self.cache.flush()
         runner_stop = self._runner.stopped if self._runner is not None else None
         if runner_stop is not None:
             self.stopped = self.stopped or _reason(runner_stop, self.settings)
@@ -951,7 +957,7 @@ class RagSession:
         notices = list(self._runner.notices) if self._runner is not None else []
         if self.cache is not None:
             notices.extend(self.cache.notices)
-        notices.extend(n for n in self._worker_notices if n not in notices)
+        notices.extend(n for n in self._clear_notices + self._worker_notices if n not in notices)
         if self._metrics_seen:
             for metric in self.settings.thresholds:
                 if metric not in self._metrics_seen:

@@ -143,3 +143,18 @@ def quoted(value: object, limit: int = QUOTED) -> str:
     containers are cut with ``...`` before they are written out in full."""
     text = printable(_SHORT.repr(value))
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+TEXT_LIMIT = 2000
+"""Characters kept of each response and context (in the JSON report, with
+``rag_report_text = truncate``) and of each judge's feedback (everywhere: every report
+and the verdict cache)."""
+_CLIPPED = regex.compile(r" \[\.\.\. \d+ more characters\]")
+
+
+def clip(text: str | None, limit: int = TEXT_LIMIT) -> str | None:
+    """``text`` cut to its first ``limit`` characters, saying how many more there were.
+    A text clipped already is left as it is (a cached verdict reads the same again)."""
+    if text is None or len(text) <= limit or _CLIPPED.fullmatch(text, limit):
+        return text
+    return f"{text[:limit]} [... {len(text) - limit} more characters]"

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pytest_rageval.redaction import redact_all
 from pytest_rageval.runner import QuestionResult
 from pytest_rageval.stats import wilson
+from pytest_rageval.text import clip
 from pytest_rageval.text import printable as text_printable
 from pytest_rageval.thresholds import threshold_for
 
@@ -119,7 +120,9 @@ def metric_results(result: QuestionResult) -> dict[str, MetricResult]:
 
 
 def judged(evaluation: Any) -> MetricResult:
-    """One evaluator's ``EvaluationResult`` as a metric result."""
+    """One evaluator's ``EvaluationResult`` as a metric result, its feedback (and reason)
+    clipped to ``TEXT_LIMIT`` characters: a judge can answer megabytes, and every report
+    carries this text."""
     score = getattr(evaluation, "score", None)
     if isinstance(score, bool) or not isinstance(score, (int, float)):
         score = None
@@ -133,9 +136,9 @@ def judged(evaluation: Any) -> MetricResult:
     return MetricResult(
         passing=bool(evaluation.passing) and not invalid,
         score=float(score) if score is not None and math.isfinite(score) else None,
-        feedback=feedback if isinstance(feedback, str) else None,
+        feedback=clip(feedback) if isinstance(feedback, str) else None,
         invalid=invalid,
-        reason=reason if invalid and isinstance(reason, str) else None,
+        reason=clip(reason) if invalid and isinstance(reason, str) else None,
     )
 
 
@@ -537,8 +540,6 @@ def question_record(
     }
     redacted: dict[str, Any] = redact_all(record)
     return redacted
-
-
 
 
 def printable(text: str | None) -> str:

@@ -13,11 +13,9 @@ from typing import Any
 
 from pytest_rageval.baseline import Baseline
 from pytest_rageval.reports.summary import SetSummary, changes_of, error_causes
-from pytest_rageval.text import well_formed
+from pytest_rageval.text import clip, well_formed
 
 REPORT_VERSION = 1
-TEXT_LIMIT = 2000
-"""Characters of each response and context kept by ``rag_report_text = truncate``."""
 
 
 def json_report(
@@ -85,16 +83,10 @@ def _limit_text(record: Mapping[str, Any], mode: str) -> dict[str, Any]:
         limited["response"] = None
         limited["contexts"] = None
         return limited
-    limited["response"] = _truncate(record["response"])
+    limited["response"] = clip(record["response"])
     if record["contexts"] is not None:
-        limited["contexts"] = [_truncate(context) for context in record["contexts"]]
+        limited["contexts"] = [clip(context) for context in record["contexts"]]
     return limited
-
-
-def _truncate(text: str | None) -> str | None:
-    if text is None or len(text) <= TEXT_LIMIT:
-        return text
-    return f"{text[:TEXT_LIMIT]} [... {len(text) - TEXT_LIMIT} more characters]"
 
 
 def strict_json(value: Any) -> Any:
