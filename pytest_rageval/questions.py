@@ -496,8 +496,10 @@ def _question(
     qid = raw.get("id")
     if qid is not None and (isinstance(qid, bool) or not isinstance(qid, (str, int))):
         raise QuestionFileError(f"{where}: 'id' must be a string, got {quoted(qid)}")
-    qid = str(qid).strip() if qid is not None else ""
-    control = next((c for c in qid if unicodedata.category(c) in ("Cc", "Cs")), None)
+    # half an emoji becomes U+FFFD, as everywhere text enters; a control character is
+    # refused, since no replacement would keep the id the user meant
+    qid = well_formed(str(qid).strip()) if qid is not None else ""
+    control = next((c for c in qid if unicodedata.category(c) == "Cc"), None)
     if control is not None:
         raise QuestionFileError(
             f"{where}: 'id' {quoted(qid)} contains the control character U+{ord(control):04X}, "

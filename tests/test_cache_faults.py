@@ -538,8 +538,8 @@ def test_a_lone_surrogate_never_breaks_the_cache(project: pytest.Pytester) -> No
             "3 app answers replayed (--rag-replay)"
         ]
     )
-    # kept as the judge gave it
+    # kept as it entered: half an emoji is U+FFFD from the judge's answer on
     with sqlite3.connect(project.path / ".rageval_cache/verdicts.sqlite3") as db:
         values = [json.loads(value) for (value,) in db.execute("SELECT value FROM verdicts")]
     db.close()
-    assert [value["feedback"] for value in values] == ["YES \ud83d"] * 6
+    assert [value["feedback"] for value in values] == ["YES \ufffd"] * 6
