@@ -40,14 +40,14 @@ def cached(http_project: pytest.Pytester) -> pytest.Pytester:
 def test_an_identical_rerun_makes_no_judge_calls(
     cached: pytest.Pytester, openai_server: FakeOpenAI
 ) -> None:
-    first = cached.runpytest_subprocess("--rag-report=first.json")
+    first = cached.runpytest("--rag-report=first.json")
     first.assert_outcomes(passed=3)
     assert openai_server.chat_requests == 6
     first.stdout.fnmatch_lines(
         ["verdict cache (on): faithfulness 0 hits, 3 misses; relevancy 0 hits, 3 misses"]
     )
     assert (cached.path / ".rageval_cache" / "verdicts.sqlite3").is_file()
-    second = cached.runpytest_subprocess("--rag-report=second.json")
+    second = cached.runpytest("--rag-report=second.json")
     second.assert_outcomes(passed=3)
     assert openai_server.chat_requests == 6  # not one more
     second.stdout.fnmatch_lines(
@@ -69,16 +69,16 @@ def test_an_identical_rerun_makes_no_judge_calls(
 
 
 def test_modes_off_readonly_refresh(cached: pytest.Pytester, openai_server: FakeOpenAI) -> None:
-    cached.runpytest_subprocess("--rag-cache=off").assert_outcomes(passed=3)
+    cached.runpytest("--rag-cache=off").assert_outcomes(passed=3)
     assert not (cached.path / ".rageval_cache").exists()
-    cached.runpytest_subprocess("--rag-cache=readonly").assert_outcomes(passed=3)
+    cached.runpytest("--rag-cache=readonly").assert_outcomes(passed=3)
     assert VerdictCache(cached.path / ".rageval_cache").info()["verdicts"] == 0
-    cached.runpytest_subprocess("-o", "rag_cache=refresh").assert_outcomes(passed=3)
+    cached.runpytest("-o", "rag_cache=refresh").assert_outcomes(passed=3)
     assert VerdictCache(cached.path / ".rageval_cache").info()["verdicts"] == 6
     assert openai_server.chat_requests == 18
-    cached.runpytest_subprocess("--rag-cache=refresh").assert_outcomes(passed=3)
+    cached.runpytest("--rag-cache=refresh").assert_outcomes(passed=3)
     assert openai_server.chat_requests == 24  # refresh judges again
-    cached.runpytest_subprocess("--rag-cache=readonly").assert_outcomes(passed=3)
+    cached.runpytest("--rag-cache=readonly").assert_outcomes(passed=3)
     assert openai_server.chat_requests == 24
 
 
@@ -90,16 +90,16 @@ def test_cache_info_and_clear(cached: pytest.Pytester, openai_server: FakeOpenAI
         rag_cache_dir = build/verdicts
         """
     )
-    cached.runpytest_subprocess().assert_outcomes(passed=3)
-    info = cached.runpytest_subprocess("--rag-cache-info")
+    cached.runpytest().assert_outcomes(passed=3)
+    info = cached.runpytest("--rag-cache-info")
     assert info.ret == 0
     info.stdout.fnmatch_lines(
         ["rag verdict cache: */build/verdicts/verdicts.sqlite3: 6 verdicts, *KiB"]
     )
     info.stdout.no_fnmatch_line("*passed*")  # nothing ran
-    cached.runpytest_subprocess("--rag-cache-clear").assert_outcomes(passed=3)
+    cached.runpytest("--rag-cache-clear").assert_outcomes(passed=3)
     assert openai_server.chat_requests == 12  # cleared, so judged again
-    bad = cached.runpytest_subprocess("--rag-cache=sometimes")
+    bad = cached.runpytest("--rag-cache=sometimes")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["*--rag-cache: invalid choice: 'sometimes'*"])
 
@@ -135,7 +135,7 @@ def test_a_corrupt_cache_is_set_aside_and_rebuilt(
     folder = cached.path / ".rageval_cache"
     folder.mkdir()
     (folder / "verdicts.sqlite3").write_bytes(damage)
-    result = cached.runpytest_subprocess()
+    result = cached.runpytest()
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
         [
@@ -144,7 +144,7 @@ def test_a_corrupt_cache_is_set_aside_and_rebuilt(
         ]
     )
     assert [p.name for p in folder.glob("verdicts.sqlite3.broken-*")]
-    assert cached.runpytest_subprocess().stdout.str().count("3 hits") == 2
+    assert cached.runpytest().stdout.str().count("3 hits") == 2
 
 
 def test_a_foreign_sqlite_file_is_set_aside(tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def priced(http_project: pytest.Pytester) -> pytest.Pytester:
 def test_tokens_and_cost_match_what_the_api_reported(
     priced: pytest.Pytester, openai_server: FakeOpenAI
 ) -> None:
-    result = priced.runpytest_subprocess("--rag-report=report.json")
+    result = priced.runpytest("--rag-report=report.json")
     result.assert_outcomes(passed=6)
     spent = json.loads((priced.path / "report.json").read_text())["usage"]
     app, judge = openai_server.usage["app"], openai_server.usage["judge"]
@@ -90,7 +90,7 @@ def test_tokens_and_cost_match_what_the_api_reported(
         ]
     )
     # the same run again: the judges are not called, and the cache says what that saved
-    again = priced.runpytest_subprocess("--rag-report=again.json")
+    again = priced.runpytest("--rag-report=again.json")
     saved = json.loads((priced.path / "again.json").read_text())["usage"]
     assert saved["faithfulness"]["calls"] == 0
     assert saved["faithfulness"]["saved"]["prompt_tokens"] == spent["faithfulness"]["prompt_tokens"]

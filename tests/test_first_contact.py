@@ -181,7 +181,7 @@ def run_init(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_rageval_init_starts_a_project_that_runs_once_its_todo_is_filled(
     tmp_path: Path, openai_server: FakeOpenAI
 ) -> None:
-    done = run_init("app", cwd=tmp_path)
+    done = console.installed("init", "app", cwd=tmp_path)  # the script pip installs
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[:3] == [
         "wrote app/conftest.py",
