@@ -8,7 +8,7 @@ from pathlib import Path
 # pytester runs restore sys.modules afterwards: import it once, here, for good. The same
 # for the openai SDK and its aiohttp transport, which the default judge uses: imported
 # anew in each run, its client classes would differ from the ones it checks against.
-import llama_index.core  # noqa: F401
+import llama_index.core
 import llama_index.llms.openai  # noqa: F401
 import openai  # noqa: F401
 import pytest

@@ -114,7 +114,7 @@ def test_xdist_workers_share_one_cache_without_loss(
     http_project.runpytest_subprocess("-n", "2").assert_outcomes(passed=40)
     assert openai_server.chat_requests == 80
     assert VerdictCache(http_project.path / ".rageval_cache").info()["verdicts"] == 80
-    again = http_project.runpytest_subprocess("-n", "2")
+    again = http_project.runpytest()  # every verdict both workers stored is there
     again.assert_outcomes(passed=40)
     assert openai_server.chat_requests == 80
     again.stdout.fnmatch_lines(

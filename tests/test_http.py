@@ -50,7 +50,7 @@ def test_transient_http_errors_are_retried(
     http_set: pytest.Pytester, openai_server: FakeOpenAI
 ) -> None:
     openai_server.fail_next = [500, 429]
-    result = http_set.runpytest_subprocess("-p", "no:cacheprovider", "--rag-workers=1")
+    result = http_set.runpytest("-p", "no:cacheprovider", "--rag-workers=1")
     assert result.parseoutcomes() == {"passed": 2, "tolerated": 1}
     assert openai_server.chat_requests == 7 + 2
 
@@ -59,9 +59,7 @@ def test_without_retries_the_error_is_that_questions_own(
     http_set: pytest.Pytester, openai_server: FakeOpenAI
 ) -> None:
     openai_server.fail_next = [500]
-    result = http_set.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--rag-workers=1", "--rag-retries=0"
-    )
+    result = http_set.runpytest("-p", "no:cacheprovider", "--rag-workers=1", "--rag-retries=0")
     # exactly one request was refused: one question errs, the other two are judged, and
     # the error counts against the set (1/3 < 0.6), so atlantis is no longer tolerated
     assert result.parseoutcomes() == {"failed": 2, "passed": 1}

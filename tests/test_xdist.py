@@ -55,7 +55,30 @@ def asked(state: FakeOpenAI) -> Counter[str]:
     return counts
 
 
-@pytest.mark.parametrize("dist", ["load", "loadscope", "loadfile", "worksteal", "loadgroup"])
+@pytest.mark.parametrize(
+    ("dist", "nodeid", "scope"),
+    [
+        ("load", "tests/test_a.py::TestX::test_y[1]", "tests/test_a.py::TestX::test_y[1]"),
+        ("worksteal", "tests/test_a.py::test_y[1]", "tests/test_a.py::test_y[1]"),
+        ("loadscope", "tests/test_a.py::TestX::test_y[1]", "tests/test_a.py::TestX"),
+        ("loadfile", "tests/test_a.py::TestX::test_y[1]", "tests/test_a.py"),
+        ("loadgroup", "tests/test_a.py::test_y@db", "db"),
+        ("loadgroup", "tests/test_a.py::test_y", "tests/test_a.py::test_y"),
+    ],
+)
+def test_other_tests_keep_the_scope_their_dist_mode_gives(
+    dist: str, nodeid: str, scope: str
+) -> None:
+    # what xdist's own scheduler for each mode groups a non-rag test by (the run below
+    # checks two modes end to end; each costs a pytest and two workers)
+    from pytest_rageval.xdist import _fallback
+
+    split = _fallback(dist)
+    assert split is not None
+    assert split(None, nodeid) == scope
+
+
+@pytest.mark.parametrize("dist", ["load", "loadgroup"])
 def test_each_question_is_judged_once_whatever_the_dist_mode(
     http_project: pytest.Pytester, openai_server: FakeOpenAI, dist: str
 ) -> None:
