@@ -1,5 +1,5 @@
-"""The verdict cache: a real SQLite file, hits and misses, every key part, modes,
-xdist workers sharing it, and a corrupt file set aside."""
+"""The verdict cache: a real SQLite file, hits and misses, every key part, modes, and a
+corrupt file set aside (xdist workers sharing it: test_xdist.py)."""
 
 from __future__ import annotations
 
@@ -102,24 +102,6 @@ def test_cache_info_and_clear(cached: pytest.Pytester, openai_server: FakeOpenAI
     bad = cached.runpytest("--rag-cache=sometimes")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["*--rag-cache: invalid choice: 'sometimes'*"])
-
-
-def test_xdist_workers_share_one_cache_without_loss(
-    http_project: pytest.Pytester, openai_server: FakeOpenAI
-) -> None:
-    for n in range(4):
-        lines = ["evaluators: [faithfulness, relevancy]", "questions:"]
-        lines += [f'  - {{id: q{i}, query: "Where is town {n}-{i}?"}}' for i in range(10)]
-        http_project.makefile(".yaml", **{f"rag_set{n}": "\n".join(lines)})
-    http_project.runpytest_subprocess("-n", "2").assert_outcomes(passed=40)
-    assert openai_server.chat_requests == 80
-    assert VerdictCache(http_project.path / ".rageval_cache").info()["verdicts"] == 80
-    again = http_project.runpytest()  # every verdict both workers stored is there
-    again.assert_outcomes(passed=40)
-    assert openai_server.chat_requests == 80
-    again.stdout.fnmatch_lines(
-        ["verdict cache (on): faithfulness 40 hits, 0 misses; relevancy 40 hits, 0 misses"]
-    )
 
 
 @pytest.mark.parametrize(

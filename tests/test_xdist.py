@@ -10,6 +10,8 @@ from collections import Counter
 import pytest
 from openai_server import FakeOpenAI
 
+from pytest_rageval.cache import VerdictCache
+
 pytest.importorskip("xdist")
 
 FAITHFULNESS = "supported by the context"
@@ -83,13 +85,26 @@ def test_each_question_is_judged_once_whatever_the_dist_mode(
     http_project: pytest.Pytester, openai_server: FakeOpenAI, dist: str
 ) -> None:
     two_files_and_a_test(http_project)
+    openai_server.delay = 0.05
     result = http_project.runpytest_subprocess(
-        "-n", "2", "--dist", dist, "-p", "no:cacheprovider", "--rag-report=report.json"
+        "-n",
+        "2",
+        "--dist",
+        dist,
+        "-p",
+        "no:cacheprovider",
+        "--rag-report=report.json",
+        "--rag-workers=4",
     )
     # 1 of 6 UNSUPPORTED: 5/6 = 0.83 >= 0.8 over the whole set, so it is tolerated
     assert result.parseoutcomes() == {"passed": 20, "tolerated": 2}
     counts = asked(openai_server)
     assert len(counts) == 16 and set(counts.values()) == {1}, counts
+    # one --rag-workers budget: two workers with 2 slots each, never more than 4 in flight
+    assert 2 <= openai_server.peak_in_flight <= 4, openai_server.peak_in_flight
+    # both workers wrote into one verdict cache, and no verdict was lost
+    cached = VerdictCache(http_project.path / ".rageval_cache").info()["verdicts"]
+    assert cached == openai_server.chat_requests
     # the controller alone prints the summary, with every question of every set
     for row in (
         "rag_alpha.yaml * faithfulness * 6 * 5 * 1 * 0 * 0 * 0.83 * 0.80 * ok",
@@ -103,19 +118,6 @@ def test_each_question_is_judged_once_whatever_the_dist_mode(
     sizes = {rag_set["id"]: len(rag_set["questions"]) for rag_set in report["sets"]}
     assert sizes == {"rag_alpha.yaml": 6, "rag_beta.yaml": 6, "test_app.py::test_answers": 4}
     assert report["complete"] is True
-
-
-def test_the_workers_share_one_budget(
-    http_project: pytest.Pytester, openai_server: FakeOpenAI
-) -> None:
-    two_files_and_a_test(http_project, n=16)
-    openai_server.delay = 0.05
-    result = http_project.runpytest_subprocess(
-        "-n", "2", "-p", "no:cacheprovider", "--rag-workers=4"
-    )
-    assert result.parseoutcomes() == {"passed": 40, "tolerated": 2}
-    # two workers with 2 slots each: never more than 4 requests in flight in all
-    assert 2 <= openai_server.peak_in_flight <= 4, openai_server.peak_in_flight
 
 
 def test_worker_share_splits_the_budget() -> None:
