@@ -190,6 +190,7 @@ class RagSession:
         self.written: list[tuple[str, Path, str | None]] = []
         """Each report file: what it is, where, and why it could not be written (or None)."""
         self._session: Any = None
+        self._failed_writing = False
         self._restore_signals: Callable[[], None] | None = None
         self._signalled: float | None = None
         self._raise_when_safe = False
@@ -725,6 +726,8 @@ class RagSession:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.config.option.collectonly:
+            return  # nothing ran: no summary, and no report replaces the last real one
         if self.cache is not None:  # now, so that a verdict that cannot be stored is said
             self.cache.flush()
         runner_stop = self._runner.stopped if self._runner is not None else None
@@ -759,6 +762,11 @@ class RagSession:
             }
             return
         self._write_reports(int(session.exitstatus))
+        if session.exitstatus == pytest.ExitCode.OK and any(error for *_, error in self.written):
+            # CI reads the file it asked for (a baseline, a comment): without it, a green
+            # run would hide that the next step has nothing, or last run's file, to read
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            self._failed_writing = True
 
     def _write_reports(self, exitstatus: int) -> None:
         """The JSON report, the Markdown summary (also onto a GitHub step summary) and the
@@ -992,6 +1000,11 @@ class RagSession:
                 terminalreporter.write_line(f"{label} written to {path}")
             else:
                 terminalreporter.write_line(f"{label} NOT written to {path}: {error}", red=True)
+        if self._failed_writing:
+            terminalreporter.write_line(
+                "the run fails (exit 1): a report it was asked for could not be written",
+                red=True,
+            )
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self._restore_signals is not None:
