@@ -47,8 +47,7 @@ def _full_disk() -> None:
 def test_a_report_a_full_disk_refuses_fails_the_run(project: pytest.Pytester) -> None:
     project.makefile(".yaml", rag_set=QUESTIONS)
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--rag-cache=off"]
-        + ["--rag-report=report.json"],
+        [sys.executable, "-m", "pytest", "--rag-cache=off", "--rag-report=report.json"],
         cwd=project.path,
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
         capture_output=True,
