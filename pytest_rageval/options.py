@@ -443,9 +443,9 @@ def resolve_settings(config: pytest.Config) -> Settings:
             )
     reask = config.getoption("rag_reask") or bool(config.getini("rag_reask"))
     workers = int(_number(config, "rag_workers", int, 1, DEFAULT_WORKERS) or DEFAULT_WORKERS)
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput and "rageval_workers" in workerinput:
-        workers = int(workerinput["rageval_workers"])  # this worker's share of the budget
+    from pytest_rageval.xdist import worker_workers
+
+    workers = worker_workers(config) or workers  # an xdist worker's share of the budget
     return Settings(
         workers=workers,
         timeout=_number(config, "rag_timeout", float, 0.001, DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT,

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -59,6 +59,9 @@ from pytest_rageval.verdicts import (
     question_record,
     set_rates,
 )
+
+if TYPE_CHECKING:
+    from pytest_rageval.xdist import WorkerOutput
 
 T = TypeVar("T")
 
@@ -738,28 +741,33 @@ class RagSession:
         elif session.shouldfail or session.shouldstop:
             self._stop(f"the run stopped early ({session.shouldfail or session.shouldstop})")
         self._keep_unreported()
-        workeroutput = getattr(self.config, "workeroutput", None)
+        worker = hasattr(self.config, "workeroutput")
         # a set can fail with no failed item to carry it (a confidence bound, a drop from
         # removed questions): the run fails, and the summary says why
         if (
-            workeroutput is None
+            not worker
             and session.exitstatus == pytest.ExitCode.OK
             and any(summary.unheld() for summary in self.summaries())
         ):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        if workeroutput is not None:  # an xdist worker: the controller reports
+        if worker:  # an xdist worker: the controller reports
+            from pytest_rageval.xdist import WorkerOutput, send
+
             # stopped, the controller may not have read every report we sent: all of them
             kept = 0 if self.stopped is not None else self._records_on_reports
-            workeroutput["rageval"] = {
-                "records": self.records[kept:],  # the rest came with the reports
-                "notices": self.notices(),
-                "metrics": sorted(self._metrics_seen),
-                "stopped": self.stopped,
-                "complete": self.complete,
-                "counts": self._runner.counts if self._runner is not None else {},
-                "usage": self._own_usage(),
-                "cache": self.cache.stats() if self.cache is not None else None,
-            }
+            send(
+                self.config,
+                WorkerOutput(
+                    records=self.records[kept:],  # the rest came with the reports
+                    notices=self.notices(),
+                    metrics=sorted(self._metrics_seen),
+                    stopped=self.stopped,
+                    complete=self.complete,
+                    counts=dict(self._runner.counts) if self._runner is not None else {},
+                    usage=self._own_usage(),
+                    cache=self.cache.stats() if self.cache is not None else None,
+                ),
+            )
             return
         self._write_reports(int(session.exitstatus))
         if session.exitstatus == pytest.ExitCode.OK and any(error for *_, error in self.written):
@@ -808,40 +816,38 @@ class RagSession:
         )
         return markdown.render_markdown(document, html=shown)
 
-    def merge_worker(self, output: Mapping[str, Any]) -> None:
+    def merge_worker(self, output: WorkerOutput) -> None:
         """On the xdist controller: what a worker alone knew (results of items that never
         ran, its warnings, why it stopped)."""
         # once per question: a cancelled worker sends every result it holds (some also
         # came with its reports) and a stand-in for each question of the sets it did
         # not start, which another worker may have run
         where = {(r.get("set"), r.get("id")): i for i, r in enumerate(self.records)}
-        for record in output.get("records", []):
+        for record in output["records"]:
             key = (record.get("set"), record.get("id"))
             if key not in where:
                 where[key] = len(self.records)
                 self.records.append(record)
             elif record.get("evaluated") and not self.records[where[key]].get("evaluated"):
                 self.records[where[key]] = record
-        self._worker_notices.extend(
-            n for n in output.get("notices", []) if n not in self._worker_notices
-        )
-        self._metrics_seen.update(output.get("metrics", []))
-        self._worker_counts.update(output.get("counts") or {})
+        self._worker_notices.extend(n for n in output["notices"] if n not in self._worker_notices)
+        self._metrics_seen.update(output["metrics"])
+        self._worker_counts.update(output["counts"])
         for kind in ("usage", "saved", "models"):
-            for name, value in ((output.get("usage") or {}).get(kind) or {}).items():
+            for name, value in (output["usage"].get(kind) or {}).items():
                 if kind == "models":
                     self._worker_usage["models"].setdefault(name, value)
                 else:
                     self._worker_usage[kind].setdefault(name, usage.Meter()).add(value)
-        worker_cache = output.get("cache") or {}
+        worker_cache = output["cache"] or {}
         for counter in ("replayed", "recorded"):
             self._worker_cache["counters"][counter] += worker_cache.get(counter, 0)
         for metric, seen in (worker_cache.get("metrics") or {}).items():
             self._worker_cache["hits"][metric] += seen.get("hits", 0)
             self._worker_cache["misses"][metric] += seen.get("misses", 0)
-        if not output.get("complete", True):
+        if not output["complete"]:
             self.complete = False
-        self.stopped = self.stopped or output.get("stopped")
+        self.stopped = self.stopped or output["stopped"]
 
     def _keep_unreported(self) -> None:
         """Results that finished but whose items never ran (Ctrl-C, -x, --maxfail), and

@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 
@@ -43,6 +43,34 @@ OUTPUT = "rageval"
 SCOPE_PREFIX = "rageval set "
 OUTPUT_WAIT_SECONDS = 5.0
 """How long a cancelled controller waits for its workers' results (CI kills at 7.5 s)."""
+
+
+class WorkerOutput(TypedDict):
+    """What a worker alone knows, sent to the controller once its session ends (through
+    xdist's ``workeroutput``, under :data:`OUTPUT`) and merged there by the session."""
+
+    records: list[dict[str, Any]]
+    """Question records the controller cannot have from the worker's reports: of items
+    that never ran, or, when the worker was stopped, all it holds (merged once each)."""
+    notices: list[str]
+    metrics: list[str]
+    """Every metric the worker's sets were judged on."""
+    stopped: str | None
+    complete: bool
+    counts: dict[str, int]
+    """The worker's runner's counts (app calls, judge calls, retries)."""
+    usage: dict[str, Any]
+    cache: dict[str, Any] | None
+
+
+def send(config: pytest.Config, output: WorkerOutput) -> bool:
+    """On a worker: hand ``output`` to the controller; False on the controller (or
+    without xdist), where there is nobody to send it to."""
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is None:
+        return False
+    workeroutput[OUTPUT] = output
+    return True
 
 
 def worker_share(workers: int, index: int, count: int) -> int:
@@ -149,12 +177,13 @@ class RagXdist:
         workerid = str(node.gateway.id)
         if workerid in self._merged:
             return True
-        output = getattr(node, "workeroutput", None)
-        if output is None:
+        workeroutput = getattr(node, "workeroutput", None)
+        if workeroutput is None:
             return False
         self._merged.add(workerid)
-        if output.get(OUTPUT):
-            self.config.stash[SESSION_KEY].merge_worker(output[OUTPUT])
+        output: WorkerOutput | None = workeroutput.get(OUTPUT)
+        if output:
+            self.config.stash[SESSION_KEY].merge_worker(output)
         return True
 
     @pytest.hookimpl(wrapper=True)
