@@ -50,6 +50,7 @@ from pytest_rageval.verdicts import (
     MetricRate,
     MetricResult,
     Outcome,
+    QuestionRecord,
     Tally,
     explain,
     metric_results,
@@ -122,7 +123,7 @@ class RagSet:
             self.tally.add(metrics)
             self.changed.notify_all()
 
-    def tag(self, record: dict[str, Any]) -> dict[str, Any]:
+    def tag(self, record: QuestionRecord) -> QuestionRecord:
         """``record`` with what reports group and gate it by: its set and the set's gate,
         and what the baseline said of it."""
         record["set"] = self.name
@@ -187,7 +188,7 @@ class RagSession:
         self._sets: list[RagSet] = []
         self._reported: set[str] = set()
         self._metrics_seen: set[str] = set()
-        self.records: list[dict[str, Any]] = []
+        self.records: list[QuestionRecord] = []
         self.complete = True
         self.stopped: str | None = None
         self.written: list[tuple[str, Path, str | None]] = []
@@ -675,7 +676,7 @@ class RagSession:
             raise cause
         raise RagQuestionError(message) from cause  # pragma: no cover
 
-    def _keep(self, item: pytest.Item, record: dict[str, Any]) -> None:
+    def _keep(self, item: pytest.Item, record: QuestionRecord) -> None:
         item.stash[SET_KEY].tag(record)
         item.user_properties.append(("rag.outcome", record["outcome"]))
         item.stash[RECORD_KEY] = record

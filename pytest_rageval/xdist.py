@@ -36,6 +36,7 @@ from typing import Any, TypedDict
 import pytest
 
 from pytest_rageval.keys import SESSION_KEY, SETTINGS_KEY
+from pytest_rageval.verdicts import QuestionRecord
 
 SETS_DIR = "rageval_sets_dir"
 WORKERS = "rageval_workers"
@@ -49,7 +50,7 @@ class WorkerOutput(TypedDict):
     """What a worker alone knows, sent to the controller once its session ends (through
     xdist's ``workeroutput``, under :data:`OUTPUT`) and merged there by the session."""
 
-    records: list[dict[str, Any]]
+    records: list[QuestionRecord]
     """Question records the controller cannot have from the worker's reports: of items
     that never ran, or, when the worker was stopped, all it holds (merged once each)."""
     notices: list[str]
