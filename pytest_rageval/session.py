@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import _thread
 import contextlib
-import functools
 import inspect
 import itertools
 import os
 import re
-import signal
 import sys
 import threading
 import time
@@ -24,6 +21,7 @@ import pytest
 from pytest_rageval import judges, usage
 from pytest_rageval.baseline import BaselineSet
 from pytest_rageval.cache import VerdictCache
+from pytest_rageval.interrupts import InterruptGuard
 from pytest_rageval.keys import (
     PROBLEM_KEY,
     QUESTION_FILE_KEY,
@@ -65,9 +63,6 @@ if TYPE_CHECKING:
     from pytest_rageval.xdist import WorkerOutput
 
 T = TypeVar("T")
-
-REPEAT_SECONDS = 2.0
-"""A second Ctrl-C or SIGTERM this soon after the first is the same cancel."""
 
 
 class RagSetupError(Exception):
@@ -195,16 +190,7 @@ class RagSession:
         """Each report file: what it is, where, and why it could not be written (or None)."""
         self._session: Any = None
         self._failed_writing = False
-        self._restore_signals: Callable[[], None] | None = None
-        self._signalled: float | None = None
-        self._raise_when_safe = False
-        self.dispatches = False
-        """True on the xdist controller, which runs no test but hands them out."""
-        self.signal_listeners: list[Callable[[int], None]] = []
-        """Called with the signal on the first Ctrl-C or SIGTERM (xdist: the workers)."""
-        self._waiting = False
-        self._interrupt_pending = False
-        self._looping = False
+        self.interrupts = InterruptGuard(self._cancelled)
         self._records_on_reports = 0
         self._worker_notices: list[str] = []
         self._clear_notices: list[str] = []
@@ -267,107 +253,26 @@ class RagSession:
             clearing.close()
             self._clear_notices = clearing.notices
         self._session = session
-        self._watch_signals()
+        self.interrupts.install()
         if hasattr(self.config, "workerinput"):
             from pytest_rageval.xdist import announce_pid
 
             announce_pid(self.config)
 
-    def _watch_signals(self) -> None:
-        """Stop the runner the moment Ctrl-C or SIGTERM arrives, wherever pytest is then.
-
-        Python raises KeyboardInterrupt wherever the main thread happens to be; inside a
-        finalizer it is lost as an "unraisable" exception, and elsewhere it can take a
-        while to reach a hook. Until then every slot would keep sending paid requests.
-        The previous handler still runs, so pytest sees its KeyboardInterrupt as usual.
-
-        SIGTERM is how CI cancels a job (GitHub Actions after SIGINT, others and
-        ``timeout`` alone), so unless someone else handles it, it is Ctrl-C too: what
-        finished is kept and every report is written, where by default Python would die
-        at once with nothing. A repeat within ``REPEAT_SECONDS`` is the same cancel (a
-        terminal's Ctrl-C reaches every process of the group, which the xdist controller
-        then passes on to its workers); a later one goes to pytest as a second Ctrl-C.
-        """
-        if threading.current_thread() is not threading.main_thread():
-            return
-        restore: list[tuple[int, Any]] = []
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            installed = signal.getsignal(signum)
-            previous = installed
-            if signum == signal.SIGTERM and installed == signal.SIG_DFL:
-                previous = signal.default_int_handler
-            if not callable(previous):
-                continue  # SIG_IGN, or SIGINT's SIG_DFL: not ours to interpret
-            signal.signal(signum, self._on_signal(previous))
-            restore.append((signum, installed))
-
-        def restore_all() -> None:
-            for signum, handler in restore:
-                signal.signal(signum, handler)
-
-        self._restore_signals = restore_all
-
-    def _on_signal(self, previous: Callable[[int, Any], Any]) -> Callable[[int, Any], Any]:
-        def on_signal(signum: int, frame: Any) -> Any:
-            now = time.monotonic()
-            if self._raise_when_safe:  # the xdist controller, cancelled in pytest's code
-                if _in_pytest_machinery(frame):
-                    return None
-                self._raise_when_safe = False
-                return previous(signum, frame)
-            if self._signalled is not None and now - self._signalled < REPEAT_SECONDS:
-                return None  # the same cancel, reaching us twice
-            first = self._signalled is None
-            self._signalled = now
-            reason = "interrupted" if signum == signal.SIGINT else "interrupted (SIGTERM)"
-            self.stopped = self.stopped or reason
-            if self._runner is not None:
-                self._runner.stop(reason, wait=False)
-            if first:
-                for listener in self.signal_listeners:
-                    with contextlib.suppress(Exception):
-                        listener(signum)
-            self._session.shouldstop = reason
-            if self.dispatches:
-                # the xdist controller runs no test and none of our waits: its loop
-                # ends now, or as soon as the main thread is out of pytest's own code
-                if not _in_pytest_machinery(frame):
-                    return previous(signum, frame)
-                self._raise_when_safe = True
-                threading.Thread(target=self._interrupt_soon, args=(signum,), daemon=True).start()
-                return None
-            if (
-                self._looping
-                and not self._interrupt_pending
-                and (self._waiting or _in_pytest_machinery(frame))
-            ):
-                # A KeyboardInterrupt raised mid-instruction in pytest's own code can
-                # carry a traceback entry without a line, on which pytest's report of it
-                # fails (INTERNALERROR, exit 1) on Python 3.11. So here it is raised in
-                # our own frame once a wait on the runner is over (milliseconds, as the
-                # runner has stopped), or shouldstop ends the run at the next item.
-                # Interrupting the user's own code, and a second Ctrl-C, go to pytest.
-                self._interrupt_pending = True
-                return None
-            return previous(signum, frame)
-
-        return on_signal
-
-    def _interrupt_soon(self, signum: int) -> None:
-        """Run the signal's handler in the main thread again until it has raised."""
-        for _ in range(500):
-            time.sleep(0.01)
-            if not self._raise_when_safe:
-                return
-            _thread.interrupt_main(signal.Signals(signum))
+    def _cancelled(self, reason: str) -> None:
+        """Ctrl-C or SIGTERM (in the signal handler): stop spending now."""
+        self.stopped = self.stopped or reason
+        if self._runner is not None:
+            self._runner.stop(reason, wait=False)
+        self._session.shouldstop = reason
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
-        self._looping = True
+        self.interrupts.looping = True
         try:
             return (yield)
         finally:
-            self._looping = False
+            self.interrupts.looping = False
 
     # -- collection: group the selected questions into sets -----------------------------
 
@@ -506,19 +411,7 @@ class RagSession:
         if rset.problem is not None:
             item.stash[PROBLEM_KEY] = rset.problem
             return None
-        return self._wait(rset.result, item.nodeid)
-
-    def _wait(self, wait: Callable[..., T], *args: Any) -> T:
-        """Wait on the runner; a Ctrl-C meanwhile is raised here, once the wait is over."""
-        self._waiting = True
-        try:
-            value = wait(*args)
-        finally:
-            self._waiting = False
-        if self._interrupt_pending:
-            self._interrupt_pending = False
-            raise KeyboardInterrupt
-        return value
+        return self.interrupts.wait(rset.result, item.nodeid)
 
     def _submit(self, rset: RagSet, engine: Any, evaluators: Mapping[str, Any]) -> None:
         rset.metrics = tuple(evaluators)
@@ -639,13 +532,13 @@ class RagSession:
         rset = item.stash[SET_KEY]
         if not rset.submitted:
             return
-        result = self._wait(rset.result, item.nodeid)
+        result = self.interrupts.wait(rset.result, item.nodeid)
         metrics = metric_results(result)
         question = result.question
         rates: dict[str, MetricRate] | None = None
         newly = rset.newly(question.id, metrics)
         if needs_set(metrics, result.error, question.must_pass):
-            verdict, rates = self._wait(rset.decide, metrics, newly)
+            verdict, rates = self.interrupts.wait(rset.decide, metrics, newly)
         else:
             verdict = outcome(metrics, result.error, question.must_pass, None)
         record = question_record(result, metrics, verdict)
@@ -1014,9 +907,7 @@ class RagSession:
             )
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        if self._restore_signals is not None:
-            self._restore_signals()
-            self._restore_signals = None
+        self.interrupts.uninstall()
         if self._runner is not None:
             self._runner.close()
         if self.cache is not None:
@@ -1196,30 +1087,6 @@ def _first_exception(result: QuestionResult) -> BaseException | None:
         exc = result.exceptions.get(where)
         return None if exc is None or isinstance(exc, GaveUp) else exc
     return None
-
-
-def _in_pytest_machinery(frame: Any) -> bool:
-    """Whether the main thread was interrupted in pytest's, pluggy's or our own code (past
-    any standard library frames they called), not in the user's."""
-    stdlib = os.path.dirname(os.__file__) + os.sep
-    while frame is not None:
-        filename: str = frame.f_code.co_filename
-        if filename.startswith("<frozen") or (
-            filename.startswith(stdlib) and "site-packages" not in filename
-        ):
-            frame = frame.f_back
-            continue
-        return filename.startswith(_machinery())
-    return True
-
-
-@functools.cache
-def _machinery() -> tuple[str, ...]:
-    import _pytest
-    import pluggy
-
-    modules = (pytest, _pytest, pluggy, sys.modules[__package__ or "pytest_rageval"])
-    return tuple(os.path.dirname(m.__file__ or "") + os.sep for m in modules if m.__file__)
 
 
 def _hide_for_app_errors(excinfo: pytest.ExceptionInfo[BaseException]) -> bool:

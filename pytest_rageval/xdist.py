@@ -149,8 +149,8 @@ class RagXdist:
         self._nodes: list[Any] = []
         self._merged: set[str] = set()
         rag = config.stash[SESSION_KEY]
-        rag.dispatches = True
-        rag.signal_listeners.append(self.forward)
+        rag.interrupts.dispatches = True
+        rag.interrupts.listeners.append(self.forward)
 
     def pytest_configure_node(self, node: Any) -> None:
         settings = self.config.stash[SETTINGS_KEY]
