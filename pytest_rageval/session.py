@@ -100,10 +100,10 @@ class RagSet:
     """Whether its questions went to the runner (when its first item ran)."""
     results: dict[str, QuestionResult] = field(default_factory=dict)
     problem: str | None = None
+    """Why none of the set's questions can be evaluated (e.g. no metric applies)."""
     setup_error: str | None = None
     """Why its questions were never asked when a fixture they need raised (the items fail
     with the fixture's own traceback; this is what the summary and the report say)."""
-    """Why none of the set's questions can be evaluated (e.g. no metric applies)."""
     metrics: tuple[str, ...] = ()
     applicable: dict[str, tuple[str, ...]] = field(default_factory=dict)
     tally: Tally | None = None
@@ -196,9 +196,7 @@ class RagSession:
         self._clear_notices: list[str] = []
         self._shared: dict[tuple[object, object], tuple[Any, Any]] = {}
         self.cache = (
-            VerdictCache(settings.cache_dir, settings.cache)  # type: ignore[arg-type]
-            if settings.cache != "off"
-            else None
+            VerdictCache(settings.cache_dir, settings.cache) if settings.cache != "off" else None
         )
         self._worker_counts: Counter[str] = Counter()
         self._summaries: list[SetSummary] | None = None
