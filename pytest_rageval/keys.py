@@ -9,7 +9,8 @@ import pytest
 if TYPE_CHECKING:
     from pytest_rageval.options import Settings
     from pytest_rageval.questions import Question, QuestionFile
-    from pytest_rageval.session import RagSession, RagSet
+    from pytest_rageval.session import RagSession
+    from pytest_rageval.sets import RagSet
     from pytest_rageval.verdicts import QuestionRecord
 
 SETTINGS_KEY: pytest.StashKey[Settings] = pytest.StashKey()
