@@ -11,11 +11,11 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
-from pytest_rageval import judges, usage
+from pytest_rageval import judges
 from pytest_rageval.cache import VerdictCache
 from pytest_rageval.interrupts import InterruptGuard
 from pytest_rageval.keys import (
@@ -36,6 +36,7 @@ from pytest_rageval.text import well_formed
 from pytest_rageval.thresholds import (
     closest,
 )
+from pytest_rageval.totals import Totals, WorkerOutput, own_usage
 from pytest_rageval.verdicts import (
     MetricRate,
     QuestionRecord,
@@ -47,9 +48,6 @@ from pytest_rageval.verdicts import (
     question_record,
     set_rates,
 )
-
-if TYPE_CHECKING:
-    from pytest_rageval.xdist import WorkerOutput
 
 T = TypeVar("T")
 
@@ -83,21 +81,15 @@ class RagSession:
         self._failed_writing = False
         self.interrupts = InterruptGuard(self._cancelled)
         self._records_on_reports = 0
-        self._worker_notices: list[str] = []
         self._clear_notices: list[str] = []
         self._shared: dict[tuple[object, object], tuple[Any, Any]] = {}
         self.cache = (
             VerdictCache(settings.cache_dir, settings.cache) if settings.cache != "off" else None
         )
-        self._worker_counts: Counter[str] = Counter()
         self._summaries: list[SetSummary] | None = None
         self._summarized = -1
-        self._worker_usage: dict[str, dict[str, Any]] = {"usage": {}, "saved": {}, "models": {}}
-        self._worker_cache: dict[str, Counter[str]] = {
-            "hits": Counter(),
-            "misses": Counter(),
-            "counters": Counter(),
-        }
+        self.totals = Totals()
+        """What the workers counted (xdist)."""
 
     @property
     def runner(self) -> Runner:
@@ -452,7 +444,7 @@ class RagSession:
         ):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if worker:  # an xdist worker: the controller reports
-            from pytest_rageval.xdist import WorkerOutput, send
+            from pytest_rageval.xdist import send
 
             # stopped, the controller may not have read every report we sent: all of them
             kept = 0 if self.stopped is not None else self._records_on_reports
@@ -465,7 +457,7 @@ class RagSession:
                     stopped=self.stopped,
                     complete=self.complete,
                     counts=dict(self._runner.counts) if self._runner is not None else {},
-                    usage=self._own_usage(),
+                    usage=own_usage(self._runner),
                     cache=self.cache.stats() if self.cache is not None else None,
                 ),
             )
@@ -531,21 +523,8 @@ class RagSession:
                 self.records.append(record)
             elif record.get("evaluated") and not self.records[where[key]].get("evaluated"):
                 self.records[where[key]] = record
-        self._worker_notices.extend(n for n in output["notices"] if n not in self._worker_notices)
+        self.totals.add(output)
         self._metrics_seen.update(output["metrics"])
-        self._worker_counts.update(output["counts"])
-        for kind in ("usage", "saved", "models"):
-            for name, value in (output["usage"].get(kind) or {}).items():
-                if kind == "models":
-                    self._worker_usage["models"].setdefault(name, value)
-                else:
-                    self._worker_usage[kind].setdefault(name, usage.Meter()).add(value)
-        worker_cache = output["cache"] or {}
-        for counter in ("replayed", "recorded"):
-            self._worker_cache["counters"][counter] += worker_cache.get(counter, 0)
-        for metric, seen in (worker_cache.get("metrics") or {}).items():
-            self._worker_cache["hits"][metric] += seen.get("hits", 0)
-            self._worker_cache["misses"][metric] += seen.get("misses", 0)
         if not output["complete"]:
             self.complete = False
         self.stopped = self.stopped or output["stopped"]
@@ -608,71 +587,28 @@ class RagSession:
         document["notices"] = self.notices()
         document["settings"] = self.settings.to_json()
         document["versions"] = versions(self.settings.judge.model)
-        counts = Counter(self._worker_counts)
-        counts.update(self._runner.counts if self._runner is not None else {})
         document["timing"] = {
             "wall_seconds": round(time.monotonic() - self._started, 3),
-            **{key: counts[key] for key in ("app_calls", "judge_calls", "retries")},
+            **self.totals.run_counts(self._runner),
         }
         document["cache"] = self.cache_stats()
         document["usage"] = self.usage_report()
         return document
 
-    def _own_usage(self) -> dict[str, Any]:
-        runner = self._runner
-        if runner is None:
-            return {}
-        return {
-            "usage": {name: meter.to_json() for name, meter in runner.usage.items()},
-            "saved": {name: meter.to_json() for name, meter in runner.saved.items()},
-            "models": dict(runner.judge_models),
-        }
-
     def usage_report(self) -> dict[str, Any]:
-        """Tokens per metric and for the app (``query``), what the cache saved, and the
-        cost when ``rag_prices`` knows the models; this process's and its workers'."""
-        totals: dict[str, dict[str, usage.Meter]] = {"usage": {}, "saved": {}}
-        models = dict(self._worker_usage["models"])
-        own = self._own_usage()
-        models.update(own.get("models", {}))
-        for kind in ("usage", "saved"):
-            for source in (self._worker_usage[kind], own.get(kind, {})):
-                for name, value in source.items():
-                    totals[kind].setdefault(name, usage.Meter()).add(value)
-        prices = self.settings.prices
-        report: dict[str, Any] = {}
-        for name in sorted(set(totals["usage"]) | set(totals["saved"])):
-            spent = totals["usage"].get(name, usage.Meter()).to_json()
-            saved = totals["saved"].get(name, usage.Meter()).to_json()
-            answered = list(spent["models"]) + list(saved["models"])
-            price = usage.price_of(prices, models.get(name), answered)
-            report[name] = {
-                **spent,
-                "cost": usage.cost(spent, price),
-                "saved": {**saved, "cost": usage.cost(saved, price)},
-            }
-        return report
+        """Tokens, what the cache saved and the cost, this process's and its workers'."""
+        return self.totals.usage_report(self._runner, self.settings.prices)
 
     def cache_stats(self) -> dict[str, Any] | None:
         """Verdict cache hits and misses per metric, this process's and its workers'."""
-        if self.cache is None:
-            return None
-        stats = self.cache.stats()
-        for counter in ("replayed", "recorded"):
-            stats[counter] += self._worker_cache["counters"][counter]
-        hits = self._worker_cache["hits"] + self.cache.hits
-        misses = self._worker_cache["misses"] + self.cache.misses
-        stats["metrics"] = {
-            m: {"hits": hits[m], "misses": misses[m]} for m in sorted(set(hits) | set(misses))
-        }
-        return stats
+        return self.totals.cache_stats(self.cache)
 
     def notices(self) -> list[str]:
         """Warnings for the user: from the runner, and ini thresholds no set used."""
         notices = list(self._runner.notices) if self._runner is not None else []
         if self.cache is not None:
             notices.extend(self.cache.notices)
-        notices.extend(n for n in self._clear_notices + self._worker_notices if n not in notices)
+        notices.extend(n for n in self._clear_notices + self.totals.notices if n not in notices)
         if self._metrics_seen:
             for metric in self.settings.thresholds:
                 if metric not in self._metrics_seen:

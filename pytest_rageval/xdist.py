@@ -31,12 +31,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import pytest
 
 from pytest_rageval.keys import SESSION_KEY, SETTINGS_KEY
-from pytest_rageval.verdicts import QuestionRecord
+from pytest_rageval.totals import WorkerOutput
 
 SETS_DIR = "rageval_sets_dir"
 WORKERS = "rageval_workers"
@@ -44,24 +44,6 @@ OUTPUT = "rageval"
 SCOPE_PREFIX = "rageval set "
 OUTPUT_WAIT_SECONDS = 5.0
 """How long a cancelled controller waits for its workers' results (CI kills at 7.5 s)."""
-
-
-class WorkerOutput(TypedDict):
-    """What a worker alone knows, sent to the controller once its session ends (through
-    xdist's ``workeroutput``, under :data:`OUTPUT`) and merged there by the session."""
-
-    records: list[QuestionRecord]
-    """Question records the controller cannot have from the worker's reports: of items
-    that never ran, or, when the worker was stopped, all it holds (merged once each)."""
-    notices: list[str]
-    metrics: list[str]
-    """Every metric the worker's sets were judged on."""
-    stopped: str | None
-    complete: bool
-    counts: dict[str, int]
-    """The worker's runner's counts (app calls, judge calls, retries)."""
-    usage: dict[str, Any]
-    cache: dict[str, Any] | None
 
 
 def send(config: pytest.Config, output: WorkerOutput) -> bool:
