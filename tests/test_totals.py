@@ -9,7 +9,6 @@ import pytest
 from pytest_rageval.cache import VerdictCache
 from pytest_rageval.totals import Totals, WorkerOutput
 
-
 NOTHING = {
     "records": [],
     "notices": [],
