@@ -10,7 +10,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Generator, Mapping
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -27,8 +26,7 @@ from pytest_rageval.keys import (
 from pytest_rageval.options import Settings
 from pytest_rageval.questions import as_question
 from pytest_rageval.redaction import redact, redact_in_place
-from pytest_rageval.reports import html, markdown, terminal
-from pytest_rageval.reports import json as json_report
+from pytest_rageval.reports import document, terminal
 from pytest_rageval.reports.summary import SetSummary, summarize
 from pytest_rageval.runner import GaveUp, QuestionResult, Runner, describe
 from pytest_rageval.sets import RagSet, form_sets, new_set
@@ -75,7 +73,7 @@ class RagSession:
         self.records: list[QuestionRecord] = []
         self.complete = True
         self.stopped: str | None = None
-        self.written: list[tuple[str, Path, str | None]] = []
+        self.written: list[document.Written] = []
         """Each report file: what it is, where, and why it could not be written (or None)."""
         self._session: Any = None
         self._failed_writing = False
@@ -470,44 +468,15 @@ class RagSession:
             self._failed_writing = True
 
     def _write_reports(self, exitstatus: int) -> None:
-        """The JSON report, the Markdown summary (also onto a GitHub step summary) and the
-        HTML report, as asked for; a file that cannot be written is said in the summary."""
-        settings = self.settings
-        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        outputs: list[tuple[str, Path | None, Callable[[dict[str, Any]], str]]] = [
-            ("rag report", settings.report, json_report.dumps),
-            ("rag markdown summary", settings.markdown, self._markdown),
-            ("rag html report", settings.html, html.render_html),
-        ]
-        if not step_summary and all(path is None for _, path, _ in outputs):
+        """Every report asked for, from one document; a file that cannot be written is
+        said in the summary."""
+        if not document.wanted(self.settings):
             return
-        document = self.json_report(exitstatus)
-        self.config.hook.pytest_rageval_update_report(config=self.config, report=document)
-        for label, path, render in outputs:
-            if path is None:
-                continue
-            try:
-                json_report.write_atomic(path, render(document))
-            except (OSError, ValueError, TypeError) as exc:
-                self.written.append((label, path, f"{type(exc).__name__}: {exc}"))
-            else:
-                self.written.append((label, path, None))
-        if step_summary:
-            try:
-                with open(step_summary, "a", encoding="utf-8") as summary:
-                    summary.write(self._markdown(document))
-            except OSError as exc:
-                self.written.append(("GitHub step summary", Path(step_summary), str(exc)))
-
-    def _markdown(self, document: dict[str, Any]) -> str:
-        html_path = self.settings.html
-        # as the user would type it: relative to where pytest ran
-        shown = (
-            None
-            if html_path is None
-            else os.path.relpath(html_path, self.config.invocation_params.dir)
+        report = self.json_report(exitstatus)
+        self.config.hook.pytest_rageval_update_report(config=self.config, report=report)
+        self.written.extend(
+            document.write(report, self.settings, self.config.invocation_params.dir)
         )
-        return markdown.render_markdown(document, html=shown)
 
     def merge_worker(self, output: WorkerOutput) -> None:
         """On the xdist controller: what a worker alone knew (results of items that never
@@ -577,23 +546,20 @@ class RagSession:
 
     def json_report(self, exitstatus: int) -> dict[str, Any]:
         """The ``--rag-report`` document of this run, which ended with ``exitstatus``."""
-        summaries = self.summaries()
-        document = json_report.json_report(
-            summaries, text=self.settings.report_text, baseline=self.settings.baseline
+        return document.build(
+            self.summaries(),
+            self.settings,
+            exitstatus=exitstatus,
+            complete=self.complete,
+            stopped=self.stopped,
+            notices=self.notices(),
+            timing={
+                "wall_seconds": round(time.monotonic() - self._started, 3),
+                **self.totals.run_counts(self._runner),
+            },
+            cache=self.cache_stats(),
+            usage=self.usage_report(),
         )
-        document["complete"] = self.complete
-        document["stopped"] = self.stopped
-        document["gate"] = json_report.gate(document, exitstatus)
-        document["notices"] = self.notices()
-        document["settings"] = self.settings.to_json()
-        document["versions"] = versions(self.settings.judge.model)
-        document["timing"] = {
-            "wall_seconds": round(time.monotonic() - self._started, 3),
-            **self.totals.run_counts(self._runner),
-        }
-        document["cache"] = self.cache_stats()
-        document["usage"] = self.usage_report()
-        return document
 
     def usage_report(self) -> dict[str, Any]:
         """Tokens, what the cache saved and the cost, this process's and its workers'."""
@@ -655,21 +621,6 @@ class RagSession:
             self._runner.close()
         if self.cache is not None:
             self.cache.close()  # commits the verdicts gathered since the last batch
-
-
-def versions(judge_model: str) -> dict[str, str | None]:
-    """What produced a report: package versions and the default judge's model."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    found: dict[str, str | None] = {}
-    for package in ("pytest-rageval", "llama-index-core", "pytest"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = None
-    found["python"] = sys.version.split()[0]
-    found["judge_model"] = judge_model
-    return found
 
 
 def _on_done(rset: RagSet) -> Callable[[str, QuestionResult | BaseException | None], None]:
@@ -856,7 +807,6 @@ def _trimmed(exc: BaseException) -> BaseException:
 def _ours(filename: str) -> bool:
     import asyncio
     import concurrent.futures as futures
-    import os
 
     roots = (
         os.path.dirname(__file__),
