@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import os
 import re
-import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Generator, Mapping
@@ -14,7 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from pytest_rageval import judges
+from pytest_rageval import callphase, judges
 from pytest_rageval.cache import VerdictCache
 from pytest_rageval.interrupts import InterruptGuard
 from pytest_rageval.keys import (
@@ -28,20 +26,16 @@ from pytest_rageval.questions import as_question
 from pytest_rageval.redaction import redact, redact_in_place
 from pytest_rageval.reports import document, terminal
 from pytest_rageval.reports.summary import SetSummary, summarize
-from pytest_rageval.runner import GaveUp, QuestionResult, Runner, describe
+from pytest_rageval.runner import QuestionResult, Runner, describe
 from pytest_rageval.sets import RagSet, form_sets, new_set
-from pytest_rageval.text import well_formed
 from pytest_rageval.thresholds import (
     closest,
 )
 from pytest_rageval.totals import Totals, WorkerOutput, own_usage
 from pytest_rageval.verdicts import (
-    MetricRate,
     QuestionRecord,
     Tally,
-    explain,
     metric_results,
-    needs_set,
     outcome,
     question_record,
     set_rates,
@@ -52,11 +46,6 @@ T = TypeVar("T")
 
 class RagSetupError(Exception):
     """Something the user must define or fix before questions can be evaluated."""
-
-
-class RagQuestionError(Exception):
-    """Before Python 3.11 (no exception notes): a question whose app or judge raised,
-    chained to that exception so pytest shows the app's own traceback above it."""
 
 
 class RagSession:
@@ -293,11 +282,11 @@ class RagSession:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
-        __tracebackhide__ = _hide_for_app_errors
+        __tracebackhide__ = callphase.hide_for_app_errors
         if SET_KEY not in item.stash and PROBLEM_KEY not in item.stash:
             return (yield)
         if PROBLEM_KEY in item.stash:  # e.g. rag_result could not get a query engine
-            self._fail_setup(item)
+            callphase.fail_setup(item)
         try:
             result = yield
         except KeyboardInterrupt:
@@ -307,69 +296,12 @@ class RagSession:
             raise
         except BaseException:
             if SET_KEY in item.stash and PROBLEM_KEY not in item.stash:
-                self._judge(item, fail=False)
+                callphase.judge(item, self.interrupts.wait, fail=False)
             raise
         if PROBLEM_KEY in item.stash:
-            self._fail_setup(item)
-        self._judge(item, fail=True)
+            callphase.fail_setup(item)
+        callphase.judge(item, self.interrupts.wait, fail=True)
         return result
-
-    def _fail_setup(self, item: pytest.Item) -> None:
-        __tracebackhide__ = _hide_for_app_errors
-        problem = item.stash[PROBLEM_KEY]
-        question = item.stash.get(QUESTION_KEY, None)
-        if question is not None and SET_KEY in item.stash:
-            record = question_record(QuestionResult(question), {}, "error")
-            record["error"] = redact(problem)
-            self._keep(item, record)
-        pytest.fail(problem, pytrace=False)
-
-    def _judge(self, item: pytest.Item, *, fail: bool) -> None:
-        __tracebackhide__ = _hide_for_app_errors
-        rset = item.stash[SET_KEY]
-        if not rset.submitted:
-            return
-        result = self.interrupts.wait(rset.result, item.nodeid)
-        metrics = metric_results(result)
-        question = result.question
-        rates: dict[str, MetricRate] | None = None
-        newly = rset.newly(question.id, metrics)
-        if needs_set(metrics, result.error, question.must_pass):
-            verdict, rates = self.interrupts.wait(rset.decide, metrics, newly)
-        else:
-            verdict = outcome(metrics, result.error, question.must_pass, None)
-        record = question_record(result, metrics, verdict)
-        before = rset.base.results.get(question.id) if rset.base is not None else None
-        for name, metric in metrics.items():
-            # pytest's JUnit writer escapes values but not names: a user's metric name
-            # with half an emoji would fail the whole file
-            prop = f"rag.{well_formed(name)}"
-            item.user_properties.append((f"{prop}.result", metric.result))
-            item.user_properties.append((f"{prop}.passing", metric.passing))
-            item.user_properties.append((f"{prop}.score", metric.score))
-            if before is not None and name in before:
-                item.user_properties.append((f"{prop}.baseline", before[name]))
-                flipped = {before[name], metric.result} == {"passing", "failing"}
-                item.user_properties.append((f"{prop}.flipped", flipped))
-        self._keep(item, record)
-        if not fail or verdict not in ("failed", "error"):
-            return
-        message = explain(record, rates, rset.name, newly)
-        cause = _first_exception(result)
-        if cause is None:
-            pytest.fail(message, pytrace=False)
-        cause = _trimmed(cause)
-        if sys.version_info >= (3, 11):
-            # the app's own exception and traceback, with what it means for the gate
-            if message not in getattr(cause, "__notes__", ()):
-                cause.add_note(message)
-            raise cause
-        raise RagQuestionError(message) from cause  # pragma: no cover
-
-    def _keep(self, item: pytest.Item, record: QuestionRecord) -> None:
-        item.stash[SET_KEY].tag(record)
-        item.user_properties.append(("rag.outcome", record["outcome"]))
-        item.stash[RECORD_KEY] = record
 
     # -- reporting ------------------------------------------------------------------------
 
@@ -772,48 +704,6 @@ def _nothing_applies(rset: RagSet, evaluators: Mapping[str, Any]) -> str | None:
         what = judges.needs(evaluator)
         needs.append(f"{name} needs {what}" if what else f"{name} does not apply")
     return f"no metric applied to any question of {rset.name}: {'; '.join(needs)}"
-
-
-def _first_exception(result: QuestionResult) -> BaseException | None:
-    """The exception behind a question's first error when it came from the user's code
-    (the app or an evaluator), not from the runner giving up on a transient failure."""
-    for where in result.errors:
-        exc = result.exceptions.get(where)
-        return None if exc is None or isinstance(exc, GaveUp) else exc
-    return None
-
-
-def _hide_for_app_errors(excinfo: pytest.ExceptionInfo[BaseException]) -> bool:
-    """Our frames are hidden above the app's own exception; a ``pytest.fail`` message
-    shows no frames anyway, and hiding them all would add pytest's "all hidden" note."""
-    return not isinstance(excinfo.value, pytest.fail.Exception)
-
-
-def _trimmed(exc: BaseException) -> BaseException:
-    """``exc`` with the runner's own frames cut from the front of its traceback (and of
-    its causes'), so that what pytest shows starts in the app's or the judge's code."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        tb = current.__traceback__
-        while tb is not None and _ours(tb.tb_frame.f_code.co_filename):
-            tb = tb.tb_next
-        current.__traceback__ = tb
-        current = current.__cause__ or current.__context__
-    return exc
-
-
-def _ours(filename: str) -> bool:
-    import asyncio
-    import concurrent.futures as futures
-
-    roots = (
-        os.path.dirname(__file__),
-        os.path.dirname(asyncio.__file__),
-        os.path.dirname(futures.__file__),
-    )
-    return filename.startswith(roots) or filename.endswith(("functools.py", "threading.py"))
 
 
 def _reason(stopped: str, settings: Settings) -> str:
