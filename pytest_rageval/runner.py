@@ -746,19 +746,25 @@ class Runner:
                 throttle.release()
             if failure is not None and failure.kind == "rate_limit":
                 throttle.rate_limited(started, failure.retry_after)
-            waited = failure.retry_after if failure is not None else None
-            if attempt >= retries or (waited is not None and waited > self.max_backoff):
+            asked = failure.retry_after if failure is not None else None
+            waited = retry.next_wait(
+                asked,
+                attempt,
+                retries,
+                backoff=self.backoff,
+                max_backoff=self.max_backoff,
+                rng=self._rng,
+            )
+            if waited is None:
                 message = retry.gave_up(
                     failure, attempt + 1, time.monotonic() - first, self.timeout
                 )
-                if waited is not None and waited > self.max_backoff and attempt < retries:
+                if asked is not None and asked > self.max_backoff and attempt < retries:
                     message += (
-                        f"; the server asked to wait {waited:g} s, more than --rag-max-backoff "
+                        f"; the server asked to wait {asked:g} s, more than --rag-max-backoff "
                         f"{self.max_backoff:g} s"
                     )
                 raise GaveUp(message) from last
-            if waited is None:
-                waited = retry.full_jitter(attempt, self.backoff, self.max_backoff, self._rng)
             await asyncio.sleep(waited)
         raise AssertionError("unreachable")  # pragma: no cover
 
