@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pytest_rageval import judges, retry, usage
@@ -34,6 +34,11 @@ from pytest_rageval.cache import from_json as cached_evaluation
 from pytest_rageval.cache import to_json as cacheable
 from pytest_rageval.questions import Question
 from pytest_rageval.redaction import redact_all
+from pytest_rageval.results import GaveUp as GaveUp
+from pytest_rageval.results import QuestionResult as QuestionResult
+from pytest_rageval.results import TaskTimeout as TaskTimeout
+from pytest_rageval.results import describe as describe
+from pytest_rageval.results import error_source as error_source
 from pytest_rageval.text import well_formed
 
 T = TypeVar("T")
@@ -41,53 +46,6 @@ K = TypeVar("K")
 
 BLOCKED_AFTER = 1.0
 """Seconds the loop may go without a heartbeat before the runner warns that it is blocked."""
-
-
-class TaskTimeout(TimeoutError):
-    """A query or evaluation that did not finish within the runner's per-task timeout."""
-
-
-class GaveUp(Exception):
-    """A transient failure that outlasted the retries; the message says what happened in
-    words (``rate limited by http://host/v1 (429) after 4 attempts over 38 s``)."""
-
-
-@dataclass(slots=True)
-class QuestionResult:
-    """What the runner learned about one question. Plain data, safe to keep after the run.
-
-    ``evaluations`` holds the llama-index ``EvaluationResult`` of every evaluator that
-    returned one; ``errors`` maps ``"query"`` or an evaluator name to a message.
-    ``contexts`` is None when the app returned a plain string (no contexts at all).
-    """
-
-    question: Question
-    response: str | None = None
-    contexts: list[str] | None = field(default_factory=list)
-    evaluations: dict[str, Any] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-    applicable: tuple[str, ...] = ()
-    """The metrics that apply to this question, in evaluator order."""
-    skipped: tuple[str, ...] = ()
-    """Metrics that do not apply to this question (e.g. correctness without a reference)."""
-    exceptions: dict[str, BaseException] = field(default_factory=dict, repr=False)
-    """The exception behind each error (with the app's or judge's traceback)."""
-    evaluated: bool = True
-    """False when the run stopped (deadline, interrupt, -x) before this question finished."""
-    votes: dict[str, list[Any]] = field(default_factory=dict)
-    """With ``repeat`` > 1: every vote of each evaluator (``evaluations`` holds vote 1)."""
-    sources: list[list[str]] | None = None
-    """Each retrieved node's ids (document id, file name); None without nodes."""
-
-    @property
-    def error(self) -> str | None:
-        """The first error, with where it happened, or None."""
-        for where, message in self.errors.items():
-            exc = self.exceptions.get(where)
-            if exc is not None and not isinstance(exc, GaveUp):
-                return f"{error_source(where)} raised {message}"
-            return f"{error_source(where)}: {message}"
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +56,6 @@ class Answered:
 
     response: str | None
     contexts: list[str] | None
-
-
-def error_source(where: str) -> str:
-    """``query engine`` or ``evaluator 'faithfulness'``: who an error belongs to."""
-    return "query engine" if where == "query" else f"evaluator {where!r}"
 
 
 class DaemonThreads(concurrent.futures.Executor):
@@ -859,15 +812,6 @@ def _blocking_culprit(frame: Any) -> tuple[object, str] | None:
             )
         frame = frame.f_back
     return None
-
-
-def describe(exc: BaseException) -> str:
-    """What went wrong, for reports: the words of a :class:`GaveUp`, ``"Type: message"``
-    for anything else."""
-    text = well_formed(str(exc).strip())
-    if isinstance(exc, GaveUp):
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 async def _as_coroutine(awaitable: Awaitable[T]) -> T:

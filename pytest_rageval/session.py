@@ -37,7 +37,8 @@ from pytest_rageval.redaction import redact, redact_in_place
 from pytest_rageval.reports import html, markdown, terminal
 from pytest_rageval.reports import json as json_report
 from pytest_rageval.reports.summary import SetSummary, summarize
-from pytest_rageval.runner import GaveUp, QuestionResult, Runner, describe
+from pytest_rageval.results import GaveUp, QuestionResult, describe
+from pytest_rageval.runner import Runner
 from pytest_rageval.text import well_formed
 from pytest_rageval.thresholds import (
     Layer,
