@@ -12,20 +12,16 @@ are not all left waiting on the last queries with the rest of the pool idle.
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import contextlib
-import contextvars
 import functools
-import inspect
 import itertools
-import queue
 import random
 import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from types import FrameType
 from typing import Any, TypeVar
 
 from pytest_rageval import judges, retry, usage
@@ -39,136 +35,15 @@ from pytest_rageval.results import QuestionResult as QuestionResult
 from pytest_rageval.results import TaskTimeout as TaskTimeout
 from pytest_rageval.results import describe as describe
 from pytest_rageval.results import error_source as error_source
-from pytest_rageval.text import well_formed
+from pytest_rageval.runner import engines
+from pytest_rageval.runner.backlog import Backlog
+from pytest_rageval.runner.engines import Answered as Answered
+from pytest_rageval.runner.loop import BLOCKED_AFTER as BLOCKED_AFTER
+from pytest_rageval.runner.loop import LoopThread
+from pytest_rageval.runner.threads import DaemonThreads as DaemonThreads
 
 T = TypeVar("T")
 K = TypeVar("K")
-
-BLOCKED_AFTER = 1.0
-"""Seconds the loop may go without a heartbeat before the runner warns that it is blocked."""
-
-
-@dataclass(frozen=True, slots=True)
-class Answered:
-    """An answer given in advance, in place of the query engine: the question is only
-    judged (``BatchRunner.evaluate_responses`` / ``evaluate_response_strs``). None where
-    the caller gave nothing, as llama-index's ``BatchEvalRunner`` passes it on."""
-
-    response: str | None
-    contexts: list[str] | None
-
-
-class DaemonThreads(concurrent.futures.Executor):
-    """Threads for sync query engines and callables that never hold up the process.
-
-    A call that times out is abandoned: its thread stays busy, a new call gets a new
-    thread, so it costs the pool nothing, and (unlike ``ThreadPoolExecutor``, whose
-    threads are joined at interpreter exit) a call that never returns cannot keep the
-    process alive after pytest has finished.
-
-    :meth:`call` hands results back to an event loop in batches: one wake-up of the loop
-    for all the calls that finished since its last one, instead of one per call (with a
-    fast sync app, the loop's wake-ups were a fifth of its time).
-    """
-
-    def __init__(self, name: str = "rageval-sync", max_idle: int = 64) -> None:
-        self._name = name
-        self._max_idle = max_idle
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._idle = 0
-        self._count = itertools.count(1)
-        self._shutdown = False
-        self._finished: list[tuple[asyncio.Future[Any], bool, Any]] = []
-        self._wake_pending = False
-
-    def call(self, loop: asyncio.AbstractEventLoop, fn: Callable[[Any], T], arg: Any) -> Any:
-        """``fn(arg)`` in a thread, as an awaitable of ``loop`` (call it on that loop).
-        Cancelling it abandons the call."""
-        future: asyncio.Future[T] = loop.create_future()
-        # the caller's context goes along (what the call's LLM usage is counted into)
-        context = contextvars.copy_context()
-
-        def in_context(value: Any) -> T:
-            return context.run(fn, value)
-
-        self.submit(self._into, loop, future, in_context, arg)
-        return future
-
-    def _into(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        future: asyncio.Future[Any],
-        fn: Callable[[Any], Any],
-        arg: Any,
-    ) -> None:
-        if future.cancelled():  # abandoned before it started (a racy read, on purpose)
-            return
-        try:
-            value, ok = fn(arg), True
-        except BaseException as exc:
-            value, ok = exc, False
-        with self._lock:
-            self._finished.append((future, ok, value))
-            wake, self._wake_pending = not self._wake_pending, True
-        if wake:
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(self._hand_back)
-
-    def _hand_back(self) -> None:
-        with self._lock:
-            finished, self._finished = self._finished, []
-            self._wake_pending = False
-        for future, ok, value in finished:
-            if future.cancelled():
-                continue
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
-
-    def submit(
-        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
-    ) -> concurrent.futures.Future[T]:
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        with self._lock:
-            if self._shutdown:
-                raise RuntimeError("cannot run new calls after shutdown")
-            start = self._idle == 0
-            if not start:
-                self._idle -= 1  # that idle thread will take this call
-        self._queue.put((future, fn, args, kwargs))
-        if start:
-            name = f"{self._name}-{next(self._count)}"
-            threading.Thread(target=self._work, name=name, daemon=True).start()
-        return future
-
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            future, fn, args, kwargs = item
-            del item
-            if future.set_running_or_notify_cancel():
-                try:
-                    result = fn(*args, **kwargs)
-                except BaseException as exc:
-                    future.set_exception(exc)
-                else:
-                    future.set_result(result)
-            del future, fn, args, kwargs
-            with self._lock:
-                if self._shutdown or self._idle >= self._max_idle:
-                    return
-                self._idle += 1
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        with self._lock:
-            self._shutdown = True
-            idle, self._idle = self._idle, 0
-        for _ in range(idle):
-            self._queue.put(None)
 
 
 class Runner:
@@ -224,19 +99,19 @@ class Runner:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._thread = LoopThread(self.notices, cache.flush_due if cache is not None else None)
+        self._thread.watch(engines.call_engine.__code__, engines.blocking_engine)
+        self._thread.watch(Runner._run_one.__code__, _blocking_judge)
         self._throttle: retry.Throttle | None = None
         self._executor = DaemonThreads()
         self._order = itertools.count()
         self._closed = False
         self._stopped: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._backlog: collections.deque[tuple[int, Any, Question, Any, Any, int, Any]] = (
-            collections.deque()
+        self._backlog: Backlog[tuple[int, Any, Question, Any, Any, int, Any]] = Backlog(
+            2 * workers + 2
         )
-        self._started = 0  # questions of the backlog started and not finished
         self._warned: set[object] = set()
-        self._beat = time.monotonic()
 
     # -- the loop thread -----------------------------------------------------------------
 
@@ -247,24 +122,14 @@ class Runner:
             if self._closed:
                 raise RuntimeError("this pytest-rageval Runner is closed")
             if self._loop is None:
-                loop = asyncio.new_event_loop()
-                ready = threading.Event()
-
-                def serve() -> None:
-                    asyncio.set_event_loop(loop)
-                    self._throttle = retry.Throttle(self.workers, self.rpm)
-                    loop.call_soon(self._heartbeat)
-                    if self.deadline is not None:
-                        loop.call_later(self.deadline, self._stop_now, "deadline")
-                    loop.call_soon(ready.set)
-                    loop.run_forever()
-
-                self._thread = threading.Thread(target=serve, name="rageval-loop", daemon=True)
-                self._thread.start()
-                ready.wait()
-                self._loop = loop
-                threading.Thread(target=self._watch, name="rageval-watchdog", daemon=True).start()
+                self._loop = self._thread.start(self._on_loop)
             return self._loop
+
+    def _on_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Set up on the loop thread, before the first question."""
+        self._throttle = retry.Throttle(self.workers, self.rpm)
+        if self.deadline is not None:
+            loop.call_later(self.deadline, self._stop_now, "deadline")
 
     @property
     def peak_concurrency(self) -> int:
@@ -325,8 +190,8 @@ class Runner:
             return
 
         async def cancel_all() -> None:
-            while self._backlog:  # never started: their waiters learn they were cancelled
-                self._backlog.popleft()[-1](None)
+            for *_, deliver in self._backlog.drain():  # their waiters learn they were cancelled
+                deliver(None)
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for task in tasks:
                 task.cancel()
@@ -340,39 +205,7 @@ class Runner:
             for _ in range(3):  # connection_lost callbacks close the sockets
                 await asyncio.sleep(0)
 
-        with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
-            asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._executor.shutdown(wait=False)
-        if not loop.is_running():
-            loop.close()
-
-    # -- noticing a blocked loop ---------------------------------------------------------
-
-    def _heartbeat(self) -> None:
-        self._beat = time.monotonic()
-        loop = self._loop or asyncio.get_running_loop()
-        loop.call_later(0.1, self._heartbeat)
-        if self.cache is not None:  # on this thread, where the verdicts are gathered
-            self.cache.flush_due()
-
-    def _watch(self) -> None:
-        """Warn once when something blocks the loop: every question waits behind it, and
-        no time-out can fire until it lets go."""
-        while not self._closed:
-            time.sleep(0.25)
-            if time.monotonic() - self._beat <= BLOCKED_AFTER or self._thread is None:
-                continue
-            frames: dict[int | None, Any] = getattr(sys, "_current_frames", dict)()
-            frame = frames.get(self._thread.ident)
-            del frames
-            culprit = _blocking_culprit(frame)
-            del frame
-            if culprit is not None and culprit[0] not in self._warned:
-                self._warned.add(culprit[0])
-                self.notices.append(culprit[1])
+        self._thread.close(cancel_all, lambda: self._executor.shutdown(wait=False))
 
     # -- questions -----------------------------------------------------------------------
 
@@ -432,7 +265,7 @@ class Runner:
         loop = self.loop
 
         def start() -> None:
-            self._backlog.extend(queued)
+            self._backlog.push(queued)
             self._start_backlog()
 
         loop.call_soon_threadsafe(start)
@@ -441,17 +274,16 @@ class Runner:
         """Start queued questions while fewer than two per worker are running (all of
         them once the run is stopped: each then finishes at once as not evaluated)."""
         loop = self._loop
-        window = 2 * self.workers + 2
-        while self._backlog and (self._started < window or self._stopped is not None):
-            order, engine, question, evaluators, kwargs, repeat, deliver = self._backlog.popleft()
-            self._started += 1
+        for order, engine, question, evaluators, kwargs, repeat, deliver in self._backlog.take(
+            stopped=self._stopped is not None
+        ):
             assert loop is not None
             coroutine = self._run_question(order, engine, question, evaluators, kwargs, repeat)
             task = loop.create_task(coroutine)
             task.add_done_callback(functools.partial(self._finished, deliver))
 
     def _finished(self, deliver: Callable[[Any], None], task: asyncio.Task[QuestionResult]) -> None:
-        self._started -= 1
+        self._backlog.finished()
         if task.cancelled():
             deliver(None)
         else:
@@ -550,7 +382,7 @@ class Runner:
             recording = recording_key(question.source, question.id, question.query)
         try:
             recalled: tuple[str | None, list[str] | None, list[list[str]] | None] | None
-            if isinstance(query_engine, Answered):
+            if isinstance(query_engine, engines.Answered):
                 recalled = query_engine.response, query_engine.contexts, None
             elif cache and recording and self.replay:
                 recalled = cache.recall(recording)
@@ -563,20 +395,15 @@ class Runner:
                 try:
                     response = await self._attempts(
                         (order - self.workers, 0),
-                        functools.partial(self._call_engine, query_engine, question.query),
+                        functools.partial(
+                            engines.call_engine, self._executor, query_engine, question.query
+                        ),
                         self.query_retries,
                         paced=False,
                     )
                 finally:
                     usage.reset(metered)
-                answer, contexts = judges.response_parts(response)
-                # the app's text enters here: half an emoji in it becomes U+FFFD, once
-                result.response = well_formed(answer)
-                result.contexts = None if contexts is None else list(map(well_formed, contexts))
-                sources = judges.response_sources(response)
-                result.sources = (
-                    None if sources is None else [list(map(well_formed, ids)) for ids in sources]
-                )
+                engines.read_answer(result, response)
                 if cache is not None and recording is not None:
                     cache.record(recording, result.response, result.contexts, result.sources)
         except asyncio.CancelledError:
@@ -586,83 +413,109 @@ class Runner:
             result.exceptions["query"] = exc
             return
 
-        async def vote(name: str, evaluator: Any, kwargs: dict[str, Any], index: int) -> Any:
-            """One judgement (vote ``index``): from the cache, else from the judge."""
-            cache, key = self.cache, None
-            if (
-                cache is not None
-                and cache.mode != "off"
-                and getattr(evaluator, "rageval_cache", True)
-            ):
-                key = verdict_key(
-                    # asking again when an answer cannot be read can change the verdict
-                    cache.fingerprint(evaluator, reask=self.reask),
-                    query=question.query,
-                    response=result.response,
-                    contexts=result.contexts,
-                    arguments=kwargs,
-                    repeat=index,
+        if len(applicable) == 1:  # no task of its own for a lone evaluator
+            name, evaluator = next(iter(applicable.items()))
+            await self._run_one(order, question, result, eval_kwargs, repeat, name, evaluator)
+        else:
+            await asyncio.gather(
+                *(
+                    self._run_one(order, question, result, eval_kwargs, repeat, name, evaluator)
+                    for name, evaluator in applicable.items()
                 )
-                hit = cache.get(name, key)
-                if hit is not None:  # a hit never takes a slot
-                    self.saved.setdefault(name, usage.Meter()).add(hit.get("tokens") or {})
-                    return cached_evaluation(hit, question.query, result.response, result.contexts)
-            # prepared before taking a slot: the slot is for waiting on the LLM
-            call = judges.prepare(
-                evaluator,
+            )
+
+    async def _vote(
+        self,
+        order: int,
+        question: Question,
+        result: QuestionResult,
+        name: str,
+        evaluator: Any,
+        kwargs: dict[str, Any],
+        index: int,
+    ) -> Any:
+        """One judgement (vote ``index``): from the cache, else from the judge."""
+        cache, key = self.cache, None
+        if cache is not None and cache.mode != "off" and getattr(evaluator, "rageval_cache", True):
+            key = verdict_key(
+                # asking again when an answer cannot be read can change the verdict
+                cache.fingerprint(evaluator, reask=self.reask),
                 query=question.query,
                 response=result.response,
                 contexts=result.contexts,
-                **kwargs,
+                arguments=kwargs,
+                repeat=index,
             )
-            meter = usage.Meter()
-            metered = usage.metering(meter)
-            try:
+            hit = cache.get(name, key)
+            if hit is not None:  # a hit never takes a slot
+                self.saved.setdefault(name, usage.Meter()).add(hit.get("tokens") or {})
+                return cached_evaluation(hit, question.query, result.response, result.contexts)
+        # prepared before taking a slot: the slot is for waiting on the LLM
+        call = judges.prepare(
+            evaluator,
+            query=question.query,
+            response=result.response,
+            contexts=result.contexts,
+            **kwargs,
+        )
+        meter = usage.Meter()
+        metered = usage.metering(meter)
+        try:
+            evaluation = await self._attempts((order, 1), call, self.retries, paced=True)
+            if self.reask and engines.unreadable(evaluation):
                 evaluation = await self._attempts((order, 1), call, self.retries, paced=True)
-                if self.reask and _unreadable(evaluation):
-                    evaluation = await self._attempts((order, 1), call, self.retries, paced=True)
-                evaluation = _well_formed(evaluation)
-            finally:
-                usage.reset(metered)
-                self.usage.setdefault(name, usage.Meter()).add(meter)
-            verdict = cacheable(evaluation)
-            if cache is not None and key is not None and verdict is not None:
-                # the judge's feedback may echo a key: the cache outlives the run
-                cache.put(name, key, {**redact_all(verdict), "tokens": meter.to_json()})
-            return evaluation
+            evaluation = engines.well_formed_evaluation(evaluation)
+        finally:
+            usage.reset(metered)
+            self.usage.setdefault(name, usage.Meter()).add(meter)
+        verdict = cacheable(evaluation)
+        if cache is not None and key is not None and verdict is not None:
+            # the judge's feedback may echo a key: the cache outlives the run
+            cache.put(name, key, {**redact_all(verdict), "tokens": meter.to_json()})
+        return evaluation
 
-        async def run_one(name: str, evaluator: Any) -> None:
-            if name not in self.judge_models:
-                judge = describe_evaluator(evaluator)["judge"]
-                self.judge_models[name] = judge["model"] if judge else None
-            kwargs = (
-                dict(eval_kwargs.get(name, {}))
-                if eval_kwargs is not None
-                else judges.reference_kwargs(question)
-            )
-            if judges.wants_sources(evaluator):
-                kwargs["retrieved_sources"] = result.sources
-            try:
-                if repeat == 1:
-                    result.evaluations[name] = await vote(name, evaluator, kwargs, 1)
-                    return
-                # an error is retried by _attempts and never counts as a vote: it fails
-                # the metric
-                votes = await asyncio.gather(
-                    *(vote(name, evaluator, kwargs, index) for index in range(1, repeat + 1))
+    async def _run_one(
+        self,
+        order: int,
+        question: Question,
+        result: QuestionResult,
+        eval_kwargs: Mapping[str, Mapping[str, Any]] | None,
+        repeat: int,
+        name: str,
+        evaluator: Any,
+    ) -> None:
+        """Judge the answer with one evaluator (``repeat`` votes); the watchdog's judge."""
+        if name not in self.judge_models:
+            judge = describe_evaluator(evaluator)["judge"]
+            self.judge_models[name] = judge["model"] if judge else None
+        kwargs = (
+            dict(eval_kwargs.get(name, {}))
+            if eval_kwargs is not None
+            else judges.reference_kwargs(question)
+        )
+        if judges.wants_sources(evaluator):
+            kwargs["retrieved_sources"] = result.sources
+        try:
+            if repeat == 1:
+                result.evaluations[name] = await self._vote(
+                    order, question, result, name, evaluator, kwargs, 1
                 )
-                result.evaluations[name] = votes[0]
-                result.votes[name] = list(votes)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                result.errors[name] = describe(exc)
-                result.exceptions[name] = exc
-
-        if len(applicable) == 1:  # no task of its own for a lone evaluator
-            await run_one(*next(iter(applicable.items())))
-        else:
-            await asyncio.gather(*(run_one(name, ev) for name, ev in applicable.items()))
+                return
+            # an error is retried by _attempts and never counts as a vote: it fails
+            # the metric
+            votes = await asyncio.gather(
+                *(
+                    self._vote(order, question, result, name, evaluator, kwargs, index)
+                    for index in range(1, repeat + 1)
+                )
+            )
+            result.evaluations[name] = votes[0]
+            result.votes[name] = list(votes)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            result.errors[name] = describe(exc)
+            result.exceptions[name] = exc
 
     async def _attempts(
         self,
@@ -721,26 +574,6 @@ class Runner:
             await asyncio.sleep(waited)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _call_engine(self, engine: Any, query: str) -> Any:
-        """Ask a llama-index query engine or any callable, sync or async."""
-        if hasattr(engine, "aquery") and not _async_only_in_name(engine):
-            return await engine.aquery(query)
-        if hasattr(engine, "query"):
-            target = engine.query
-        elif callable(engine):
-            target = engine
-        else:
-            raise TypeError(
-                f"the query engine must be a llama-index query engine or a callable taking "
-                f"the query string, got {type(engine).__name__}"
-            )
-        if inspect.iscoroutinefunction(target):
-            return await target(query)
-        answer = await self._executor.call(asyncio.get_running_loop(), target, query)
-        if inspect.isawaitable(answer):
-            answer = await answer
-        return answer
-
 
 def _delivery(
     on_done: Callable[[K, QuestionResult | BaseException | None], None], key: K
@@ -748,70 +581,14 @@ def _delivery(
     return functools.partial(on_done, key)
 
 
-def _unreadable(evaluation: Any) -> bool:
-    """A judge answered, but its answer could not be read (worth asking once more)."""
-    return bool(getattr(evaluation, "invalid_result", False)) and bool(
-        getattr(evaluation, "feedback", None)
-    )
-
-
-def _well_formed(evaluation: Any) -> Any:
-    """The judge's answer with its text as valid Unicode (``text.well_formed``): the
-    judge's feedback enters here, before the cache and the reports read it."""
-    fixed = {}
-    for name in ("feedback", "invalid_reason"):
-        value = getattr(evaluation, name, None)
-        if isinstance(value, str) and (text := well_formed(value)) is not value:
-            fixed[name] = text
-    if not fixed:
-        return evaluation
-    if hasattr(evaluation, "model_copy"):  # llama-index's EvaluationResult (pydantic)
-        return evaluation.model_copy(update=fixed)
-    with contextlib.suppress(AttributeError):  # a read-only result keeps its text
-        for name, value in fixed.items():
-            setattr(evaluation, name, value)
-    return evaluation
-
-
-def _async_only_in_name(engine: Any) -> bool:
-    """llama-index's ``CustomQueryEngine`` that implements only ``custom_query``: its
-    ``aquery`` calls the sync method on the event loop and would block every question."""
-    module = sys.modules.get("llama_index.core.query_engine.custom")
-    base = getattr(module, "CustomQueryEngine", None)
+def _blocking_judge(frame: FrameType) -> tuple[object, str]:
+    """The watchdog's words for a judge blocking the loop (``frame`` runs ``_run_one``)."""
     return (
-        base is not None
-        and isinstance(engine, base)
-        and getattr(type(engine), "acustom_query", None) is base.acustom_query
+        "judge",
+        f"an evaluator blocked the event loop for over {BLOCKED_AFTER:g} s: its "
+        "aevaluate (or its LLM's async methods) does blocking work, so every "
+        "question waits behind it; make it truly async",
     )
-
-
-def _blocking_culprit(frame: Any) -> tuple[object, str] | None:
-    """Who is holding the loop, from its thread's current stack: (key, message)."""
-    while frame is not None:
-        code = frame.f_code
-        if code.co_filename != __file__:
-            frame = frame.f_back
-            continue
-        if code.co_name == "_call_engine":
-            engine = frame.f_locals.get("engine")
-            name = type(engine).__name__
-            return (
-                "engine",
-                f"the query engine ({name}) blocked the event loop for over "
-                f"{BLOCKED_AFTER:g} s: its async aquery does blocking work, so every "
-                "question waits behind it and --rag-timeout cannot stop it. Make aquery "
-                "truly async, or return a sync callable from rag_query_engine "
-                "(e.g. engine.query): sync calls run in threads",
-            )
-        if code.co_name == "run_one":
-            return (
-                "judge",
-                f"an evaluator blocked the event loop for over {BLOCKED_AFTER:g} s: its "
-                "aevaluate (or its LLM's async methods) does blocking work, so every "
-                "question waits behind it; make it truly async",
-            )
-        frame = frame.f_back
-    return None
 
 
 async def _as_coroutine(awaitable: Awaitable[T]) -> T:
