@@ -17,19 +17,13 @@ import contextlib
 import functools
 import itertools
 import random
-import sys
 import threading
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from types import FrameType
 from typing import Any, TypeVar
 
-from pytest_rageval import judges, retry, usage
-from pytest_rageval.cache import VerdictCache, describe_evaluator, recording_key, verdict_key
-from pytest_rageval.cache import from_json as cached_evaluation
-from pytest_rageval.cache import to_json as cacheable
+from pytest_rageval import judges, usage
+from pytest_rageval.cache import VerdictCache
 from pytest_rageval.questions import Question
-from pytest_rageval.redaction import redact_all
 from pytest_rageval.results import GaveUp as GaveUp
 from pytest_rageval.results import QuestionResult as QuestionResult
 from pytest_rageval.results import TaskTimeout as TaskTimeout
@@ -40,6 +34,8 @@ from pytest_rageval.runner.backlog import Backlog
 from pytest_rageval.runner.engines import Answered as Answered
 from pytest_rageval.runner.loop import BLOCKED_AFTER as BLOCKED_AFTER
 from pytest_rageval.runner.loop import LoopThread
+from pytest_rageval.runner.pipeline import Pipeline, blocking_judge
+from pytest_rageval.runner.policy import CallPolicy
 from pytest_rageval.runner.threads import DaemonThreads as DaemonThreads
 
 T = TypeVar("T")
@@ -96,18 +92,18 @@ class Runner:
         self.notices: list[str] = []
         self.counts = {"app_calls": 0, "judge_calls": 0, "retries": 0}
         """Attempts so far: calls of the app, of the judges, and how many were retries."""
-        self._rng = random.Random(seed)
+        self._policy = CallPolicy(self, random.Random(seed))
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = LoopThread(self.notices, cache.flush_due if cache is not None else None)
         self._thread.watch(engines.call_engine.__code__, engines.blocking_engine)
-        self._thread.watch(Runner._run_one.__code__, _blocking_judge)
-        self._throttle: retry.Throttle | None = None
+        self._thread.watch(Pipeline.run_one.__code__, blocking_judge)
         self._executor = DaemonThreads()
         self._order = itertools.count()
         self._closed = False
         self._stopped: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._pipeline = Pipeline(self, self._policy, self._executor, self._tasks)
         self._backlog: Backlog[tuple[int, Any, Question, Any, Any, int, Any]] = Backlog(
             2 * workers + 2
         )
@@ -127,14 +123,15 @@ class Runner:
 
     def _on_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Set up on the loop thread, before the first question."""
-        self._throttle = retry.Throttle(self.workers, self.rpm)
+        self._policy.start(self.workers, self.rpm)
         if self.deadline is not None:
             loop.call_later(self.deadline, self._stop_now, "deadline")
 
     @property
     def peak_concurrency(self) -> int:
         """The most LLM-bound tasks that were in flight at once so far."""
-        return self._throttle.peak if self._throttle is not None else 0
+        throttle = self._policy.throttle
+        return throttle.peak if throttle is not None else 0
 
     @property
     def closed(self) -> bool:
@@ -224,7 +221,7 @@ class Runner:
         order = next(self._order)
         self._prepare_judges(evaluators)
         return self.submit(
-            self._run_question(order, query_engine, question, evaluators, eval_kwargs)
+            self._pipeline.run_question(order, query_engine, question, evaluators, eval_kwargs)
         )
 
     def submit_questions(
@@ -278,7 +275,9 @@ class Runner:
             stopped=self._stopped is not None
         ):
             assert loop is not None
-            coroutine = self._run_question(order, engine, question, evaluators, kwargs, repeat)
+            coroutine = self._pipeline.run_question(
+                order, engine, question, evaluators, kwargs, repeat
+            )
             task = loop.create_task(coroutine)
             task.add_done_callback(functools.partial(self._finished, deliver))
 
@@ -320,260 +319,6 @@ class Runner:
                 f"requests; build it with max_retries=0 and let --rag-retries decide"
             )
 
-    async def _run_question(
-        self,
-        order: int,
-        query_engine: Any,
-        question: Question,
-        evaluators: Mapping[str, Any],
-        eval_kwargs: Mapping[str, Mapping[str, Any]] | None,
-        repeat: int = 1,
-    ) -> QuestionResult:
-        result = QuestionResult(question)
-        # explicit eval_kwargs (BatchRunner) mean the caller decides what applies, as in
-        # llama-index's BatchEvalRunner; otherwise the question's fields decide
-        applicable = {
-            name: evaluator
-            for name, evaluator in evaluators.items()
-            if eval_kwargs is not None or judges.applies(evaluator, question)
-        }
-        result.applicable = tuple(applicable)
-        result.skipped = tuple(name for name in evaluators if name not in applicable)
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            if self._stopped is not None:
-                raise asyncio.CancelledError
-            await self._ask_and_judge(
-                order, query_engine, question, applicable, eval_kwargs, result, repeat
-            )
-        except asyncio.CancelledError:
-            if self._stopped is None:
-                raise
-            if getattr(task, "cancelling", lambda: 0)():
-                task.uncancel()  # type: ignore[attr-defined,unused-ignore]
-            reason = f"not evaluated: {self._stopped}"
-            if result.response is None and "query" not in result.errors:
-                result.errors["query"] = reason
-                result.evaluated = False
-            else:
-                for name in applicable:
-                    if name not in result.evaluations and name not in result.errors:
-                        result.errors[name] = reason
-                        result.evaluated = False
-        finally:
-            self._tasks.discard(task)
-        return result
-
-    async def _ask_and_judge(
-        self,
-        order: int,
-        query_engine: Any,
-        question: Question,
-        applicable: Mapping[str, Any],
-        eval_kwargs: Mapping[str, Mapping[str, Any]] | None,
-        result: QuestionResult,
-        repeat: int = 1,
-    ) -> None:
-        cache = self.cache
-        recording = None
-        if cache is not None:
-            recording = recording_key(question.source, question.id, question.query)
-        try:
-            recalled: tuple[str | None, list[str] | None, list[list[str]] | None] | None
-            if isinstance(query_engine, engines.Answered):
-                recalled = query_engine.response, query_engine.contexts, None
-            elif cache and recording and self.replay:
-                recalled = cache.recall(recording)
-            else:
-                recalled = None
-            if recalled is not None:  # --rag-replay or given answers: the app is not called
-                result.response, result.contexts, result.sources = recalled
-            else:
-                metered = usage.metering(self.usage.setdefault("query", usage.Meter()))
-                try:
-                    response = await self._attempts(
-                        (order - self.workers, 0),
-                        functools.partial(
-                            engines.call_engine, self._executor, query_engine, question.query
-                        ),
-                        self.query_retries,
-                        paced=False,
-                    )
-                finally:
-                    usage.reset(metered)
-                engines.read_answer(result, response)
-                if cache is not None and recording is not None:
-                    cache.record(recording, result.response, result.contexts, result.sources)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            result.errors["query"] = describe(exc)
-            result.exceptions["query"] = exc
-            return
-
-        if len(applicable) == 1:  # no task of its own for a lone evaluator
-            name, evaluator = next(iter(applicable.items()))
-            await self._run_one(order, question, result, eval_kwargs, repeat, name, evaluator)
-        else:
-            await asyncio.gather(
-                *(
-                    self._run_one(order, question, result, eval_kwargs, repeat, name, evaluator)
-                    for name, evaluator in applicable.items()
-                )
-            )
-
-    async def _vote(
-        self,
-        order: int,
-        question: Question,
-        result: QuestionResult,
-        name: str,
-        evaluator: Any,
-        kwargs: dict[str, Any],
-        index: int,
-    ) -> Any:
-        """One judgement (vote ``index``): from the cache, else from the judge."""
-        cache, key = self.cache, None
-        if cache is not None and cache.mode != "off" and getattr(evaluator, "rageval_cache", True):
-            key = verdict_key(
-                # asking again when an answer cannot be read can change the verdict
-                cache.fingerprint(evaluator, reask=self.reask),
-                query=question.query,
-                response=result.response,
-                contexts=result.contexts,
-                arguments=kwargs,
-                repeat=index,
-            )
-            hit = cache.get(name, key)
-            if hit is not None:  # a hit never takes a slot
-                self.saved.setdefault(name, usage.Meter()).add(hit.get("tokens") or {})
-                return cached_evaluation(hit, question.query, result.response, result.contexts)
-        # prepared before taking a slot: the slot is for waiting on the LLM
-        call = judges.prepare(
-            evaluator,
-            query=question.query,
-            response=result.response,
-            contexts=result.contexts,
-            **kwargs,
-        )
-        meter = usage.Meter()
-        metered = usage.metering(meter)
-        try:
-            evaluation = await self._attempts((order, 1), call, self.retries, paced=True)
-            if self.reask and engines.unreadable(evaluation):
-                evaluation = await self._attempts((order, 1), call, self.retries, paced=True)
-            evaluation = engines.well_formed_evaluation(evaluation)
-        finally:
-            usage.reset(metered)
-            self.usage.setdefault(name, usage.Meter()).add(meter)
-        verdict = cacheable(evaluation)
-        if cache is not None and key is not None and verdict is not None:
-            # the judge's feedback may echo a key: the cache outlives the run
-            cache.put(name, key, {**redact_all(verdict), "tokens": meter.to_json()})
-        return evaluation
-
-    async def _run_one(
-        self,
-        order: int,
-        question: Question,
-        result: QuestionResult,
-        eval_kwargs: Mapping[str, Mapping[str, Any]] | None,
-        repeat: int,
-        name: str,
-        evaluator: Any,
-    ) -> None:
-        """Judge the answer with one evaluator (``repeat`` votes); the watchdog's judge."""
-        if name not in self.judge_models:
-            judge = describe_evaluator(evaluator)["judge"]
-            self.judge_models[name] = judge["model"] if judge else None
-        kwargs = (
-            dict(eval_kwargs.get(name, {}))
-            if eval_kwargs is not None
-            else judges.reference_kwargs(question)
-        )
-        if judges.wants_sources(evaluator):
-            kwargs["retrieved_sources"] = result.sources
-        try:
-            if repeat == 1:
-                result.evaluations[name] = await self._vote(
-                    order, question, result, name, evaluator, kwargs, 1
-                )
-                return
-            # an error is retried by _attempts and never counts as a vote: it fails
-            # the metric
-            votes = await asyncio.gather(
-                *(
-                    self._vote(order, question, result, name, evaluator, kwargs, index)
-                    for index in range(1, repeat + 1)
-                )
-            )
-            result.evaluations[name] = votes[0]
-            result.votes[name] = list(votes)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            result.errors[name] = describe(exc)
-            result.exceptions[name] = exc
-
-    async def _attempts(
-        self,
-        priority: tuple[int, int],
-        make: Callable[[], Awaitable[T]],
-        retries: int,
-        *,
-        paced: bool,
-    ) -> T:
-        """One task with a slot, a time-out per attempt, and retries of transient errors."""
-        throttle = self._throttle
-        assert throttle is not None
-        first = time.monotonic()
-        for attempt in itertools.count():
-            await throttle.acquire(priority)
-            try:
-                started = await throttle.gate(paced)
-                self.counts["judge_calls" if paced else "app_calls"] += 1
-                self.counts["retries"] += attempt > 0
-                try:
-                    value = await _within(self.timeout, make)
-                except asyncio.TimeoutError:
-                    last: Exception = TaskTimeout(f"no answer within {self.timeout:g} s")
-                    failure: retry.Transient | None = None
-                except Exception as exc:
-                    failure = retry.classify(exc)
-                    if failure is None:
-                        raise
-                    last = exc
-                else:
-                    throttle.succeeded()
-                    return value
-            finally:
-                throttle.release()
-            if failure is not None and failure.kind == "rate_limit":
-                throttle.rate_limited(started, failure.retry_after)
-            asked = failure.retry_after if failure is not None else None
-            waited = retry.next_wait(
-                asked,
-                attempt,
-                retries,
-                backoff=self.backoff,
-                max_backoff=self.max_backoff,
-                rng=self._rng,
-            )
-            if waited is None:
-                message = retry.gave_up(
-                    failure, attempt + 1, time.monotonic() - first, self.timeout
-                )
-                if asked is not None and asked > self.max_backoff and attempt < retries:
-                    message += (
-                        f"; the server asked to wait {asked:g} s, more than --rag-max-backoff "
-                        f"{self.max_backoff:g} s"
-                    )
-                raise GaveUp(message) from last
-            await asyncio.sleep(waited)
-        raise AssertionError("unreachable")  # pragma: no cover
-
 
 def _delivery(
     on_done: Callable[[K, QuestionResult | BaseException | None], None], key: K
@@ -581,29 +326,5 @@ def _delivery(
     return functools.partial(on_done, key)
 
 
-def _blocking_judge(frame: FrameType) -> tuple[object, str]:
-    """The watchdog's words for a judge blocking the loop (``frame`` runs ``_run_one``)."""
-    return (
-        "judge",
-        f"an evaluator blocked the event loop for over {BLOCKED_AFTER:g} s: its "
-        "aevaluate (or its LLM's async methods) does blocking work, so every "
-        "question waits behind it; make it truly async",
-    )
-
-
 async def _as_coroutine(awaitable: Awaitable[T]) -> T:
     return await awaitable
-
-
-if sys.version_info >= (3, 11):
-
-    async def _within(seconds: float, make: Callable[[], Awaitable[T]]) -> T:
-        """``await make()`` with a time limit, in the calling task: ``wait_for`` would start
-        a task per attempt, and each hop through the loop queues behind other work."""
-        async with asyncio.timeout(seconds):
-            return await make()
-
-else:  # pragma: no cover
-
-    async def _within(seconds: float, make: Callable[[], Awaitable[T]]) -> T:
-        return await asyncio.wait_for(make(), seconds)
