@@ -186,23 +186,11 @@ class Runner:
         if loop is None:
             return
 
-        async def cancel_all() -> None:
-            for *_, deliver in self._backlog.drain():  # their waiters learn they were cancelled
+        def drain() -> None:  # never started: their waiters learn they were cancelled
+            for *_, deliver in self._backlog.drain():
                 deliver(None)
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            # HTTP clients (openai's httpx pools) keep connections open on this loop; nobody
-            # can close them once it is gone, and their ResourceWarnings fail `-W error` runs
-            transports = getattr(asyncio.get_running_loop(), "_transports", {})
-            for transport in list(transports.values()):
-                if transport is not None and not transport.is_closing():
-                    transport.close()
-            for _ in range(3):  # connection_lost callbacks close the sockets
-                await asyncio.sleep(0)
 
-        self._thread.close(cancel_all, lambda: self._executor.shutdown(wait=False))
+        self._thread.close(drain, lambda: self._executor.shutdown(wait=False))
 
     # -- questions -----------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import contextlib
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
 
@@ -67,17 +67,29 @@ class LoopThread:
         threading.Thread(target=self._watch, name="rageval-watchdog", daemon=True).start()
         return loop
 
-    def close(
-        self,
-        cancel_all: Callable[[], Coroutine[Any, Any, None]],
-        stopped: Callable[[], None],
-    ) -> None:
-        """Run ``cancel_all()`` on the loop, stop it and join its thread, call ``stopped``,
-        then close the loop."""
+    def close(self, drain: Callable[[], None], stopped: Callable[[], None]) -> None:
+        """On the loop: ``drain()``, then cancel every task and close the connections
+        left open; then stop the loop, join its thread, call ``stopped`` and close it."""
         self._closed = True
         loop = self.loop
         if loop is None:
             return
+
+        async def cancel_all() -> None:
+            drain()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # HTTP clients (openai's httpx pools) keep connections open on this loop; nobody
+            # can close them once it is gone, and their ResourceWarnings fail `-W error` runs
+            transports = getattr(asyncio.get_running_loop(), "_transports", {})
+            for transport in list(transports.values()):
+                if transport is not None and not transport.is_closing():
+                    transport.close()
+            for _ in range(3):  # connection_lost callbacks close the sockets
+                await asyncio.sleep(0)
+
         with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
             asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
