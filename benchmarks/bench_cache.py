@@ -15,11 +15,10 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from harness import run_pytest
 
 CONFTEST = """
 import asyncio
@@ -65,24 +64,7 @@ def pytest_sessionfinish(session):
 
 def run(folder: Path, latency: float, workers: int, *extra: str) -> tuple[float, int]:
     env = {**os.environ, "JUDGE_LATENCY": str(latency)}
-    start = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            f"--rag-workers={workers}",
-            *extra,
-        ],
-        cwd=folder,
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    wall = time.perf_counter() - start
+    wall = run_pytest(folder, f"--rag-workers={workers}", *extra, env=env).wall
     return wall, json.loads((folder / "calls.json").read_text())
 
 

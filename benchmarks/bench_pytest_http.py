@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench_http import start_server
+from harness import run_pytest
 
 HERE = Path(__file__).resolve().parent
 
@@ -65,14 +63,8 @@ def write_project(folder: Path, questions: int) -> None:
 
 
 def run(folder: Path, workers: int, xdist: int, questions: int) -> float:
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-    command += [f"--rag-workers={workers}", "-n", str(xdist)]
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=folder, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if done.returncode != 0 or f"{questions} passed" not in done.stdout:
-        raise SystemExit(f"pytest failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
-    return wall
+    args = (f"--rag-workers={workers}", "-n", str(xdist))
+    return run_pytest(folder, *args, expect=f"{questions} passed").wall
 
 
 def main() -> None:

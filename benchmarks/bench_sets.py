@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from harness import run_pytest
 
 CONFTEST = """
 import asyncio
@@ -63,22 +62,7 @@ def write(folder: Path, files: int, per_file: int, latency: float) -> None:
 
 
 def run(folder: Path, workers: int) -> float:
-    start = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            f"--rag-workers={workers}",
-        ],
-        cwd=folder,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    return time.perf_counter() - start
+    return run_pytest(folder, f"--rag-workers={workers}").wall
 
 
 def main() -> None:

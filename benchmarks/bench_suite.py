@@ -18,11 +18,10 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from harness import run_pytest
 
 CONFTEST = """
 import llama_index.core  # both sides pay for it
@@ -96,19 +95,8 @@ def write_project(folder: Path, n: int, fmt: str) -> None:
 
 def run(folder: Path, target: str) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one pytest process."""
-    start = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", target],
-        cwd=folder,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    output = process.stdout.read().decode() if process.stdout else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"pytest {target} failed:\n{output[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
+    done = run_pytest(folder, target)
+    return done.wall, done.peak_mb
 
 
 def main() -> None:

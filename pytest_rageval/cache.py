@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pytest_rageval.text import clip
 
@@ -40,8 +40,8 @@ WRITE_BATCH = 500
 COMMIT_EVERY = 2.0
 """Seconds a gathered row may wait for its commit: a killed run loses the verdicts of its
 last seconds, not of its last minutes."""
-MODES = ("on", "off", "refresh", "readonly")
 Mode = Literal["on", "off", "refresh", "readonly"]
+MODES: tuple[Mode, ...] = get_args(Mode)
 _PLAIN = (str, int, float, bool, type(None))
 
 

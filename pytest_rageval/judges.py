@@ -755,11 +755,6 @@ def _direct_kind(cls: type) -> str | None:
     return None
 
 
-def _is_correctness(evaluator: Any) -> bool:
-    cls = _evaluation_class("CorrectnessEvaluator")
-    return cls is not None and isinstance(evaluator, cls)
-
-
 def _compares_with_reference(evaluator: Any) -> bool:
     """llama-index's evaluators that need a reference answer but do not say so."""
     for name in ("CorrectnessEvaluator", "SemanticSimilarityEvaluator"):

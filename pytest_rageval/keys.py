@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
     from pytest_rageval.options import Settings
     from pytest_rageval.questions import Question, QuestionFile
-    from pytest_rageval.session import RagSession, RagSet
+    from pytest_rageval.session import RagSession
+    from pytest_rageval.sets import RagSet
+    from pytest_rageval.verdicts import QuestionRecord
 
 SETTINGS_KEY: pytest.StashKey[Settings] = pytest.StashKey()
 SESSION_KEY: pytest.StashKey[RagSession] = pytest.StashKey()
@@ -19,5 +21,5 @@ QUESTION_FILE_KEY: pytest.StashKey[QuestionFile] = pytest.StashKey()
 SET_KEY: pytest.StashKey[RagSet] = pytest.StashKey()
 PROBLEM_KEY: pytest.StashKey[str] = pytest.StashKey()
 """Why an item could not be evaluated (no query engine, no judge key...); fails its call."""
-RECORD_KEY: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
+RECORD_KEY: pytest.StashKey[QuestionRecord] = pytest.StashKey()
 """The JSON-safe record of an item's question once judged; copied onto its call report."""

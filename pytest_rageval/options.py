@@ -13,6 +13,8 @@ import pytest
 
 from pytest_rageval.baseline import Baseline, BaselineError
 from pytest_rageval.baseline import load as load_baseline
+from pytest_rageval.cache import MODES as CACHE_MODES
+from pytest_rageval.cache import Mode as CacheMode
 from pytest_rageval.judges import JudgeSpec, api_base_problem, parse_judge
 from pytest_rageval.text import TEXT_LIMIT
 from pytest_rageval.thresholds import ThresholdError, check_fraction, parse_ini_thresholds
@@ -26,9 +28,6 @@ DEFAULT_QUERY_RETRIES = 0
 DEFAULT_MAX_BACKOFF = 60.0
 DEFAULT_JUDGE_MODEL = "gpt-4o-mini"
 REPORT_TEXT_CHOICES = ("full", "truncate", "none")
-
-"""Characters of each response and context the JSON report keeps with rag_report_text =
-truncate (the default)."""
 
 WORKERS_HELP = (
     "most LLM-bound tasks (queries and evaluations together) in flight at once "
@@ -67,7 +66,6 @@ REPEAT_HELP = (
     "fails), questions whose votes disagree are flagged unstable"
 )
 DEFAULT_CACHE_DIR = ".rageval_cache"
-CACHE_MODES = ("on", "off", "refresh", "readonly")
 CACHE_HELP = (
     "the verdict cache: on (read and write; the default), off, refresh (judge again and "
     "write) or readonly"
@@ -124,7 +122,7 @@ class Settings:
     repeat: int = 1
     replay: bool = False
     prices: dict[str, tuple[float, float]] = field(default_factory=dict)
-    cache: str = "on"
+    cache: CacheMode = "on"
     cache_dir: Path = Path(DEFAULT_CACHE_DIR)
     report_text: Literal["full", "truncate", "none"] = "truncate"
     report: Path | None = None
@@ -371,7 +369,7 @@ def _prices(config: pytest.Config) -> dict[str, tuple[float, float]]:
         raise pytest.UsageError(str(exc)) from None
 
 
-def _cache_mode(config: pytest.Config) -> str:
+def _cache_mode(config: pytest.Config) -> CacheMode:
     found = _raw(config, "rag_cache")
     if found is None:
         return "on"
@@ -443,9 +441,9 @@ def resolve_settings(config: pytest.Config) -> Settings:
             )
     reask = config.getoption("rag_reask") or bool(config.getini("rag_reask"))
     workers = int(_number(config, "rag_workers", int, 1, DEFAULT_WORKERS) or DEFAULT_WORKERS)
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput and "rageval_workers" in workerinput:
-        workers = int(workerinput["rageval_workers"])  # this worker's share of the budget
+    from pytest_rageval.xdist import worker_workers
+
+    workers = worker_workers(config) or workers  # an xdist worker's share of the budget
     return Settings(
         workers=workers,
         timeout=_number(config, "rag_timeout", float, 0.001, DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT,

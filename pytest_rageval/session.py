@@ -2,69 +2,55 @@
 
 from __future__ import annotations
 
-import _thread
 import contextlib
-import functools
 import inspect
-import itertools
 import os
 import re
-import signal
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Generator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-from pytest_rageval import judges, usage
-from pytest_rageval.baseline import BaselineSet
+from pytest_rageval import judges
 from pytest_rageval.cache import VerdictCache
+from pytest_rageval.interrupts import InterruptGuard
 from pytest_rageval.keys import (
     PROBLEM_KEY,
-    QUESTION_FILE_KEY,
     QUESTION_KEY,
     RECORD_KEY,
     SET_KEY,
 )
 from pytest_rageval.options import Settings
-from pytest_rageval.questions import DEFAULT_QUERY_ENGINE, Question, as_question
+from pytest_rageval.questions import as_question
 from pytest_rageval.redaction import redact, redact_in_place
 from pytest_rageval.reports import html, markdown, terminal
 from pytest_rageval.reports import json as json_report
 from pytest_rageval.reports.summary import SetSummary, summarize
 from pytest_rageval.results import GaveUp, QuestionResult, describe
 from pytest_rageval.runner import Runner
+from pytest_rageval.sets import RagSet, form_sets, new_set
 from pytest_rageval.text import well_formed
 from pytest_rageval.thresholds import (
-    Layer,
-    ThresholdError,
-    check_layer,
     closest,
-    merge_layers,
 )
+from pytest_rageval.totals import Totals, WorkerOutput, own_usage
 from pytest_rageval.verdicts import (
     MetricRate,
-    MetricResult,
-    Outcome,
+    QuestionRecord,
     Tally,
     explain,
     metric_results,
     needs_set,
-    newly_failing,
     outcome,
     question_record,
     set_rates,
 )
 
 T = TypeVar("T")
-
-REPEAT_SECONDS = 2.0
-"""A second Ctrl-C or SIGTERM this soon after the first is the same cancel."""
 
 
 class RagSetupError(Exception):
@@ -74,104 +60,6 @@ class RagSetupError(Exception):
 class RagQuestionError(Exception):
     """Before Python 3.11 (no exception notes): a question whose app or judge raised,
     chained to that exception so pytest shows the app's own traceback above it."""
-
-
-@dataclass(eq=False)
-class RagSet:
-    """Questions gated together: one data file, or one parametrized test function."""
-
-    name: str
-    thresholds: dict[str, float]
-    named: dict[str, str] = field(default_factory=dict)
-    """Metric -> where a marker or the data file set its threshold (to catch typos)."""
-    max_invalid: float | None = None
-    max_drop: float | None = None
-    confidence: float | None = None
-    repeat: int = 1
-    base: BaselineSet | None = None
-    """What the baseline report says of this set (None: no baseline, or not in it)."""
-    engine_fixture: str = DEFAULT_QUERY_ENGINE
-    evaluator_names: tuple[str, ...] | None = None
-    evaluator_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    members: dict[str, Question] = field(default_factory=dict)
-    items: list[pytest.Item] = field(default_factory=list)
-    """Its items, in run order (to tell whether it can be submitted before they run)."""
-    index: int = -1
-    """Its position among the run's sets, in the order their first items run."""
-    submitted: bool = False
-    """Whether its questions went to the runner (when its first item ran)."""
-    results: dict[str, QuestionResult] = field(default_factory=dict)
-    problem: str | None = None
-    setup_error: str | None = None
-    """Why its questions were never asked when a fixture they need raised (the items fail
-    with the fixture's own traceback; this is what the summary and the report say)."""
-    """Why none of the set's questions can be evaluated (e.g. no metric applies)."""
-    metrics: tuple[str, ...] = ()
-    applicable: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    tally: Tally | None = None
-    changed: threading.Condition = field(default_factory=threading.Condition)
-
-    def finished(self, nodeid: str, result: QuestionResult) -> None:
-        """A question's result is in (called on the runner's loop thread)."""
-        metrics = metric_results(result)
-        with self.changed:
-            self.results[nodeid] = result
-            assert self.tally is not None
-            self.tally.add(metrics)
-            self.changed.notify_all()
-
-    def tag(self, record: dict[str, Any]) -> dict[str, Any]:
-        """``record`` with what reports group and gate it by: its set and the set's gate,
-        and what the baseline said of it."""
-        record["set"] = self.name
-        record["thresholds"] = self.thresholds  # shared: one per set, not per question
-        record["max_invalid"] = self.max_invalid
-        record["max_drop"] = self.max_drop
-        record["confidence"] = self.confidence
-        record["baseline_rates"] = self.base.rates if self.base is not None else None
-        record["baseline"] = self.base.results.get(record["id"]) if self.base else None
-        return record
-
-    def gate(self) -> dict[str, Any]:
-        """The keywords of :class:`Tally` beside thresholds and ``max_invalid``."""
-        drop_gate = self.base is not None and self.max_drop is not None
-        return {
-            "confidence": self.confidence,
-            "baselines": self.base.rates if drop_gate and self.base is not None else None,
-            "max_drop": self.max_drop if drop_gate else None,
-        }
-
-    def newly(self, question_id: str, metrics: Mapping[str, MetricResult]) -> frozenset[str]:
-        """The metrics this question fails and did not fail in the baseline (for the drop
-        gate; empty without one)."""
-        if self.base is None or self.max_drop is None:
-            return frozenset()
-        return newly_failing(metrics, self.base.results.get(question_id))
-
-    def result(self, nodeid: str) -> QuestionResult:
-        """The question's result, waiting for it."""
-        with self.changed:
-            while nodeid not in self.results:
-                self.changed.wait()
-            return self.results[nodeid]
-
-    def decide(
-        self, metrics: Mapping[str, MetricResult], newly: frozenset[str] = frozenset()
-    ) -> tuple[Outcome, dict[str, MetricRate]]:
-        """The outcome of a question that failed a metric, as soon as the set's rates make
-        it certain, with the rates it was decided on."""
-        with self.changed:
-            assert self.tally is not None
-            while True:
-                decided = self.tally.decide(metrics, newly)
-                if decided is not None:
-                    return decided, self.tally.rates()
-                if len(self.results) >= len(self.members):
-                    # every result is in (a stopped run's too): the rates are final, and
-                    # so is the outcome, even where the early decision found none
-                    rates = self.tally.rates()
-                    return outcome(metrics, None, False, rates, newly), rates
-                self.changed.wait()
 
 
 class RagSession:
@@ -185,41 +73,24 @@ class RagSession:
         self._sets: list[RagSet] = []
         self._reported: set[str] = set()
         self._metrics_seen: set[str] = set()
-        self.records: list[dict[str, Any]] = []
+        self.records: list[QuestionRecord] = []
         self.complete = True
         self.stopped: str | None = None
         self.written: list[tuple[str, Path, str | None]] = []
         """Each report file: what it is, where, and why it could not be written (or None)."""
         self._session: Any = None
         self._failed_writing = False
-        self._restore_signals: Callable[[], None] | None = None
-        self._signalled: float | None = None
-        self._raise_when_safe = False
-        self.dispatches = False
-        """True on the xdist controller, which runs no test but hands them out."""
-        self.signal_listeners: list[Callable[[int], None]] = []
-        """Called with the signal on the first Ctrl-C or SIGTERM (xdist: the workers)."""
-        self._waiting = False
-        self._interrupt_pending = False
-        self._looping = False
+        self.interrupts = InterruptGuard(self._cancelled)
         self._records_on_reports = 0
-        self._worker_notices: list[str] = []
         self._clear_notices: list[str] = []
         self._shared: dict[tuple[object, object], tuple[Any, Any]] = {}
         self.cache = (
-            VerdictCache(settings.cache_dir, settings.cache)  # type: ignore[arg-type]
-            if settings.cache != "off"
-            else None
+            VerdictCache(settings.cache_dir, settings.cache) if settings.cache != "off" else None
         )
-        self._worker_counts: Counter[str] = Counter()
         self._summaries: list[SetSummary] | None = None
         self._summarized = -1
-        self._worker_usage: dict[str, dict[str, Any]] = {"usage": {}, "saved": {}, "models": {}}
-        self._worker_cache: dict[str, Counter[str]] = {
-            "hits": Counter(),
-            "misses": Counter(),
-            "counters": Counter(),
-        }
+        self.totals = Totals()
+        """What the workers counted (xdist)."""
 
     @property
     def runner(self) -> Runner:
@@ -264,162 +135,32 @@ class RagSession:
             clearing.close()
             self._clear_notices = clearing.notices
         self._session = session
-        self._watch_signals()
+        self.interrupts.install()
         if hasattr(self.config, "workerinput"):
             from pytest_rageval.xdist import announce_pid
 
             announce_pid(self.config)
 
-    def _watch_signals(self) -> None:
-        """Stop the runner the moment Ctrl-C or SIGTERM arrives, wherever pytest is then.
-
-        Python raises KeyboardInterrupt wherever the main thread happens to be; inside a
-        finalizer it is lost as an "unraisable" exception, and elsewhere it can take a
-        while to reach a hook. Until then every slot would keep sending paid requests.
-        The previous handler still runs, so pytest sees its KeyboardInterrupt as usual.
-
-        SIGTERM is how CI cancels a job (GitHub Actions after SIGINT, others and
-        ``timeout`` alone), so unless someone else handles it, it is Ctrl-C too: what
-        finished is kept and every report is written, where by default Python would die
-        at once with nothing. A repeat within ``REPEAT_SECONDS`` is the same cancel (a
-        terminal's Ctrl-C reaches every process of the group, which the xdist controller
-        then passes on to its workers); a later one goes to pytest as a second Ctrl-C.
-        """
-        if threading.current_thread() is not threading.main_thread():
-            return
-        restore: list[tuple[int, Any]] = []
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            installed = signal.getsignal(signum)
-            previous = installed
-            if signum == signal.SIGTERM and installed == signal.SIG_DFL:
-                previous = signal.default_int_handler
-            if not callable(previous):
-                continue  # SIG_IGN, or SIGINT's SIG_DFL: not ours to interpret
-            signal.signal(signum, self._on_signal(previous))
-            restore.append((signum, installed))
-
-        def restore_all() -> None:
-            for signum, handler in restore:
-                signal.signal(signum, handler)
-
-        self._restore_signals = restore_all
-
-    def _on_signal(self, previous: Callable[[int, Any], Any]) -> Callable[[int, Any], Any]:
-        def on_signal(signum: int, frame: Any) -> Any:
-            now = time.monotonic()
-            if self._raise_when_safe:  # the xdist controller, cancelled in pytest's code
-                if _in_pytest_machinery(frame):
-                    return None
-                self._raise_when_safe = False
-                return previous(signum, frame)
-            if self._signalled is not None and now - self._signalled < REPEAT_SECONDS:
-                return None  # the same cancel, reaching us twice
-            first = self._signalled is None
-            self._signalled = now
-            reason = "interrupted" if signum == signal.SIGINT else "interrupted (SIGTERM)"
-            self.stopped = self.stopped or reason
-            if self._runner is not None:
-                self._runner.stop(reason, wait=False)
-            if first:
-                for listener in self.signal_listeners:
-                    with contextlib.suppress(Exception):
-                        listener(signum)
-            self._session.shouldstop = reason
-            if self.dispatches:
-                # the xdist controller runs no test and none of our waits: its loop
-                # ends now, or as soon as the main thread is out of pytest's own code
-                if not _in_pytest_machinery(frame):
-                    return previous(signum, frame)
-                self._raise_when_safe = True
-                threading.Thread(target=self._interrupt_soon, args=(signum,), daemon=True).start()
-                return None
-            if (
-                self._looping
-                and not self._interrupt_pending
-                and (self._waiting or _in_pytest_machinery(frame))
-            ):
-                # A KeyboardInterrupt raised mid-instruction in pytest's own code can
-                # carry a traceback entry without a line, on which pytest's report of it
-                # fails (INTERNALERROR, exit 1) on Python 3.11. So here it is raised in
-                # our own frame once a wait on the runner is over (milliseconds, as the
-                # runner has stopped), or shouldstop ends the run at the next item.
-                # Interrupting the user's own code, and a second Ctrl-C, go to pytest.
-                self._interrupt_pending = True
-                return None
-            return previous(signum, frame)
-
-        return on_signal
-
-    def _interrupt_soon(self, signum: int) -> None:
-        """Run the signal's handler in the main thread again until it has raised."""
-        for _ in range(500):
-            time.sleep(0.01)
-            if not self._raise_when_safe:
-                return
-            _thread.interrupt_main(signal.Signals(signum))
+    def _cancelled(self, reason: str) -> None:
+        """Ctrl-C or SIGTERM (in the signal handler): stop spending now."""
+        self.stopped = self.stopped or reason
+        if self._runner is not None:
+            self._runner.stop(reason, wait=False)
+        self._session.shouldstop = reason
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
-        self._looping = True
+        self.interrupts.looping = True
         try:
             return (yield)
         finally:
-            self._looping = False
+            self.interrupts.looping = False
 
     # -- collection: group the selected questions into sets -----------------------------
 
     @pytest.hookimpl(tryfirst=True)  # under xdist, before the worker reports its collection
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        sets: dict[object, RagSet] = {}
-        for item in session.items:
-            if QUESTION_FILE_KEY in item.stash:
-                question_file = item.stash[QUESTION_FILE_KEY]
-                key: object = item.parent.nodeid if item.parent else item.nodeid
-                rset = sets.get(key)
-                if rset is None:
-                    rset = sets[key] = self._new_set(str(key), item, question_file.gate)
-                    rset.engine_fixture = question_file.query_engine
-                    rset.evaluator_names = question_file.evaluators
-                    rset.evaluator_options = question_file.evaluator_options
-                rset.members[item.nodeid] = item.stash[QUESTION_KEY]
-                rset.items.append(item)
-                item.stash[SET_KEY] = rset
-                continue
-            callspec = getattr(item, "callspec", None)
-            if "rag_result" not in getattr(item, "fixturenames", ()) or callspec is None:
-                continue
-            if "rag_question" not in callspec.params:
-                continue
-            try:
-                question = as_question(callspec.params["rag_question"])
-            except TypeError as exc:
-                item.stash[PROBLEM_KEY] = str(exc)
-                continue
-            others = {k: v for k, v in callspec.params.items() if k != "rag_question"}
-            assert isinstance(item, pytest.Function)
-            key = (
-                item.parent.nodeid if item.parent else "",
-                item.originalname,
-                *((name, _identity(value)) for name, value in others.items()),
-            )
-            rset = sets.get(key)
-            if rset is None:
-                name = base = _python_set_name(item, others)
-                taken = {other.name for other in sets.values()}
-                # non-primitive parameters show only their name: keep set names apart,
-                # since reports group questions by set name
-                for n in itertools.count(2):
-                    if name not in taken:
-                        break
-                    name = f"{base}#{n}"
-                rset = sets[key] = self._new_set(name, item, question.file_gate)
-            rset.members[item.nodeid] = question
-            rset.items.append(item)
-            item.stash[QUESTION_KEY] = question
-            item.stash[SET_KEY] = rset
-        self._sets = list(sets.values())
-        for index, rset in enumerate(self._sets):
-            rset.index = index
+        self._sets = form_sets(session.items, self.settings)
         if hasattr(self.config, "workerinput"):
             from pytest_rageval.xdist import write_sets
 
@@ -427,39 +168,6 @@ class RagSession:
                 self.config,
                 {nodeid: rset.name for rset in self._sets for nodeid in rset.members},
             )
-
-    def _new_set(self, name: str, item: pytest.Item, file_layer: Layer) -> RagSet:
-        """A set with its gate: markers (closest first) > data file > ini > defaults."""
-        layers: list[Layer] = []
-        for marker in item.iter_markers("rag_threshold"):
-            where = f"@pytest.mark.rag_threshold on {item.nodeid}"
-            if marker.args:
-                raise pytest.UsageError(
-                    f"{where}: give metrics as keywords, e.g. rag_threshold(faithfulness=0.9), "
-                    f"got positional {marker.args!r}"
-                )
-            try:
-                layers.append(check_layer(marker.kwargs, where))
-            except ThresholdError as exc:
-                raise pytest.UsageError(str(exc)) from None
-        layers.append(file_layer)
-        named: dict[str, str] = {}
-        for layer in layers:
-            for metric in layer.thresholds:
-                named.setdefault(metric, layer.where)
-        options = merge_layers(layer.options for layer in layers)
-        settings = self.settings
-        thresholds = merge_layers([*(layer.thresholds for layer in layers), settings.thresholds])
-        return RagSet(
-            name,
-            thresholds,
-            named=named,
-            max_invalid=options.get("max_invalid", settings.max_invalid),
-            max_drop=options.get("max_drop", settings.max_drop),
-            confidence=options.get("confidence", settings.confidence),
-            repeat=int(options.get("repeat", settings.repeat)),
-            base=settings.baseline.sets.get(name) if settings.baseline is not None else None,
-        )
 
     # -- running: submit a whole set when its first question runs ------------------------
 
@@ -474,7 +182,7 @@ class RagSession:
             except TypeError as exc:
                 item.stash[PROBLEM_KEY] = str(exc)
                 return None
-            rset = self._new_set(item.nodeid, item, question.file_gate)
+            rset = new_set(item.nodeid, item, question.file_gate, self.settings)
             rset.members[item.nodeid] = question
             self._sets.append(rset)
             item.stash[QUESTION_KEY] = question
@@ -503,19 +211,7 @@ class RagSession:
         if rset.problem is not None:
             item.stash[PROBLEM_KEY] = rset.problem
             return None
-        return self._wait(rset.result, item.nodeid)
-
-    def _wait(self, wait: Callable[..., T], *args: Any) -> T:
-        """Wait on the runner; a Ctrl-C meanwhile is raised here, once the wait is over."""
-        self._waiting = True
-        try:
-            value = wait(*args)
-        finally:
-            self._waiting = False
-        if self._interrupt_pending:
-            self._interrupt_pending = False
-            raise KeyboardInterrupt
-        return value
+        return self.interrupts.wait(rset.result, item.nodeid)
 
     def _submit(self, rset: RagSet, engine: Any, evaluators: Mapping[str, Any]) -> None:
         rset.metrics = tuple(evaluators)
@@ -636,13 +332,13 @@ class RagSession:
         rset = item.stash[SET_KEY]
         if not rset.submitted:
             return
-        result = self._wait(rset.result, item.nodeid)
+        result = self.interrupts.wait(rset.result, item.nodeid)
         metrics = metric_results(result)
         question = result.question
         rates: dict[str, MetricRate] | None = None
         newly = rset.newly(question.id, metrics)
         if needs_set(metrics, result.error, question.must_pass):
-            verdict, rates = self._wait(rset.decide, metrics, newly)
+            verdict, rates = self.interrupts.wait(rset.decide, metrics, newly)
         else:
             verdict = outcome(metrics, result.error, question.must_pass, None)
         record = question_record(result, metrics, verdict)
@@ -673,7 +369,7 @@ class RagSession:
             raise cause
         raise RagQuestionError(message) from cause  # pragma: no cover
 
-    def _keep(self, item: pytest.Item, record: dict[str, Any]) -> None:
+    def _keep(self, item: pytest.Item, record: QuestionRecord) -> None:
         item.stash[SET_KEY].tag(record)
         item.user_properties.append(("rag.outcome", record["outcome"]))
         item.stash[RECORD_KEY] = record
@@ -739,28 +435,33 @@ class RagSession:
         elif session.shouldfail or session.shouldstop:
             self._stop(f"the run stopped early ({session.shouldfail or session.shouldstop})")
         self._keep_unreported()
-        workeroutput = getattr(self.config, "workeroutput", None)
+        worker = hasattr(self.config, "workeroutput")
         # a set can fail with no failed item to carry it (a confidence bound, a drop from
         # removed questions): the run fails, and the summary says why
         if (
-            workeroutput is None
+            not worker
             and session.exitstatus == pytest.ExitCode.OK
             and any(summary.unheld() for summary in self.summaries())
         ):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        if workeroutput is not None:  # an xdist worker: the controller reports
+        if worker:  # an xdist worker: the controller reports
+            from pytest_rageval.xdist import send
+
             # stopped, the controller may not have read every report we sent: all of them
             kept = 0 if self.stopped is not None else self._records_on_reports
-            workeroutput["rageval"] = {
-                "records": self.records[kept:],  # the rest came with the reports
-                "notices": self.notices(),
-                "metrics": sorted(self._metrics_seen),
-                "stopped": self.stopped,
-                "complete": self.complete,
-                "counts": self._runner.counts if self._runner is not None else {},
-                "usage": self._own_usage(),
-                "cache": self.cache.stats() if self.cache is not None else None,
-            }
+            send(
+                self.config,
+                WorkerOutput(
+                    records=self.records[kept:],  # the rest came with the reports
+                    notices=self.notices(),
+                    metrics=sorted(self._metrics_seen),
+                    stopped=self.stopped,
+                    complete=self.complete,
+                    counts=dict(self._runner.counts) if self._runner is not None else {},
+                    usage=own_usage(self._runner),
+                    cache=self.cache.stats() if self.cache is not None else None,
+                ),
+            )
             return
         self._write_reports(int(session.exitstatus))
         if session.exitstatus == pytest.ExitCode.OK and any(error for *_, error in self.written):
@@ -809,40 +510,25 @@ class RagSession:
         )
         return markdown.render_markdown(document, html=shown)
 
-    def merge_worker(self, output: Mapping[str, Any]) -> None:
+    def merge_worker(self, output: WorkerOutput) -> None:
         """On the xdist controller: what a worker alone knew (results of items that never
         ran, its warnings, why it stopped)."""
         # once per question: a cancelled worker sends every result it holds (some also
         # came with its reports) and a stand-in for each question of the sets it did
         # not start, which another worker may have run
         where = {(r.get("set"), r.get("id")): i for i, r in enumerate(self.records)}
-        for record in output.get("records", []):
+        for record in output["records"]:
             key = (record.get("set"), record.get("id"))
             if key not in where:
                 where[key] = len(self.records)
                 self.records.append(record)
             elif record.get("evaluated") and not self.records[where[key]].get("evaluated"):
                 self.records[where[key]] = record
-        self._worker_notices.extend(
-            n for n in output.get("notices", []) if n not in self._worker_notices
-        )
-        self._metrics_seen.update(output.get("metrics", []))
-        self._worker_counts.update(output.get("counts") or {})
-        for kind in ("usage", "saved", "models"):
-            for name, value in ((output.get("usage") or {}).get(kind) or {}).items():
-                if kind == "models":
-                    self._worker_usage["models"].setdefault(name, value)
-                else:
-                    self._worker_usage[kind].setdefault(name, usage.Meter()).add(value)
-        worker_cache = output.get("cache") or {}
-        for counter in ("replayed", "recorded"):
-            self._worker_cache["counters"][counter] += worker_cache.get(counter, 0)
-        for metric, seen in (worker_cache.get("metrics") or {}).items():
-            self._worker_cache["hits"][metric] += seen.get("hits", 0)
-            self._worker_cache["misses"][metric] += seen.get("misses", 0)
-        if not output.get("complete", True):
+        self.totals.add(output)
+        self._metrics_seen.update(output["metrics"])
+        if not output["complete"]:
             self.complete = False
-        self.stopped = self.stopped or output.get("stopped")
+        self.stopped = self.stopped or output["stopped"]
 
     def _keep_unreported(self) -> None:
         """Results that finished but whose items never ran (Ctrl-C, -x, --maxfail), and
@@ -902,71 +588,28 @@ class RagSession:
         document["notices"] = self.notices()
         document["settings"] = self.settings.to_json()
         document["versions"] = versions(self.settings.judge.model)
-        counts = Counter(self._worker_counts)
-        counts.update(self._runner.counts if self._runner is not None else {})
         document["timing"] = {
             "wall_seconds": round(time.monotonic() - self._started, 3),
-            **{key: counts[key] for key in ("app_calls", "judge_calls", "retries")},
+            **self.totals.run_counts(self._runner),
         }
         document["cache"] = self.cache_stats()
         document["usage"] = self.usage_report()
         return document
 
-    def _own_usage(self) -> dict[str, Any]:
-        runner = self._runner
-        if runner is None:
-            return {}
-        return {
-            "usage": {name: meter.to_json() for name, meter in runner.usage.items()},
-            "saved": {name: meter.to_json() for name, meter in runner.saved.items()},
-            "models": dict(runner.judge_models),
-        }
-
     def usage_report(self) -> dict[str, Any]:
-        """Tokens per metric and for the app (``query``), what the cache saved, and the
-        cost when ``rag_prices`` knows the models; this process's and its workers'."""
-        totals: dict[str, dict[str, usage.Meter]] = {"usage": {}, "saved": {}}
-        models = dict(self._worker_usage["models"])
-        own = self._own_usage()
-        models.update(own.get("models", {}))
-        for kind in ("usage", "saved"):
-            for source in (self._worker_usage[kind], own.get(kind, {})):
-                for name, value in source.items():
-                    totals[kind].setdefault(name, usage.Meter()).add(value)
-        prices = self.settings.prices
-        report: dict[str, Any] = {}
-        for name in sorted(set(totals["usage"]) | set(totals["saved"])):
-            spent = totals["usage"].get(name, usage.Meter()).to_json()
-            saved = totals["saved"].get(name, usage.Meter()).to_json()
-            answered = list(spent["models"]) + list(saved["models"])
-            price = usage.price_of(prices, models.get(name), answered)
-            report[name] = {
-                **spent,
-                "cost": usage.cost(spent, price),
-                "saved": {**saved, "cost": usage.cost(saved, price)},
-            }
-        return report
+        """Tokens, what the cache saved and the cost, this process's and its workers'."""
+        return self.totals.usage_report(self._runner, self.settings.prices)
 
     def cache_stats(self) -> dict[str, Any] | None:
         """Verdict cache hits and misses per metric, this process's and its workers'."""
-        if self.cache is None:
-            return None
-        stats = self.cache.stats()
-        for counter in ("replayed", "recorded"):
-            stats[counter] += self._worker_cache["counters"][counter]
-        hits = self._worker_cache["hits"] + self.cache.hits
-        misses = self._worker_cache["misses"] + self.cache.misses
-        stats["metrics"] = {
-            m: {"hits": hits[m], "misses": misses[m]} for m in sorted(set(hits) | set(misses))
-        }
-        return stats
+        return self.totals.cache_stats(self.cache)
 
     def notices(self) -> list[str]:
         """Warnings for the user: from the runner, and ini thresholds no set used."""
         notices = list(self._runner.notices) if self._runner is not None else []
         if self.cache is not None:
             notices.extend(self.cache.notices)
-        notices.extend(n for n in self._clear_notices + self._worker_notices if n not in notices)
+        notices.extend(n for n in self._clear_notices + self.totals.notices if n not in notices)
         if self._metrics_seen:
             for metric in self.settings.thresholds:
                 if metric not in self._metrics_seen:
@@ -1008,9 +651,7 @@ class RagSession:
             )
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        if self._restore_signals is not None:
-            self._restore_signals()
-            self._restore_signals = None
+        self.interrupts.uninstall()
         if self._runner is not None:
             self._runner.close()
         if self.cache is not None:
@@ -1192,30 +833,6 @@ def _first_exception(result: QuestionResult) -> BaseException | None:
     return None
 
 
-def _in_pytest_machinery(frame: Any) -> bool:
-    """Whether the main thread was interrupted in pytest's, pluggy's or our own code (past
-    any standard library frames they called), not in the user's."""
-    stdlib = os.path.dirname(os.__file__) + os.sep
-    while frame is not None:
-        filename: str = frame.f_code.co_filename
-        if filename.startswith("<frozen") or (
-            filename.startswith(stdlib) and "site-packages" not in filename
-        ):
-            frame = frame.f_back
-            continue
-        return filename.startswith(_machinery())
-    return True
-
-
-@functools.cache
-def _machinery() -> tuple[str, ...]:
-    import _pytest
-    import pluggy
-
-    modules = (pytest, _pytest, pluggy, sys.modules[__package__ or "pytest_rageval"])
-    return tuple(os.path.dirname(m.__file__ or "") + os.sep for m in modules if m.__file__)
-
-
 def _hide_for_app_errors(excinfo: pytest.ExceptionInfo[BaseException]) -> bool:
     """Our frames are hidden above the app's own exception; a ``pytest.fail`` message
     shows no frames anyway, and hiding them all would add pytest's "all hidden" note."""
@@ -1254,24 +871,3 @@ def _reason(stopped: str, settings: Settings) -> str:
     if stopped == "deadline" and settings.deadline is not None:
         return f"deadline (--rag-deadline {settings.deadline:g} s)"
     return stopped
-
-
-def _identity(value: object) -> object:
-    """Parameter values as a set key: equal when hashable, else the same object."""
-    try:
-        hash(value)
-    except TypeError:
-        return ("id", id(value))
-    return value
-
-
-def _python_set_name(item: pytest.Function, others: Mapping[str, object]) -> str:
-    """``file::test`` plus its other parameters, e.g. ``test_app.py::test_x[style=short]``."""
-    base = f"{item.parent.nodeid}::{item.originalname}" if item.parent else item.originalname
-    if not others:
-        return base
-    shown = [
-        f"{name}={value}" if isinstance(value, (str, int, float, bool)) else name
-        for name, value in others.items()
-    ]
-    return f"{base}[{','.join(shown)}]"

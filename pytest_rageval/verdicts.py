@@ -11,7 +11,7 @@ import textwrap
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from pytest_rageval.redaction import redact_all
 from pytest_rageval.results import QuestionResult
@@ -520,25 +520,60 @@ def explain(
     return "\n".join(lines)
 
 
+class _SetFields(TypedDict, total=False):
+    """What its set adds to a question's record (``RagSet.tag``), so that reports group
+    and gate it by set."""
+
+    set: str
+    thresholds: dict[str, float]
+    max_invalid: float | None
+    max_drop: float | None
+    confidence: float | None
+    baseline_rates: dict[str, float | None] | None
+    baseline: dict[str, Any] | None
+    """What the baseline report said of this question (None: not in it, or no baseline)."""
+
+
+class QuestionRecord(_SetFields):
+    """One question as reports show it (JSON-safe, keys redacted): what was asked, what
+    came back, each metric's result and the question's outcome. Made once per question,
+    on the process that judged it; under xdist it reaches the controller on the item's
+    report or in the worker's output."""
+
+    id: str
+    query: str
+    reference: str | None
+    must_pass: bool
+    tags: list[str]
+    response: str | None
+    contexts: list[str] | None
+    outcome: Outcome
+    evaluated: bool
+    """False when the question was never asked or judged (stopped, deadline, setup)."""
+    error: str | None
+    metrics: dict[str, dict[str, Any]]
+    """Metric name -> :meth:`MetricResult.to_json`."""
+
+
 def question_record(
     result: QuestionResult, metrics: Mapping[str, MetricResult], outcome_: Outcome
-) -> dict[str, Any]:
+) -> QuestionRecord:
     """The JSON-safe record of one question, as it appears in reports (keys redacted)."""
     question = result.question
-    record = {
-        "id": question.id,
-        "query": question.query,
-        "reference": question.reference,
-        "must_pass": question.must_pass,
-        "tags": list(question.tags),
-        "response": result.response,
-        "contexts": list(result.contexts) if result.contexts is not None else None,
-        "outcome": outcome_,
-        "evaluated": result.evaluated,
-        "error": result.error,
-        "metrics": {name: metric.to_json() for name, metric in metrics.items()},
-    }
-    redacted: dict[str, Any] = redact_all(record)
+    record = QuestionRecord(
+        id=question.id,
+        query=question.query,
+        reference=question.reference,
+        must_pass=question.must_pass,
+        tags=list(question.tags),
+        response=result.response,
+        contexts=list(result.contexts) if result.contexts is not None else None,
+        outcome=outcome_,
+        evaluated=result.evaluated,
+        error=result.error,
+        metrics={name: metric.to_json() for name, metric in metrics.items()},
+    )
+    redacted: QuestionRecord = redact_all(record)
     return redacted
 
 

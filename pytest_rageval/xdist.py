@@ -36,6 +36,7 @@ from typing import Any
 import pytest
 
 from pytest_rageval.keys import SESSION_KEY, SETTINGS_KEY
+from pytest_rageval.totals import WorkerOutput
 
 SETS_DIR = "rageval_sets_dir"
 WORKERS = "rageval_workers"
@@ -43,6 +44,16 @@ OUTPUT = "rageval"
 SCOPE_PREFIX = "rageval set "
 OUTPUT_WAIT_SECONDS = 5.0
 """How long a cancelled controller waits for its workers' results (CI kills at 7.5 s)."""
+
+
+def send(config: pytest.Config, output: WorkerOutput) -> bool:
+    """On a worker: hand ``output`` to the controller; False on the controller (or
+    without xdist), where there is nobody to send it to."""
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is None:
+        return False
+    workeroutput[OUTPUT] = output
+    return True
 
 
 def worker_share(workers: int, index: int, count: int) -> int:
@@ -120,8 +131,8 @@ class RagXdist:
         self._nodes: list[Any] = []
         self._merged: set[str] = set()
         rag = config.stash[SESSION_KEY]
-        rag.dispatches = True
-        rag.signal_listeners.append(self.forward)
+        rag.interrupts.dispatches = True
+        rag.interrupts.listeners.append(self.forward)
 
     def pytest_configure_node(self, node: Any) -> None:
         settings = self.config.stash[SETTINGS_KEY]
@@ -149,12 +160,13 @@ class RagXdist:
         workerid = str(node.gateway.id)
         if workerid in self._merged:
             return True
-        output = getattr(node, "workeroutput", None)
-        if output is None:
+        workeroutput = getattr(node, "workeroutput", None)
+        if workeroutput is None:
             return False
         self._merged.add(workerid)
-        if output.get(OUTPUT):
-            self.config.stash[SESSION_KEY].merge_worker(output[OUTPUT])
+        output: WorkerOutput | None = workeroutput.get(OUTPUT)
+        if output:
+            self.config.stash[SESSION_KEY].merge_worker(output)
         return True
 
     @pytest.hookimpl(wrapper=True)

@@ -16,7 +16,7 @@ from llama_index.core.evaluation import EvaluationResult
 
 from pytest_rageval.questions import Question, QuestionFileError, load_file
 from pytest_rageval.runner import QuestionResult
-from pytest_rageval.session import RagSet
+from pytest_rageval.sets import RagSet
 from pytest_rageval.verdicts import MetricRate, MetricResult, Tally
 
 GATED = """\

@@ -9,6 +9,7 @@ from typing import Any
 
 from pytest_rageval.reports.markdown import passed
 from pytest_rageval.text import printable, well_formed
+from pytest_rageval.verdicts import format_fraction
 
 CHART = {"width": 160, "height": 24}
 """Size of each metric's chart: its pass rate on a 0-1 scale, with the interval, the
@@ -19,10 +20,6 @@ def _x(value: float | None) -> float | None:
     if value is None:
         return None
     return round(4 + max(0.0, min(1.0, value)) * (CHART["width"] - 8), 1)
-
-
-def _fraction(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
 
 
 def view(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -49,12 +46,12 @@ def view(document: Mapping[str, Any]) -> dict[str, Any]:
                     "invalid": rate["invalid"],
                     "errors": rate["errors"],
                     "verdict": rate["verdict"],
-                    "rate_text": _fraction(rate["pass_rate"]),
+                    "rate_text": format_fraction(rate["pass_rate"]),
                     "interval_text": (
                         "n/a" if not interval else f"{interval[0]:.2f}-{interval[1]:.2f}"
                     ),
-                    "threshold_text": _fraction(rate["threshold"]),
-                    "baseline_text": _fraction(baseline_rate) if change else "none",
+                    "threshold_text": format_fraction(rate["threshold"]),
+                    "baseline_text": format_fraction(baseline_rate) if change else "none",
                     "delta_text": "n/a" if delta is None else f"{delta:+.2f}",
                     "change_text": (
                         f"{change['change']} (p={change['p_value']:.2g})" if change else "n/a"

@@ -9,7 +9,7 @@ from typing import Any
 
 from pytest_rageval.reports.json import gate_passed
 from pytest_rageval.text import printable, well_formed
-from pytest_rageval.verdicts import shorten
+from pytest_rageval.verdicts import format_fraction, shorten
 
 FLIP_LINES = 20
 """Flipped questions listed in all; the rest are counted and left to the HTML report."""
@@ -34,10 +34,6 @@ def inert(text: object, *, table: bool = False) -> str:
     if flat.startswith("`") or flat.endswith("`"):
         flat = f" {flat} "  # one space each side is taken off again
     return f"{fence}{flat or ' '}{fence}"
-
-
-def _fraction(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
 
 
 def passed(document: Mapping[str, Any]) -> bool:
@@ -71,9 +67,9 @@ def render_markdown(document: Mapping[str, Any], html: str | None = None) -> str
             row = [
                 inert(entry["id"], table=True),
                 inert(name, table=True),
-                f"{_fraction(rate['pass_rate'])} ({rate['passed']}/{rate['n']})",
+                f"{format_fraction(rate['pass_rate'])} ({rate['passed']}/{rate['n']})",
                 "n/a" if not interval else f"{interval[0]:.2f}-{interval[1]:.2f}",
-                _fraction(rate["threshold"]),
+                format_fraction(rate["threshold"]),
             ]
             if with_baseline:
                 change = changes.get(name)
@@ -82,7 +78,7 @@ def render_markdown(document: Mapping[str, Any], html: str | None = None) -> str
                 else:
                     delta = change["delta"]
                     row += [
-                        _fraction(change["baseline_pass_rate"]),
+                        format_fraction(change["baseline_pass_rate"]),
                         "n/a" if delta is None else f"{delta:+.2f}",
                         f"{change['change']} (p={change['p_value']:.2g})",
                     ]

@@ -33,6 +33,7 @@ class SetSummary:
     thresholds: dict[str, float]
     max_invalid: float | None = None
     questions: list[dict[str, Any]] = field(default_factory=list)
+    """Its questions' records, less what the set added to each (``QuestionRecord``)."""
     max_drop: float | None = None
     confidence: float | None = None
     baseline_rates: dict[str, float | None] | None = None
