@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_rageval.api import BatchRunner, load_questions
 from pytest_rageval.questions import Question, QuestionFileError
-from pytest_rageval.runner import QuestionResult, Runner
+from pytest_rageval.results import QuestionResult
+from pytest_rageval.runner import Runner
 
 if TYPE_CHECKING:
     from pytest_rageval.evaluators import (

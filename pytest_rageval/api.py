@@ -14,7 +14,8 @@ from typing import Any, cast
 
 from pytest_rageval import judges
 from pytest_rageval.questions import Question, load_file
-from pytest_rageval.runner import Answered, QuestionResult, Runner
+from pytest_rageval.results import QuestionResult
+from pytest_rageval.runner import Answered, Runner
 
 
 def load_questions(path: str | Path) -> list[Question]:

@@ -14,7 +14,7 @@ import pytest
 
 from pytest_rageval.keys import PROBLEM_KEY, QUESTION_KEY, RECORD_KEY, SET_KEY
 from pytest_rageval.redaction import redact
-from pytest_rageval.runner import GaveUp, QuestionResult
+from pytest_rageval.results import GaveUp, QuestionResult
 from pytest_rageval.text import well_formed
 from pytest_rageval.verdicts import (
     MetricRate,

@@ -205,6 +205,29 @@ def full_jitter(attempt: int, backoff: float, max_backoff: float, rng: random.Ra
     return rng.uniform(0, ceiling) if ceiling > 0 else 0.0
 
 
+def next_wait(
+    retry_after: float | None,
+    attempt: int,
+    retries: int,
+    *,
+    backoff: float,
+    max_backoff: float,
+    rng: random.Random,
+) -> float | None:
+    """Seconds to wait before another attempt after transient failure number ``attempt``
+    (0-based), or None to give up: the retries are spent, or the server asked to wait
+    (``retry_after``) more than ``max_backoff``. Else the server's wait, or full jitter.
+
+    The one decision of both retry loops (the runner's and :func:`with_retries`); it does
+    not sleep, so either loop waits its own way. ``rng`` is drawn from only for jitter.
+    """
+    if attempt >= retries or (retry_after is not None and retry_after > max_backoff):
+        return None
+    if retry_after is not None:
+        return retry_after
+    return full_jitter(attempt, backoff, max_backoff, rng)
+
+
 async def with_retries(call: Callable[[], Awaitable[T]], retries: int, max_wait: float = 60.0) -> T:
     """``call()``, again after each transient failure, at most ``retries`` more times,
     for the one-off commands (``rageval generate``, ``calibrate``): the server's
@@ -216,12 +239,12 @@ async def with_retries(call: Callable[[], Awaitable[T]], retries: int, max_wait:
             return await call()
         except Exception as exc:
             failure = classify(exc)
-            if failure is None or attempt >= retries:
+            if failure is None:
                 raise
-            wait = failure.retry_after
+            wait = next_wait(
+                failure.retry_after, attempt, retries, backoff=1.0, max_backoff=max_wait, rng=rng
+            )
             if wait is None:
-                wait = full_jitter(attempt, 1.0, max_wait, rng)
-            if wait > max_wait:
                 raise
             await asyncio.sleep(wait)
     raise AssertionError("unreachable")

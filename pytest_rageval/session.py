@@ -26,7 +26,8 @@ from pytest_rageval.questions import as_question
 from pytest_rageval.redaction import redact, redact_in_place
 from pytest_rageval.reports import document, terminal
 from pytest_rageval.reports.summary import SetSummary, summarize
-from pytest_rageval.runner import QuestionResult, Runner, describe
+from pytest_rageval.results import QuestionResult, describe
+from pytest_rageval.runner import Runner
 from pytest_rageval.sets import RagSet, form_sets, new_set
 from pytest_rageval.thresholds import (
     closest,

@@ -16,7 +16,7 @@ from pytest_rageval.baseline import BaselineSet
 from pytest_rageval.keys import PROBLEM_KEY, QUESTION_FILE_KEY, QUESTION_KEY, SET_KEY
 from pytest_rageval.options import Settings
 from pytest_rageval.questions import DEFAULT_QUERY_ENGINE, Question, as_question
-from pytest_rageval.runner import QuestionResult
+from pytest_rageval.results import QuestionResult
 from pytest_rageval.thresholds import Layer, ThresholdError, check_layer, merge_layers
 from pytest_rageval.verdicts import (
     MetricRate,

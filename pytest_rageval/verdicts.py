@@ -14,7 +14,7 @@ from statistics import NormalDist
 from typing import Any, Literal, TypedDict
 
 from pytest_rageval.redaction import redact_all
-from pytest_rageval.runner import QuestionResult
+from pytest_rageval.results import QuestionResult
 from pytest_rageval.stats import wilson
 from pytest_rageval.text import clip
 from pytest_rageval.text import printable as text_printable
