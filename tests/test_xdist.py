@@ -118,6 +118,10 @@ def test_each_question_is_judged_once_whatever_the_dist_mode(
     sizes = {rag_set["id"]: len(rag_set["questions"]) for rag_set in report["sets"]}
     assert sizes == {"rag_alpha.yaml": 6, "rag_beta.yaml": 6, "test_app.py::test_answers": 4}
     assert report["complete"] is True
+    # the tokens both workers metered add up to what the server counted
+    usage = report["usage"]
+    judged = sum(entry["prompt_tokens"] for name, entry in usage.items() if name != "query")
+    assert judged == openai_server.usage["judge"]["prompt_tokens"] > 0
 
 
 def test_worker_share_splits_the_budget() -> None:
