@@ -26,6 +26,13 @@ def many(project: pytest.Pytester, n: int, word: str = "") -> None:
     project.makefile(".yaml", rag_set=f"evaluators: [faithfulness]\nquestions:\n{listed}\n")
 
 
+def as_from_a_terminal() -> None:
+    """In the child: Ctrl-C handled as a terminal's pytest gets it. A background job of a
+    non-interactive shell (``cmd &`` in a CI script) starts with SIGINT ignored, which
+    Python and its children then keep."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_keeps_what_finished_and_stops_sending(
     http_project: pytest.Pytester, openai_server: FakeOpenAI
 ) -> None:
@@ -41,6 +48,7 @@ def test_ctrl_c_keeps_what_finished_and_stops_sending(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_from_a_terminal,
     ) as process:
         lines: list[str] = []
         ten_passed = threading.Event()
@@ -178,6 +186,7 @@ def test_ctrl_c_in_the_users_own_code_interrupts_it_at_once(project: pytest.Pyte
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_from_a_terminal,
     ) as process:
         assert process.stdout is not None
         for line in process.stdout:
@@ -235,6 +244,7 @@ def test_a_ci_cancel_keeps_every_result_and_writes_every_report(
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=group,
+        preexec_fn=as_from_a_terminal,
     ) as process:
         lines: list[str] = []
         ten_passed = threading.Event()
