@@ -260,7 +260,7 @@ class RagSession:
                 return
             if not other.submitted and (other.problem is not None or not self._submit_early(other)):
                 continue
-            waiting += len(other.members) - len(other.results)
+            waiting += other.unfinished()
 
     def _submit_early(self, rset: RagSet) -> bool:
         first = rset.items[0] if rset.items else None

@@ -102,6 +102,12 @@ class RagSet:
             return frozenset()
         return newly_failing(metrics, self.base.results.get(question_id))
 
+    def unfinished(self) -> int:
+        """Its questions still waiting for a result (read under the lock the runner's
+        loop thread writes them under)."""
+        with self.changed:
+            return len(self.members) - len(self.results)
+
     def result(self, nodeid: str) -> QuestionResult:
         """The question's result, waiting for it."""
         with self.changed:
