@@ -12,7 +12,7 @@ from pytest_rageval import judges
 from pytest_rageval.keys import QUESTION_KEY, SESSION_KEY
 from pytest_rageval.results import QuestionResult
 from pytest_rageval.runner import Runner
-from pytest_rageval.session import RagSetupError
+from pytest_rageval.submit import RagSetupError
 
 
 @pytest.fixture

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import re
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Generator, Mapping
 from typing import Any, TypeVar
 
 import pytest
 
-from pytest_rageval import callphase, judges
+from pytest_rageval import callphase
 from pytest_rageval.cache import VerdictCache
 from pytest_rageval.interrupts import InterruptGuard
 from pytest_rageval.keys import (
@@ -22,20 +20,19 @@ from pytest_rageval.keys import (
     SET_KEY,
 )
 from pytest_rageval.options import Settings
-from pytest_rageval.questions import as_question
 from pytest_rageval.redaction import redact, redact_in_place
 from pytest_rageval.reports import document, terminal
 from pytest_rageval.reports.summary import SetSummary, summarize
-from pytest_rageval.results import QuestionResult, describe
+from pytest_rageval.results import QuestionResult
 from pytest_rageval.runner import Runner
-from pytest_rageval.sets import RagSet, form_sets, new_set
+from pytest_rageval.sets import RagSet, form_sets
+from pytest_rageval.submit import Submitter
 from pytest_rageval.thresholds import (
     closest,
 )
 from pytest_rageval.totals import Totals, WorkerOutput, own_usage
 from pytest_rageval.verdicts import (
     QuestionRecord,
-    Tally,
     metric_results,
     outcome,
     question_record,
@@ -43,10 +40,6 @@ from pytest_rageval.verdicts import (
 )
 
 T = TypeVar("T")
-
-
-class RagSetupError(Exception):
-    """Something the user must define or fix before questions can be evaluated."""
 
 
 class RagSession:
@@ -68,9 +61,16 @@ class RagSession:
         self._session: Any = None
         self._failed_writing = False
         self.interrupts = InterruptGuard(self._cancelled)
+        self.submitter = Submitter(
+            settings,
+            lambda: self.runner,
+            self._sets,
+            self._metrics_seen,
+            self.interrupts.wait,
+            looks_ahead=not hasattr(config, "workerinput"),
+        )
         self._records_on_reports = 0
         self._clear_notices: list[str] = []
-        self._shared: dict[tuple[object, object], tuple[Any, Any]] = {}
         self.cache = (
             VerdictCache(settings.cache_dir, settings.cache) if settings.cache != "off" else None
         )
@@ -147,7 +147,7 @@ class RagSession:
 
     @pytest.hookimpl(tryfirst=True)  # under xdist, before the worker reports its collection
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self._sets = form_sets(session.items, self.settings)
+        self._sets[:] = form_sets(session.items, self.settings)
         if hasattr(self.config, "workerinput"):
             from pytest_rageval.xdist import write_sets
 
@@ -160,124 +160,7 @@ class RagSession:
 
     def ask(self, item: pytest.Item, request: pytest.FixtureRequest) -> QuestionResult | None:
         """This item's result; submits its whole set first. None when setup failed."""
-        if PROBLEM_KEY in item.stash:
-            return None
-        rset = item.stash.get(SET_KEY, None)
-        if rset is None:  # a rag_result test whose rag_question is not parametrized
-            try:
-                question = as_question(request.getfixturevalue("rag_question"))
-            except TypeError as exc:
-                item.stash[PROBLEM_KEY] = str(exc)
-                return None
-            rset = new_set(item.nodeid, item, question.file_gate, self.settings)
-            rset.members[item.nodeid] = question
-            self._sets.append(rset)
-            item.stash[QUESTION_KEY] = question
-            item.stash[SET_KEY] = rset
-        if not rset.submitted and rset.problem is None:
-            try:
-                engine = self._fixture(request, rset.engine_fixture, item, rset)
-                every = (
-                    self._fixture(request, "rag_evaluators", item, rset)
-                    if _wants_rag_evaluators(rset, item)
-                    else None
-                )
-                evaluators = _pick(
-                    rset,
-                    every,
-                    lambda: self._fixture(request, "rag_embed_model", item, rset),
-                )
-            except RagSetupError as exc:
-                item.stash[PROBLEM_KEY] = str(exc)
-                return None
-            self._submit(rset, engine, evaluators)
-            if every is not None:
-                self._remember(rset, item, engine, every)
-        if rset.index >= 0:
-            self._keep_pool_full(rset)
-        if rset.problem is not None:
-            item.stash[PROBLEM_KEY] = rset.problem
-            return None
-        return self.interrupts.wait(rset.result, item.nodeid)
-
-    def _submit(self, rset: RagSet, engine: Any, evaluators: Mapping[str, Any]) -> None:
-        rset.metrics = tuple(evaluators)
-        self._metrics_seen.update(evaluators)
-        problem = _unknown_metrics(rset, evaluators) or _nothing_applies(rset, evaluators)
-        if problem is not None:
-            rset.problem = problem
-            return
-        expected: Counter[str] = Counter()
-        for nodeid, question in rset.members.items():
-            names = tuple(n for n, ev in evaluators.items() if judges.applies(ev, question))
-            rset.applicable[nodeid] = names
-            expected.update(names)
-        rset.tally = Tally(expected, rset.thresholds, rset.max_invalid, **rset.gate())
-        rset.submitted = True
-        self.runner.submit_questions(
-            engine, list(rset.members.items()), evaluators, _on_done(rset), repeat=rset.repeat
-        )
-
-    def _fixture(
-        self, request: pytest.FixtureRequest, name: str, item: pytest.Item, rset: RagSet
-    ) -> Any:
-        try:
-            return request.getfixturevalue(name)
-        except RagSetupError:
-            raise
-        except Exception as exc:
-            if not isinstance(exc, pytest.FixtureLookupError):
-                rset.setup_error = f"not evaluated: the {name} fixture raised {describe(exc)}"
-                raise
-            where = item.nodeid.split("::", 1)[0]
-            raise RagSetupError(
-                f"no fixture named {name!r}, which {where} uses as its query engine; define it "
-                "in a conftest.py next to that file, returning your llama-index query engine "
-                "(or a callable that takes the query string)"
-            ) from None
-
-    # -- keeping the pool full across small sets ------------------------------------------
-
-    def _remember(self, rset: RagSet, item: pytest.Item, engine: Any, every: Any) -> None:
-        """Note the session-scoped fixtures ``rset`` was submitted with, so that later sets
-        resolving to the very same fixtures can be submitted before their items run."""
-        fixtures = _shared_fixtures(item, rset.engine_fixture)
-        if fixtures is not None:
-            self._shared[fixtures] = (engine, every)
-
-    def _keep_pool_full(self, rset: RagSet) -> None:
-        """Submit the sets that follow ``rset`` early, while fewer than two questions per
-        worker are waiting, so that a run of small sets does not drain the pool between
-        sets. Only sets whose engine and evaluators are the same session-scoped fixture
-        values (no other setup to wait for), and not on an xdist worker, which learns its
-        sets one at a time."""
-        if not self._shared or hasattr(self.config, "workerinput"):
-            return
-        window = 2 * self.settings.workers
-        waiting = 0
-        for other in self._sets[rset.index : rset.index + _LOOKAHEAD]:
-            if waiting >= window:
-                return
-            if not other.submitted and (other.problem is not None or not self._submit_early(other)):
-                continue
-            waiting += other.unfinished()
-
-    def _submit_early(self, rset: RagSet) -> bool:
-        first = rset.items[0] if rset.items else None
-        if first is None or any(PROBLEM_KEY in item.stash for item in rset.items):
-            return False
-        if any(_may_skip(item) for item in rset.items):
-            return False
-        fixtures = _shared_fixtures(first, rset.engine_fixture)
-        if fixtures is None or fixtures not in self._shared:
-            return False
-        engine, every = self._shared[fixtures]
-        try:
-            evaluators = _pick(rset, every)
-        except RagSetupError:
-            return False  # said when its first item runs
-        self._submit(rset, engine, evaluators)
-        return True
+        return self.submitter.ask(item, request)
 
     # -- verdicts, applied in the call phase ---------------------------------------------
 
@@ -554,157 +437,6 @@ class RagSession:
             self._runner.close()
         if self.cache is not None:
             self.cache.close()  # commits the verdicts gathered since the last batch
-
-
-def _on_done(rset: RagSet) -> Callable[[str, QuestionResult | BaseException | None], None]:
-    """What the runner calls (on its loop) as each question of ``rset`` finishes."""
-
-    def done(nodeid: str, outcome: QuestionResult | BaseException | None) -> None:
-        if isinstance(outcome, QuestionResult):
-            result = outcome
-        else:
-            message = "not evaluated: cancelled" if outcome is None else describe(outcome)
-            result = QuestionResult(rset.members[nodeid], errors={"query": message})
-        if not result.applicable and result.errors:
-            result.applicable = rset.applicable.get(nodeid, ())
-        rset.finished(nodeid, result)
-
-    return done
-
-
-_LOOKAHEAD = 64
-"""How many sets ahead of the running one may be submitted early."""
-
-
-def _pick(
-    rset: RagSet, evaluators: Any, embed_model: Callable[[], Any] | None = None
-) -> dict[str, Any]:
-    """The evaluators of ``rset``: what the ``rag_evaluators`` fixture returned (None when
-    it was not needed), or, for names a data file lists that it does not provide, the
-    built-in evaluators of that name (``evaluators.BY_NAME``, with the file's options;
-    ``embed_model`` gives those that embed text the ``rag_embed_model`` fixture's model,
-    and without it they cannot be built here)."""
-    if evaluators is not None and (not isinstance(evaluators, Mapping) or not evaluators):
-        raise RagSetupError(
-            "the rag_evaluators fixture must return a non-empty dict of metric name -> "
-            f"llama-index evaluator, got {evaluators!r}"
-        )
-    if rset.evaluator_names is None:
-        return dict(evaluators or {})
-    from pytest_rageval.evaluators import BY_NAME
-
-    given = evaluators or {}
-    picked = {}
-    for name in rset.evaluator_names:
-        options = rset.evaluator_options.get(name)
-        if options is None and name in given:
-            picked[name] = given[name]
-        elif name in BY_NAME:
-            options = dict(options or {})
-            cls = BY_NAME[name]
-            if "embed_model" in inspect.signature(cls).parameters and "embed_model" not in options:
-                if embed_model is None:
-                    raise RagSetupError(f"{rset.name}: {name} needs the rag_embed_model fixture")
-                options["embed_model"] = embed_model()
-            picked[name] = _built_in(rset, name, cls, options)
-        elif options is not None:
-            raise RagSetupError(
-                f"{rset.name} gives options for evaluator {name!r}, which is not built in"
-                f"{closest(name, BY_NAME)}; options are for the built-in evaluators "
-                f"({', '.join(BY_NAME)}); configure your own in your rag_evaluators fixture"
-            )
-        else:
-            known = [*given, *(n for n in BY_NAME if n not in given)]
-            raise RagSetupError(
-                f"{rset.name} asks for evaluator {name!r}, which neither rag_evaluators "
-                f"provides nor is built in{closest(name, known)} (known: {', '.join(known)}); "
-                "fix the file's 'evaluators' list or add it to your rag_evaluators fixture"
-            )
-    return picked
-
-
-def _built_in(rset: RagSet, name: str, cls: type, options: Mapping[str, Any]) -> Any:
-    try:
-        return cls(**options)
-    except (TypeError, ValueError, re.error) as exc:
-        accepted = [p for p in inspect.signature(cls).parameters if p not in ("self",)]
-        raise RagSetupError(
-            f"{rset.name}: the options of evaluator {name!r} are not valid: {exc}; it takes "
-            + (", ".join(accepted) if accepted else "no options")
-        ) from None
-
-
-def _wants_rag_evaluators(rset: RagSet, item: pytest.Item) -> bool:
-    """Whether ``rset`` needs the ``rag_evaluators`` fixture: not when its data file names
-    only built-in evaluators and the fixture is the plugin's own (LLM judges only), so
-    that a file of deterministic metrics runs without a judge."""
-    names = rset.evaluator_names
-    if names is None:
-        return True
-    from pytest_rageval.evaluators import BY_NAME
-
-    if any(name not in BY_NAME or name in judges.DEFAULT_METRICS for name in names):
-        return True
-    found = _fixture_def(item, "rag_evaluators")
-    return found is None or getattr(found.func, "__module__", None) != "pytest_rageval.fixtures"
-
-
-def _shared_fixtures(item: pytest.Item, engine_name: str) -> tuple[object, object] | None:
-    """The fixture definitions ``item`` gets its engine and evaluators from, when both are
-    session-scoped and unparametrized (so every item that resolves to them gets the same
-    values); None otherwise, or when pytest's fixture lookup is not what we expect."""
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    found = []
-    for name in (engine_name, "rag_evaluators"):
-        if name in params:
-            return None
-        definition = _fixture_def(item, name)
-        if definition is None or definition.scope != "session" or definition.params:
-            return None
-        found.append(definition)
-    return found[0], found[1]
-
-
-def _fixture_def(item: pytest.Item, name: str) -> Any:
-    """The definition of fixture ``name`` that ``item`` gets; None when there is none or
-    pytest's fixture lookup (a private API) is not what we expect."""
-    try:
-        defs = item.session._fixturemanager.getfixturedefs(name, item)
-    except Exception:
-        return None
-    return defs[-1] if defs else None
-
-
-def _may_skip(item: pytest.Item) -> bool:
-    return (
-        any(item.iter_markers("skip"))
-        or any(item.iter_markers("skipif"))
-        or any(item.iter_markers("xfail"))
-    )
-
-
-def _unknown_metrics(rset: RagSet, evaluators: Mapping[str, Any]) -> str | None:
-    """A threshold naming a metric no evaluator of the set provides (a typo, usually)."""
-    for metric, where in rset.named.items():
-        if metric not in evaluators:
-            return (
-                f"{where} sets a threshold for {metric!r}, which no evaluator of {rset.name} "
-                f"provides{closest(metric, evaluators)}; its metrics are: "
-                f"{', '.join(evaluators)}"
-            )
-    return None
-
-
-def _nothing_applies(rset: RagSet, evaluators: Mapping[str, Any]) -> str | None:
-    """A set where no metric applies to any question would pass without being judged."""
-    for question in rset.members.values():
-        if any(judges.applies(evaluator, question) for evaluator in evaluators.values()):
-            return None
-    needs = []
-    for name, evaluator in evaluators.items():
-        what = judges.needs(evaluator)
-        needs.append(f"{name} needs {what}" if what else f"{name} does not apply")
-    return f"no metric applied to any question of {rset.name}: {'; '.join(needs)}"
 
 
 def _reason(stopped: str, settings: Settings) -> str:
