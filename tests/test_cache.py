@@ -18,17 +18,10 @@ from llama_index.core.evaluation import (
 )
 from llama_index.core.prompts import PromptTemplate
 from openai_server import FakeOpenAI
+from verdict_file import QUESTIONS
 
 from pytest_rageval import Question, Runner, cache
 from pytest_rageval.cache import VerdictCache, describe_evaluator, verdict_key
-
-QUESTIONS = """
-evaluators: [faithfulness, relevancy]
-questions:
-  - {id: paris, query: "Where is Paris?"}
-  - {id: rome, query: "Where is Rome?"}
-  - {id: lisbon, query: "Where is Lisbon?"}
-"""
 
 
 @pytest.fixture

@@ -26,16 +26,10 @@ from typing import Any
 
 import pytest
 from openai_server import FakeOpenAI, Fault
+from verdict_file import QUESTIONS, verdict_count
 
 from pytest_rageval.cache import COMMIT_EVERY, VerdictCache
 
-QUESTIONS = """
-evaluators: [faithfulness, relevancy]
-questions:
-  - {id: paris, query: "Where is Paris?"}
-  - {id: rome, query: "Where is Rome?"}
-  - {id: lisbon, query: "Where is Lisbon?"}
-"""
 ONE_MORE = '  - {id: oslo, query: "Where is Oslo?"}\n'
 
 DROP_PRIVILEGES = [
@@ -88,18 +82,6 @@ def full_disk() -> None:
     """In the child: no file may grow (writes fail with EFBIG, as with a full disk)."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
-
-
-def verdict_count(path: Path) -> int:
-    """Rows in the verdicts table, read straight from the file (0 when there is none)."""
-    if not path.is_file():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            (count,) = db.execute("SELECT COUNT(*) FROM verdicts").fetchone()
-    except sqlite3.OperationalError:  # the table does not exist yet
-        return 0
-    return int(count)
 
 
 def files_of(folder: Path) -> dict[str, bytes]:

@@ -4,19 +4,19 @@ process alive or sends requests after pytest stops."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from openai_server import FakeOpenAI
+from verdict_file import verdict_count
 
 
 def many(project: pytest.Pytester, n: int, word: str = "") -> None:
@@ -33,21 +33,39 @@ def as_from_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_ctrl_c_keeps_what_finished_and_stops_sending(
-    http_project: pytest.Pytester, openai_server: FakeOpenAI
-) -> None:
-    many(http_project, 200)
-    openai_server.delay = 0.05
-    command = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider"]
-    command += ["--rag-workers=4", "--rag-report=report.json"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+@dataclass
+class Cancelled:
+    """A pytest run signalled once ten of its questions had passed."""
+
+    returncode: int
+    out: str
+    errors: str
+    passed: int
+    """Questions shown PASSED when the signal went."""
+    after: int
+    """Judge requests the server saw after the signal."""
+    took: float
+    """Seconds from the signal to the process's exit."""
+
+
+def cancel_after_ten_passed(
+    command: list[str],
+    cwd: Path,
+    server: FakeOpenAI,
+    signum: int = signal.SIGINT,
+    *,
+    group: bool = False,
+) -> Cancelled:
+    """Run ``command`` (pytest, verbose), and send ``signum`` to it (or, with ``group``,
+    to its whole process group, as a terminal's Ctrl-C does) once ten questions passed."""
     with subprocess.Popen(
         command,
-        cwd=http_project.path,
-        env=env,
+        cwd=cwd,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=group,
         preexec_fn=as_from_a_terminal,
     ) as process:
         lines: list[str] = []
@@ -62,16 +80,37 @@ def test_ctrl_c_keeps_what_finished_and_stops_sending(
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        assert ten_passed.wait(timeout=60)
+        if not ten_passed.wait(timeout=90):
+            process.kill()
+            reader.join(timeout=10)
+            pytest.fail("".join(lines)[-3000:])
         passed = sum(" PASSED" in line for line in lines)
-        at_signal = openai_server.chat_requests
-        process.send_signal(signal.SIGINT)
+        at_signal = server.chat_requests
+        signalled = time.monotonic()
+        if group:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
         process.wait(timeout=60)
+        took = time.monotonic() - signalled
         reader.join(timeout=10)
         assert process.stderr is not None
-        rest, errors = "".join(lines), process.stderr.read()
-    after = openai_server.chat_requests - at_signal
-    assert process.returncode == pytest.ExitCode.INTERRUPTED, errors
+        errors = process.stderr.read()
+    return Cancelled(
+        process.returncode, "".join(lines), errors, passed, server.chat_requests - at_signal, took
+    )
+
+
+def test_ctrl_c_keeps_what_finished_and_stops_sending(
+    http_project: pytest.Pytester, openai_server: FakeOpenAI
+) -> None:
+    many(http_project, 200)
+    openai_server.delay = 0.05
+    command = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider"]
+    command += ["--rag-workers=4", "--rag-report=report.json"]
+    run = cancel_after_ten_passed(command, http_project.path, openai_server)
+    rest, errors, passed, after = run.out, run.errors, run.passed, run.after
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, errors
     # nothing new reaches the judge after Ctrl-C (at most a request already on its way)
     assert after <= 4, after
     assert "rag evaluation" in rest
@@ -198,15 +237,6 @@ def test_ctrl_c_in_the_users_own_code_interrupts_it_at_once(project: pytest.Pyte
     assert "KeyboardInterrupt" in rest
 
 
-def verdicts_cached(folder: Path) -> int:
-    """Verdicts in the project's verdict cache (0 when there is none)."""
-    path = folder / ".rageval_cache" / "verdicts.sqlite3"
-    if not path.exists():
-        return 0
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        return int(db.execute("SELECT count(*) FROM verdicts").fetchone()[0])
-
-
 # the xdist controller alone gets SIGTERM (and passes it on); the whole group gets SIGINT
 # (as from a terminal); each such run costs a pytest and two workers
 @pytest.mark.parametrize(
@@ -225,8 +255,7 @@ def test_a_ci_cancel_keeps_every_result_and_writes_every_report(
     group: bool,
 ) -> None:
     # two sets: one running when the signal comes, one that may not have started
-    listed = "\n".join(f'  - {{id: q{i}, query: "Where is town {i}?"}}' for i in range(200))
-    http_project.makefile(".yaml", rag_set=f"evaluators: [faithfulness]\nquestions:\n{listed}\n")
+    many(http_project, 200)
     other = "\n".join(f'  - {{id: o{i}, query: "Where is village {i}?"}}' for i in range(30))
     http_project.makefile(".yaml", rag_zet=f"evaluators: [faithfulness]\nquestions:\n{other}\n")
     openai_server.delay = 0.05
@@ -235,46 +264,9 @@ def test_a_ci_cancel_keeps_every_result_and_writes_every_report(
     command += ["--rag-markdown=summary.md", "--rag-html=report.html"]
     if xdist:
         command += ["-n", "2"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with subprocess.Popen(
-        command,
-        cwd=http_project.path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=group,
-        preexec_fn=as_from_a_terminal,
-    ) as process:
-        lines: list[str] = []
-        ten_passed = threading.Event()
-
-        def read() -> None:
-            assert process.stdout is not None
-            for line in process.stdout:
-                lines.append(line)
-                if sum(" PASSED" in seen for seen in lines) >= 10:
-                    ten_passed.set()
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        if not ten_passed.wait(timeout=90):
-            process.kill()
-            reader.join(timeout=10)
-            pytest.fail("".join(lines)[-3000:])
-        at_signal = openai_server.chat_requests
-        signalled = time.monotonic()
-        if group:
-            os.killpg(process.pid, signum)
-        else:
-            process.send_signal(signum)
-        process.wait(timeout=60)
-        took = time.monotonic() - signalled
-        reader.join(timeout=10)
-        assert process.stderr is not None
-        rest, errors = "".join(lines), process.stderr.read()
-    after = openai_server.chat_requests - at_signal
-    assert process.returncode == pytest.ExitCode.INTERRUPTED, (rest[-3000:], errors[-3000:])
+    run = cancel_after_ten_passed(command, http_project.path, openai_server, signum, group=group)
+    rest, errors, after, took = run.out, run.errors, run.after, run.took
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, (rest[-3000:], errors[-3000:])
     # GitHub Actions sends SIGKILL 7.5 s after its first signal: done well before
     assert took < 7.5, (took, rest[-3000:])
     # workers stop their runners at once: at most the requests already on their way
@@ -299,6 +291,6 @@ def test_a_ci_cancel_keeps_every_result_and_writes_every_report(
             assert rag_set["metrics"]["faithfulness"]["verdict"] != "ok"
     assert report["timing"]["judge_calls"] >= len(finished)
     # the verdicts paid for are kept
-    assert verdicts_cached(http_project.path) >= len(finished)
+    assert verdict_count(http_project.path / ".rageval_cache" / "verdicts.sqlite3") >= len(finished)
     for name in ("junit.xml", "summary.md", "report.html"):
         assert (http_project.path / name).stat().st_size > 0, name
