@@ -12,6 +12,12 @@ import llama_index.core
 import llama_index.llms.openai  # noqa: F401
 import openai  # noqa: F401
 import pytest
+
+# nltk (llama-index's sentence splitter, rouge-score) imports scipy, whose C extensions,
+# like numpy's, cannot load twice: first imported inside an in-process run, scipy is
+# gone afterwards and the reference tests' `from scipy.stats import binom` fails
+# (which test ran first on an xdist worker decides it: a flaky failure)
+import scipy.stats  # noqa: F401
 from openai_server import FakeOpenAI, serve
 
 pytest_plugins = ["pytester"]
