@@ -12,19 +12,13 @@ from typing import Any
 
 import pytest
 
+from pytest_rageval.gate import MetricRate, needs_set, outcome
 from pytest_rageval.keys import PROBLEM_KEY, QUESTION_KEY, RECORD_KEY, SET_KEY
 from pytest_rageval.redaction import redact
 from pytest_rageval.results import GaveUp, QuestionResult
 from pytest_rageval.text import well_formed
-from pytest_rageval.verdicts import (
-    MetricRate,
-    QuestionRecord,
-    explain,
-    metric_results,
-    needs_set,
-    outcome,
-    question_record,
-)
+from pytest_rageval.verdicts import QuestionRecord, question_record
+from pytest_rageval.wording import explain
 
 Wait = Callable[..., Any]
 """Waits on the runner (``InterruptGuard.wait``: a Ctrl-C meanwhile is raised after)."""
@@ -56,8 +50,7 @@ def judge(item: pytest.Item, wait: Wait, *, fail: bool) -> None:
     rset = item.stash[SET_KEY]
     if not rset.submitted:
         return
-    result = wait(rset.result, item.nodeid)
-    metrics = metric_results(result)
+    result, metrics = wait(rset.result, item.nodeid)
     question = result.question
     rates: dict[str, MetricRate] | None = None
     newly = rset.newly(question.id, metrics)

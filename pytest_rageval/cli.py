@@ -30,6 +30,7 @@ from typing import Any
 
 from pytest_rageval.baseline import Baseline, BaselineError, from_document, read_document
 from pytest_rageval.calibrate import CalibrationError
+from pytest_rageval.gate import fell_more
 from pytest_rageval.generate import GenerationError
 from pytest_rageval.reports import html, markdown, terminal
 from pytest_rageval.reports.json import write_atomic
@@ -73,7 +74,7 @@ def diff(base_path: str, head_path: str, max_drop: float | None) -> int:
     for set_id, change in changes.items():
         for metric, metric_change in change.metrics.items():
             delta = metric_change.delta
-            if max_drop is not None and delta is not None and -delta > max_drop + 1e-9:
+            if max_drop is not None and delta is not None and fell_more(-delta, max_drop):
                 failures.append(
                     f"{set_id} {metric}: pass rate fell {-delta:.2f}, more than --max-drop "
                     f"{max_drop:.2f}"

@@ -12,6 +12,7 @@ import pytest
 
 from pytest_rageval import callphase
 from pytest_rageval.cache import VerdictCache
+from pytest_rageval.gate import Gate, outcome
 from pytest_rageval.interrupts import InterruptGuard
 from pytest_rageval.keys import (
     PROBLEM_KEY,
@@ -31,13 +32,7 @@ from pytest_rageval.thresholds import (
     closest,
 )
 from pytest_rageval.totals import Totals, WorkerOutput, own_usage
-from pytest_rageval.verdicts import (
-    QuestionRecord,
-    metric_results,
-    outcome,
-    question_record,
-    set_rates,
-)
+from pytest_rageval.verdicts import QuestionRecord, metric_results, question_record
 
 T = TypeVar("T")
 
@@ -74,6 +69,9 @@ class RagSession:
         self.cache = (
             VerdictCache(settings.cache_dir, settings.cache) if settings.cache != "off" else None
         )
+        self.gates: dict[str, Gate] = {}
+        """Each set's gate by name: this process's sets', and those its workers sent."""
+        self._gates_sent: set[str] = set()
         self._summaries: list[SetSummary] | None = None
         self._summarized = -1
         self.totals = Totals()
@@ -196,6 +194,12 @@ class RagSession:
         report = yield
         if call.when == "call" and RECORD_KEY in item.stash:
             report.rag = item.stash[RECORD_KEY]  # type: ignore[attr-defined]
+            rset = item.stash[SET_KEY]
+            if rset.name not in self._gates_sent:
+                # the set's gate, once per process: under xdist the controller gates
+                # the records it receives with it
+                self._gates_sent.add(rset.name)
+                report.rag_gate = rset.gate.to_json()  # type: ignore[attr-defined]
         if SET_KEY in item.stash or PROBLEM_KEY in item.stash or QUESTION_KEY in item.stash:
             # a question's report shows the judge's exception, which may echo the key
             # (message, locals with -l, captured output): the terminal and JUnit read it
@@ -214,6 +218,9 @@ class RagSession:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = getattr(report, "rag", None)
         if report.when == "call" and record is not None:
+            gate = getattr(report, "rag_gate", None)
+            if gate is not None:
+                self.gates.setdefault(record["set"], Gate.from_json(gate))
             self.records.append(record)
             self._records_on_reports = len(self.records)
             self._reported.add(report.nodeid)
@@ -266,6 +273,7 @@ class RagSession:
                 self.config,
                 WorkerOutput(
                     records=self.records[kept:],  # the rest came with the reports
+                    gates={rset.name: rset.gate.to_json() for rset in self._sets},
                     notices=self.notices(),
                     metrics=sorted(self._metrics_seen),
                     stopped=self.stopped,
@@ -308,6 +316,8 @@ class RagSession:
                 self.records.append(record)
             elif record.get("evaluated") and not self.records[where[key]].get("evaluated"):
                 self.records[where[key]] = record
+        for name, gate in output["gates"].items():
+            self.gates.setdefault(name, Gate.from_json(gate))
         self.totals.add(output)
         self._metrics_seen.update(output["metrics"])
         if not output["complete"]:
@@ -342,8 +352,11 @@ class RagSession:
                         applicable=rset.applicable.get(nodeid, unstarted),
                         evaluated=False,
                     )
-            judged = {nodeid: metric_results(r) for nodeid, r in results.items()}
-            rates = set_rates(judged.values(), rset.thresholds, rset.max_invalid, **rset.gate())
+            judged = {
+                nodeid: rset.judged[nodeid] if nodeid in rset.judged else metric_results(result)
+                for nodeid, result in results.items()
+            }
+            rates = rset.gate.rates(judged.values())
             for nodeid in missing:
                 result, metrics = results[nodeid], judged[nodeid]
                 newly = rset.newly(result.question.id, metrics)
@@ -356,7 +369,8 @@ class RagSession:
         """The sets as reported, worked out once the run's records are all in (the gate,
         the reports and the terminal read the same ones)."""
         if self._summaries is None or self._summarized != len(self.records):
-            self._summaries = summarize(self.records)
+            gates = {**self.gates, **{rset.name: rset.gate for rset in self._sets}}
+            self._summaries = summarize(self.records, gates)
             self._summarized = len(self.records)
         return self._summaries
 

@@ -13,21 +13,13 @@ from typing import Any
 import pytest
 
 from pytest_rageval.baseline import BaselineSet
+from pytest_rageval.gate import Gate, MetricRate, Tally, newly_failing, outcome
 from pytest_rageval.keys import PROBLEM_KEY, QUESTION_FILE_KEY, QUESTION_KEY, SET_KEY
 from pytest_rageval.options import Settings
 from pytest_rageval.questions import DEFAULT_QUERY_ENGINE, Question, as_question
 from pytest_rageval.results import QuestionResult
 from pytest_rageval.thresholds import Layer, ThresholdError, check_layer, merge_layers
-from pytest_rageval.verdicts import (
-    MetricRate,
-    MetricResult,
-    Outcome,
-    QuestionRecord,
-    Tally,
-    metric_results,
-    newly_failing,
-    outcome,
-)
+from pytest_rageval.verdicts import MetricResult, Outcome, QuestionRecord, metric_results
 
 
 @dataclass(eq=False)
@@ -35,12 +27,9 @@ class RagSet:
     """Questions gated together: one data file, or one parametrized test function."""
 
     name: str
-    thresholds: dict[str, float]
+    gate: Gate
     named: dict[str, str] = field(default_factory=dict)
     """Metric -> where a marker or the data file set its threshold (to catch typos)."""
-    max_invalid: float | None = None
-    max_drop: float | None = None
-    confidence: float | None = None
     repeat: int = 1
     base: BaselineSet | None = None
     """What the baseline report says of this set (None: no baseline, or not in it)."""
@@ -55,6 +44,8 @@ class RagSet:
     submitted: bool = False
     """Whether its questions went to the runner (when its first item ran)."""
     results: dict[str, QuestionResult] = field(default_factory=dict)
+    judged: dict[str, dict[str, MetricResult]] = field(default_factory=dict)
+    """Each finished question's metric results, worked out once as its result came in."""
     problem: str | None = None
     """Why none of the set's questions can be evaluated (e.g. no metric applies)."""
     setup_error: str | None = None
@@ -70,35 +61,22 @@ class RagSet:
         metrics = metric_results(result)
         with self.changed:
             self.results[nodeid] = result
+            self.judged[nodeid] = metrics
             assert self.tally is not None
             self.tally.add(metrics)
             self.changed.notify_all()
 
     def tag(self, record: QuestionRecord) -> QuestionRecord:
-        """``record`` with what reports group and gate it by: its set and the set's gate,
-        and what the baseline said of it."""
+        """``record`` with what reports group it by (its set; the set's gate travels once,
+        beside the records) and what the baseline said of it."""
         record["set"] = self.name
-        record["thresholds"] = self.thresholds  # shared: one per set, not per question
-        record["max_invalid"] = self.max_invalid
-        record["max_drop"] = self.max_drop
-        record["confidence"] = self.confidence
-        record["baseline_rates"] = self.base.rates if self.base is not None else None
         record["baseline"] = self.base.results.get(record["id"]) if self.base else None
         return record
-
-    def gate(self) -> dict[str, Any]:
-        """The keywords of :class:`Tally` beside thresholds and ``max_invalid``."""
-        drop_gate = self.base is not None and self.max_drop is not None
-        return {
-            "confidence": self.confidence,
-            "baselines": self.base.rates if drop_gate and self.base is not None else None,
-            "max_drop": self.max_drop if drop_gate else None,
-        }
 
     def newly(self, question_id: str, metrics: Mapping[str, MetricResult]) -> frozenset[str]:
         """The metrics this question fails and did not fail in the baseline (for the drop
         gate; empty without one)."""
-        if self.base is None or self.max_drop is None:
+        if self.base is None or not self.gate.drops:
             return frozenset()
         return newly_failing(metrics, self.base.results.get(question_id))
 
@@ -108,12 +86,12 @@ class RagSet:
         with self.changed:
             return len(self.members) - len(self.results)
 
-    def result(self, nodeid: str) -> QuestionResult:
-        """The question's result, waiting for it."""
+    def result(self, nodeid: str) -> tuple[QuestionResult, dict[str, MetricResult]]:
+        """The question's result and its metric results, waiting for them."""
         with self.changed:
             while nodeid not in self.results:
                 self.changed.wait()
-            return self.results[nodeid]
+            return self.results[nodeid], self.judged[nodeid]
 
     def decide(
         self, metrics: Mapping[str, MetricResult], newly: frozenset[str] = frozenset()
@@ -213,15 +191,16 @@ def new_set(name: str, item: pytest.Item, file_layer: Layer, settings: Settings)
             named.setdefault(metric, layer.where)
     options = merge_layers(layer.options for layer in layers)
     thresholds = merge_layers([*(layer.thresholds for layer in layers), settings.thresholds])
-    return RagSet(
-        name,
+    base = settings.baseline.sets.get(name) if settings.baseline is not None else None
+    gate = Gate(
         thresholds,
-        named=named,
         max_invalid=options.get("max_invalid", settings.max_invalid),
         max_drop=options.get("max_drop", settings.max_drop),
         confidence=options.get("confidence", settings.confidence),
-        repeat=int(options.get("repeat", settings.repeat)),
-        base=settings.baseline.sets.get(name) if settings.baseline is not None else None,
+        baselines=base.rates if base is not None else None,
+    )
+    return RagSet(
+        name, gate, named=named, repeat=int(options.get("repeat", settings.repeat)), base=base
     )
 
 

@@ -18,9 +18,9 @@ from pytest_rageval.options import Settings
 from pytest_rageval.questions import as_question
 from pytest_rageval.results import QuestionResult, describe
 from pytest_rageval.runner import Runner
+from pytest_rageval.runner.backlog import LOOKAHEAD_SETS, enough_waiting
 from pytest_rageval.sets import RagSet, new_set
 from pytest_rageval.thresholds import closest
-from pytest_rageval.verdicts import Tally
 
 
 class RagSetupError(Exception):
@@ -36,7 +36,7 @@ class Submitter:
         runner: Callable[[], Runner],
         sets: list[RagSet],
         metrics_seen: set[str],
-        wait: Callable[[Callable[[str], QuestionResult], str], QuestionResult],
+        wait: Callable[..., Any],
         *,
         looks_ahead: bool,
     ) -> None:
@@ -91,21 +91,26 @@ class Submitter:
         if rset.problem is not None:
             item.stash[PROBLEM_KEY] = rset.problem
             return None
-        return self.wait(rset.result, item.nodeid)
+        answered: tuple[QuestionResult, Any] = self.wait(rset.result, item.nodeid)
+        return answered[0]
 
     def _submit(self, rset: RagSet, engine: Any, evaluators: Mapping[str, Any]) -> None:
         rset.metrics = tuple(evaluators)
         self.metrics_seen.update(evaluators)
-        problem = _unknown_metrics(rset, evaluators) or _nothing_applies(rset, evaluators)
+        # which metrics apply to each question: worked out once, here
+        applicable = {
+            nodeid: tuple(n for n, ev in evaluators.items() if judges.applies(ev, question))
+            for nodeid, question in rset.members.items()
+        }
+        expected = Counter(name for names in applicable.values() for name in names)
+        problem = _unknown_metrics(rset, evaluators) or (
+            None if expected else _nothing_applies(rset, evaluators)
+        )
         if problem is not None:
             rset.problem = problem
             return
-        expected: Counter[str] = Counter()
-        for nodeid, question in rset.members.items():
-            names = tuple(n for n, ev in evaluators.items() if judges.applies(ev, question))
-            rset.applicable[nodeid] = names
-            expected.update(names)
-        rset.tally = Tally(expected, rset.thresholds, rset.max_invalid, **rset.gate())
+        rset.applicable.update(applicable)
+        rset.tally = rset.gate.tally(expected)
         rset.submitted = True
         self.runner().submit_questions(
             engine, list(rset.members.items()), evaluators, _on_done(rset), repeat=rset.repeat
@@ -146,10 +151,10 @@ class Submitter:
         sets one at a time."""
         if not self._shared or not self.looks_ahead:
             return
-        window = 2 * self.settings.workers
+        enough = enough_waiting(self.settings.workers)
         waiting = 0
-        for other in self.sets[rset.index : rset.index + _LOOKAHEAD]:
-            if waiting >= window:
+        for other in self.sets[rset.index : rset.index + LOOKAHEAD_SETS]:
+            if waiting >= enough:
                 return
             if not other.submitted and (other.problem is not None or not self._submit_early(other)):
                 continue
@@ -187,10 +192,6 @@ def _on_done(rset: RagSet) -> Callable[[str, QuestionResult | BaseException | No
         rset.finished(nodeid, result)
 
     return done
-
-
-_LOOKAHEAD = 64
-"""How many sets ahead of the running one may be submitted early."""
 
 
 def _pick(
@@ -312,11 +313,9 @@ def _unknown_metrics(rset: RagSet, evaluators: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _nothing_applies(rset: RagSet, evaluators: Mapping[str, Any]) -> str | None:
-    """A set where no metric applies to any question would pass without being judged."""
-    for question in rset.members.values():
-        if any(judges.applies(evaluator, question) for evaluator in evaluators.values()):
-            return None
+def _nothing_applies(rset: RagSet, evaluators: Mapping[str, Any]) -> str:
+    """Why a set where no metric applies to any question is not judged (it would pass
+    without a judgement)."""
     needs = []
     for name, evaluator in evaluators.items():
         what = judges.needs(evaluator)

@@ -25,6 +25,8 @@ class WorkerOutput(TypedDict):
     records: list[QuestionRecord]
     """Question records the controller cannot have from the worker's reports: of items
     that never ran, or, when the worker was stopped, all it holds (merged once each)."""
+    gates: dict[str, dict[str, Any]]
+    """Each of the worker's sets' ``Gate.to_json()``, by set name."""
     notices: list[str]
     metrics: list[str]
     """Every metric the worker's sets were judged on."""

@@ -42,3 +42,12 @@ def test_drain_hands_back_what_never_started() -> None:
     assert backlog.drain() == ["b", "c"]
     assert (backlog.running, len(backlog)) == (1, 0)
     assert backlog.drain() == []
+
+
+def test_the_window_and_the_look_ahead_grow_with_the_workers() -> None:
+    from pytest_rageval.runner.backlog import enough_waiting, window
+
+    # two running per worker plus two spare; sets submitted early while fewer than two
+    # per worker wait
+    assert [window(w) for w in (1, 8, 32)] == [4, 18, 66]
+    assert [enough_waiting(w) for w in (1, 8, 32)] == [2, 16, 64]

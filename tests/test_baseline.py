@@ -524,7 +524,8 @@ def test_a_drop_failure_states_only_true_bounds_and_the_json_agrees(
 
 def test_a_threshold_decided_early_says_at_most_and_is_true() -> None:
     # unit check of the wording against hand-worked cases, no pytest run
-    from pytest_rageval.verdicts import MetricRate, describe_rate
+    from pytest_rageval.gate import MetricRate
+    from pytest_rageval.wording import describe_rate
 
     crossed = MetricRate(n=10, passed=5, threshold=0.9, pending=3)  # at most 8/10 < 0.9
     met = MetricRate(n=10, passed=9, threshold=0.8, pending=1)  # at least 9/10 >= 0.8

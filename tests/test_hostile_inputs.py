@@ -14,10 +14,11 @@ import console
 import pytest
 from llama_index.core.evaluation import EvaluationResult
 
+from pytest_rageval.gate import Gate, MetricRate, Tally
 from pytest_rageval.questions import Question, QuestionFileError, load_file
 from pytest_rageval.runner import QuestionResult
 from pytest_rageval.sets import RagSet
-from pytest_rageval.verdicts import MetricRate, MetricResult, Tally
+from pytest_rageval.verdicts import MetricResult
 
 GATED = """\
 evaluators: [faithfulness]
@@ -98,7 +99,7 @@ def test_baseline_numbers_out_of_their_range_are_a_usage_error(
 def test_the_drop_gate_decides_once_every_result_is_in_whatever_the_baseline() -> None:
     # the loader refuses a NaN baseline now; the wait must end even if one got through:
     # q1 fails, newly, against a NaN floor that no comparison can settle early
-    rset = RagSet("rag_set.yaml", {"faithfulness": 0.5})
+    rset = RagSet("rag_set.yaml", Gate({"faithfulness": 0.5}))
     rset.members = {f"rag_set.yaml::q{i}": Question(f"Q{i}", id=f"q{i}") for i in range(2)}
     rset.tally = Tally(
         {"faithfulness": 2},

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import threading
 
+from pytest_rageval.gate import Gate, Tally
 from pytest_rageval.questions import Question
 from pytest_rageval.results import QuestionResult
 from pytest_rageval.sets import RagSet
-from pytest_rageval.verdicts import Tally
 
 
 def test_unfinished_counts_what_the_runner_has_not_answered_yet() -> None:
-    rset = RagSet("rag_set.yaml", {"faithfulness": 0.5})
+    rset = RagSet("rag_set.yaml", Gate({"faithfulness": 0.5}))
     rset.members = {f"rag_set.yaml::q{i}": Question(f"Q{i}", id=f"q{i}") for i in range(3)}
     rset.tally = Tally({"faithfulness": 3}, {"faithfulness": 0.5})
     assert rset.unfinished() == 3

@@ -11,6 +11,7 @@ from pytest_rageval.totals import Totals, WorkerOutput
 
 NOTHING = {
     "records": [],
+    "gates": {},
     "notices": [],
     "metrics": [],
     "stopped": None,

@@ -349,7 +349,8 @@ def test_judge_text_is_printed_with_control_characters_escaped(project: pytest.P
 
 
 def test_a_failed_question_is_decided_as_soon_as_its_set_is_certain() -> None:
-    from pytest_rageval.verdicts import MetricResult, Tally
+    from pytest_rageval.gate import Tally
+    from pytest_rageval.verdicts import MetricResult
 
     failing, passing = MetricResult(passing=False), MetricResult(passing=True)
     invalid = MetricResult(passing=False, invalid=True)

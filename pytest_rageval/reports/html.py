@@ -9,7 +9,7 @@ from typing import Any
 
 from pytest_rageval.reports.markdown import passed
 from pytest_rageval.text import printable, well_formed
-from pytest_rageval.verdicts import format_fraction
+from pytest_rageval.wording import format_fraction
 
 CHART = {"width": 160, "height": 24}
 """Size of each metric's chart: its pass rate on a 0-1 scale, with the interval, the

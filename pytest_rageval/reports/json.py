@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_rageval.baseline import Baseline
+from pytest_rageval.gate import run_passed
 from pytest_rageval.reports.summary import SetSummary, changes_of, error_causes
 from pytest_rageval.text import clip, well_formed
 
@@ -57,7 +58,7 @@ def gate_passed(document: Mapping[str, Any]) -> bool:
     """Whether every set and metric of a report is ``ok`` and the run was complete: the
     rag gate's result, as every format shows it."""
     verdicts = [m["verdict"] for s in document.get("sets", []) for m in s["metrics"].values()]
-    return bool(verdicts) and all(v == "ok" for v in verdicts) and document.get("complete", True)
+    return run_passed(verdicts, document.get("complete", True))
 
 
 def gate(document: Mapping[str, Any], exitstatus: int | None) -> dict[str, Any]:

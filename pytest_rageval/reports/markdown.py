@@ -9,7 +9,7 @@ from typing import Any
 
 from pytest_rageval.reports.json import gate_passed
 from pytest_rageval.text import printable, well_formed
-from pytest_rageval.verdicts import format_fraction, shorten
+from pytest_rageval.wording import format_fraction, shorten
 
 FLIP_LINES = 20
 """Flipped questions listed in all; the rest are counted and left to the HTML report."""

@@ -10,34 +10,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_rageval.baseline import Baseline, SetChange, compare_set
+from pytest_rageval.gate import Gate, MetricRate, row_verdicts, unheld
 from pytest_rageval.retry import cause
 from pytest_rageval.stats import detectable_drop
-from pytest_rageval.verdicts import (
-    MetricRate,
-    MetricResult,
-    describe_drop,
-    describe_rate,
-    row_verdict,
-    set_rates,
-)
-
-SET_KEYS = ("set", "thresholds", "max_invalid", "max_drop", "confidence", "baseline_rates")
-"""Keys of a question record that belong to its set (the report keeps them once)."""
+from pytest_rageval.verdicts import MetricResult
+from pytest_rageval.wording import describe_drop, describe_rate
 
 
 @dataclass
 class SetSummary:
-    """One gated set as reported: its rates and its questions' records."""
+    """One gated set as reported: its gate, and its questions' records."""
 
     name: str
-    thresholds: dict[str, float]
-    max_invalid: float | None = None
+    gate: Gate
     questions: list[dict[str, Any]] = field(default_factory=list)
-    """Its questions' records, less what the set added to each (``QuestionRecord``)."""
-    max_drop: float | None = None
-    confidence: float | None = None
-    baseline_rates: dict[str, float | None] | None = None
-    """The baseline's printed pass rates (None: no baseline for this set)."""
+    """Its questions' records (``QuestionRecord``)."""
 
     @functools.cached_property
     def judged(self) -> list[dict[str, MetricResult]]:
@@ -49,42 +36,22 @@ class SetSummary:
     @functools.cached_property
     def rates(self) -> dict[str, MetricRate]:
         """Rates over ``questions`` (computed once: read them after they are all in)."""
-        drop_gate = self.baseline_rates is not None and self.max_drop is not None
-        return set_rates(
-            self.judged,
-            self.thresholds,
-            self.max_invalid,
-            confidence=self.confidence,
-            baselines=self.baseline_rates if drop_gate else None,
-            max_drop=self.max_drop if drop_gate else None,
-        )
+        return self.gate.rates(self.judged)
 
     def verdicts(self) -> dict[str, str]:
         """Each metric's verdict, as the table shows it."""
-        must_pass: Counter[str] = Counter()
-        for record in self.questions:
-            if record["must_pass"] and record["outcome"] == "failed":
-                must_pass.update(n for n, m in record["metrics"].items() if not m["passing"])
-        return {name: row_verdict(rate, must_pass[name]) for name, rate in self.rates.items()}
+        return row_verdicts(self.rates, self.questions)
 
     def unheld(self) -> list[str]:
         """Why the set fails where no question of it failed through the metric (a
         confidence bound or a drop with nothing newly failing): the run fails as a whole."""
         reasons = []
-        verdicts = self.verdicts()
-        for name, rate in self.rates.items():
-            if verdicts[name] not in ("FAILED", "FAILED (drop)"):
-                continue
-            if any(
-                record["outcome"] == "failed"
-                and not record["metrics"].get(name, {}).get("passing", True)
-                for record in self.questions
-            ):
-                continue
+        for name in unheld(self.rates, self.verdicts(), self.questions):
+            rate = self.rates[name]
             why = (
                 describe_drop(self.name, name, rate)
                 if rate.dropped and rate.ok
-                else (describe_rate(self.name, name, rate))
+                else describe_rate(self.name, name, rate)
             )
             reasons.append(f"{why}, and no question failed it: the set fails the run")
         return reasons
@@ -93,7 +60,7 @@ class SetSummary:
         """The smallest drop this set detects in ``metric`` (80% power, 5% level), from
         the baseline's rate, or the threshold without one."""
         rate = self.rates[metric]
-        p0 = (self.baseline_rates or {}).get(metric)
+        p0 = (self.gate.baselines or {}).get(metric)
         return detectable_drop(rate.n, rate.threshold if p0 is None else p0)
 
     @property
@@ -105,23 +72,16 @@ class SetSummary:
         return errors[0] if errors else "no metric applied to any question"
 
 
-def summarize(records: Iterable[Mapping[str, Any]]) -> list[SetSummary]:
+def summarize(records: Iterable[Mapping[str, Any]], gates: Mapping[str, Gate]) -> list[SetSummary]:
     """Group question records by set, sets by name (the same order whatever the order
-    their questions finished in, with or without pytest-xdist)."""
+    their questions finished in, with or without pytest-xdist), each with its gate."""
     sets: dict[str, SetSummary] = {}
     for record in records:
         name = record["set"]
         summary = sets.get(name)
         if summary is None:
-            summary = sets[name] = SetSummary(
-                name,
-                dict(record["thresholds"]),
-                record.get("max_invalid"),
-                max_drop=record.get("max_drop"),
-                confidence=record.get("confidence"),
-                baseline_rates=record.get("baseline_rates"),
-            )
-        summary.questions.append({k: v for k, v in record.items() if k not in SET_KEYS})
+            summary = sets[name] = SetSummary(name, gates.get(name, Gate()))
+        summary.questions.append({k: v for k, v in record.items() if k != "set"})
     return sorted(sets.values(), key=lambda summary: summary.name)
 
 
@@ -153,24 +113,21 @@ def summaries_from_document(document: Mapping[str, Any]) -> list[SetSummary]:
     summaries = []
     for entry in document.get("sets", []):
         metrics = entry.get("metrics", {})
-        gate: Mapping[str, Any] = next(iter(metrics.values()), {})
+        written: Mapping[str, Any] = next(iter(metrics.values()), {})
         base = entry.get("baseline")
-        summaries.append(
-            SetSummary(
-                entry["id"],
-                {name: rate["threshold"] for name, rate in metrics.items()},
-                gate.get("max_invalid"),
-                questions=list(entry.get("questions", [])),
-                max_drop=gate.get("max_drop"),
-                confidence=gate.get("confidence"),
-                baseline_rates=(
-                    {
-                        name: change.get("baseline_pass_rate")
-                        for name, change in base.get("metrics", {}).items()
-                    }
-                    if base and base.get("found")
-                    else None
-                ),
-            )
+        gate = Gate(
+            {name: rate["threshold"] for name, rate in metrics.items()},
+            max_invalid=written.get("max_invalid"),
+            max_drop=written.get("max_drop"),
+            confidence=written.get("confidence"),
+            baselines=(
+                {
+                    name: change.get("baseline_pass_rate")
+                    for name, change in base.get("metrics", {}).items()
+                }
+                if base and base.get("found")
+                else None
+            ),
         )
+        summaries.append(SetSummary(entry["id"], gate, list(entry.get("questions", []))))
     return summaries

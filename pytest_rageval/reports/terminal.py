@@ -7,8 +7,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pytest_rageval.baseline import Baseline, MetricChange, SetChange
+from pytest_rageval.gate import fell_more
 from pytest_rageval.reports.summary import SetSummary, changes_of, error_causes
-from pytest_rageval.verdicts import format_fraction, printable, shorten
+from pytest_rageval.wording import format_fraction, printable, shorten
 
 TABLE_HEADERS = (
     "set",
@@ -148,20 +149,21 @@ def weak_gates(summaries: Iterable[SetSummary]) -> list[str]:
     (80% power, 5% level) is larger."""
     warnings: list[str] = []
     for summary in summaries:
-        if summary.max_drop is None:
+        max_drop = summary.gate.max_drop
+        if max_drop is None:
             continue
         for metric, rate in summary.rates.items():
             drop = summary.detectable(metric)
             if drop is None:
                 warnings.append(
                     f"{summary.name} has {rate.n} questions for {metric}: too few to detect "
-                    f"any drop, whatever max_drop ({format_fraction(summary.max_drop)}) says"
+                    f"any drop, whatever max_drop ({format_fraction(max_drop)}) says"
                 )
-            elif drop > summary.max_drop + 1e-9:
+            elif fell_more(drop, max_drop):
                 warnings.append(
                     f"{summary.name} has {rate.n} questions: it can only detect drops of "
                     f"{format_fraction(drop)} or more in {metric} (max_drop "
-                    f"{format_fraction(summary.max_drop)})"
+                    f"{format_fraction(max_drop)})"
                 )
     return warnings
 

@@ -30,7 +30,7 @@ from pytest_rageval.results import TaskTimeout as TaskTimeout
 from pytest_rageval.results import describe as describe
 from pytest_rageval.results import error_source as error_source
 from pytest_rageval.runner import engines
-from pytest_rageval.runner.backlog import Backlog
+from pytest_rageval.runner.backlog import Backlog, window
 from pytest_rageval.runner.engines import Answered as Answered
 from pytest_rageval.runner.loop import BLOCKED_AFTER as BLOCKED_AFTER
 from pytest_rageval.runner.loop import LoopThread
@@ -105,7 +105,7 @@ class Runner:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pipeline = Pipeline(self, self._policy, self._executor, self._tasks)
         self._backlog: Backlog[tuple[int, Any, Question, Any, Any, int, Any]] = Backlog(
-            2 * workers + 2
+            window(workers)
         )
         self._warned: set[object] = set()
 

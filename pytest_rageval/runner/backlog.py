@@ -8,6 +8,21 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+LOOKAHEAD_SETS = 64
+"""How many sets ahead of the running one may be submitted early."""
+
+
+def window(workers: int) -> int:
+    """How many questions the runner starts at a time: two per worker and two more, so a
+    worker never waits for the loop to start its next question."""
+    return 2 * workers + 2
+
+
+def enough_waiting(workers: int) -> int:
+    """How many submitted, unfinished questions keep the pool full: sets that follow the
+    running one are submitted early while fewer than this are waiting."""
+    return 2 * workers
+
 
 class Backlog(Generic[T]):
     """Queued questions, oldest first, and how many of those started are still running.
