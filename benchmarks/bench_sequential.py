@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pytest_rageval.sequential import advance, decided, target  # noqa: E402
+from pytest_rageval.sequential import advance, decided, target
 
 RATES = (0.70, 0.75, 0.80, 0.85, 0.87, 0.88, 0.89, 0.895, 0.90, 0.905, 0.91, 0.92, 0.93, 0.95, 0.98)
 Z_95 = 1.959963984540054

@@ -225,32 +225,39 @@ class SequentialTest:
 
     def bounds(self) -> tuple[float, float]:
         """The anytime-valid confidence sequence for the full-set pass rate after the
-        verdicts so far: the lowest and highest rate k/n that no capital has rejected
-        (each side holds with probability >= 1 - alpha at all times at once). Computed
-        as confseq's ``betting_cs`` with ``N`` does, on the grid of rates a set of ``n``
-        can have, and with the running maximum of each capital (a rate once rejected
-        stays rejected), so it agrees with :attr:`decision`. Needs numpy."""
-        import numpy as np
+        verdicts so far (see :func:`confidence_sequence`). Needs numpy."""
+        return confidence_sequence(self.n, self.alpha, self._verdicts)
 
-        ks = np.arange(self.n + 1, dtype=float)
-        rejected_low = np.zeros(self.n + 1, dtype=bool)
-        rejected_high = np.zeros(self.n + 1, dtype=bool)
-        passed, squares = 0.0, 0.0
-        up, down = np.ones(self.n + 1), np.ones(self.n + 1)
-        for visited, x in enumerate(self._verdicts):
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                passed, squares, up, down = advance(
-                    self.n, visited, passed, squares, up, down, x, ks, ks, np.minimum, np.maximum
-                )
-            # "at most k passes" is impossible once more than k passed, and "at least k"
-            # once too few can still pass
-            rejected_low |= (up >= self.threshold) | (passed > ks)
-            rejected_high |= (down >= self.threshold) | (passed + self.n - visited - 1 < ks)
-        low = int(np.argmin(rejected_low)) if not rejected_low.all() else self.n
-        kept = np.flatnonzero(~rejected_high)
-        high = int(kept[-1]) if kept.size else 0
-        scale = self.n or 1
-        return low / scale, max(low, high) / scale
+
+def confidence_sequence(n: int, alpha: float, verdicts: Sequence[float]) -> tuple[float, float]:
+    """The lowest and highest full-set pass rate k/n that no capital has rejected after
+    ``verdicts`` (each side holds with probability >= 1 - alpha at all times at once).
+    Computed as confseq's ``betting_cs`` with ``N`` does, on the grid of the rates a set of
+    ``n`` can have, with the running maximum of each capital (a rate once rejected stays
+    rejected), so it agrees with the test's decision at the lattice points around tau.
+    Needs numpy (imported here, not with the module)."""
+    import numpy as np
+
+    threshold = 1 / alpha
+    ks = np.arange(n + 1, dtype=float)
+    rejected_low = np.zeros(n + 1, dtype=bool)
+    rejected_high = np.zeros(n + 1, dtype=bool)
+    passed, squares = 0.0, 0.0
+    up, down = np.ones(n + 1), np.ones(n + 1)
+    for visited, x in enumerate(verdicts):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            passed, squares, up, down = advance(
+                n, visited, passed, squares, up, down, x, ks, ks, np.minimum, np.maximum
+            )
+        # "at most k passes" is impossible once more than k passed, and "at least k"
+        # once too few can still pass
+        rejected_low |= (up >= threshold) | (passed > ks)
+        rejected_high |= (down >= threshold) | (passed + n - visited - 1 < ks)
+    low = int(np.argmin(rejected_low)) if not rejected_low.all() else n
+    kept = np.flatnonzero(~rejected_high)
+    high = int(kept[-1]) if kept.size else 0
+    scale = n or 1
+    return low / scale, max(low, high) / scale
 
 
 def order(ids: Sequence[T], seed: int | str) -> list[T]:
