@@ -235,7 +235,9 @@ def confidence_sequence(n: int, alpha: float, verdicts: Sequence[float]) -> tupl
     Computed as confseq's ``betting_cs`` with ``N`` does, on the grid of the rates a set of
     ``n`` can have, with the running maximum of each capital (a rate once rejected stays
     rejected), so it agrees with the test's decision at the lattice points around tau.
-    Needs numpy (imported here, not with the module)."""
+    Each bound alone holds at 1 - alpha, as the decision does; the interval as a whole
+    at 1 - 2 alpha (pass ``alpha / 2`` for a two-sided 1 - alpha interval: the bets do
+    not depend on alpha). Needs numpy (imported here, not with the module)."""
     import numpy as np
 
     threshold = 1 / alpha

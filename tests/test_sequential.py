@@ -160,6 +160,27 @@ def test_bounds_match_confseq_confidence_sequence() -> None:
     assert checked == 40
 
 
+def test_bounds_agree_with_the_decision() -> None:
+    """When the gate stops, the confidence sequence it reports is on the decided side of
+    tau: a passed set's lower bound meets tau, a failed set's upper bound is below it."""
+    rng = random.Random(13)
+    for _ in range(20):
+        n, tau = rng.choice([300, 600]), rng.choice([0.8, 0.9])
+        x = population(rng, n, tau + rng.choice([-0.08, -0.04, 0.03, 0.06]))
+        test = SequentialTest(n, tau, 0.05)
+        for value in x:
+            if test.update(value) is not None:
+                break
+        low, high = test.bounds()
+        assert low >= tau - EPSILON if test.decision == "pass" else high < tau
+
+
+def test_module_imports_no_numpy() -> None:
+    code = "import sys, pytest_rageval.sequential; print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_hand_worked_steps() -> None:
     """n=4, tau=0.5 (k*=2). Draw 1 = 1: the running mean is the prior 1/2, so the mean of
     the 4 not drawn is 1/2, variance 1/4. Up (null: at most 1 pass, m_1 = 1/4): gap 1/4,
