@@ -159,8 +159,13 @@ class UncorrectableError(ValueError):
         self.reason = reason
 
 
-def _answers(count: int, kind: str) -> str:
-    return f"{count} more answer{'s' if count != 1 else ''} that people {kind}"
+def _wanted(more_passed: int, more_failed: int) -> str:
+    """ "3 more answers that people pass and 1 more answer that people fail", zeros left out."""
+    return " and ".join(
+        f"{count} more answer{'s' if count != 1 else ''} that people {kind}"
+        for count, kind in ((more_passed, "pass"), (more_failed, "fail"))
+        if count
+    )
 
 
 def check_labels(labels: Labels, judge_rate: float | None = None) -> Uncorrectable | None:
@@ -172,16 +177,11 @@ def check_labels(labels: Labels, judge_rate: float | None = None) -> Uncorrectab
     if m1 < MIN_LABELS or m0 < MIN_LABELS:
         more_passed = max(0, MIN_LABELS - m1)
         more_failed = max(0, MIN_LABELS - m0)
-        wanted = " and ".join(
-            _answers(count, kind)
-            for count, kind in ((more_passed, "pass"), (more_failed, "fail"))
-            if count
-        )
         return Uncorrectable(
             "too few labels",
             f"too few labels to correct the judge: {m1} answers people pass and {m0} they "
             f"fail are labelled, and the correction needs at least {MIN_LABELS} of each; "
-            f"label at least {wanted}",
+            f"label at least {_wanted(more_passed, more_failed)}",
             more_passed,
             more_failed,
         )
@@ -200,14 +200,19 @@ def check_labels(labels: Labels, judge_rate: float | None = None) -> Uncorrectab
             labelled_passed=m1,
         )
         more_failed, more_passed = m0_next - m0, m1_next - m1
+        # below 0 the judge disagrees more often than chance: a swapped label is likelier
+        inverted = (
+            " (below 0: are the labels, or the judge's verdicts, the wrong way round?)"
+            if j < 0
+            else ""
+        )
         return Uncorrectable(
             "judge near chance",
             f"the judge barely agrees with people: it passes {labels.q1:.0%} of the "
             f"{m1} labelled answers people pass (q1) and fails {labels.q0:.0%} of the "
-            f"{m0} they fail (q0), so J = q0 + q1 - 1 = {j:.2f}, below {MIN_YOUDEN}, and "
+            f"{m0} they fail (q0), so J = q0 + q1 - 1 = {j:.2f}{inverted}, below {MIN_YOUDEN}, and "
             "the corrected rate would be noise; fix the judge (its prompt or model), or, "
-            "if the labels are too few to tell, label "
-            f"{_answers(more_passed, 'pass')} and {_answers(more_failed, 'fail')}",
+            f"if the labels are too few to tell, label {_wanted(more_passed, more_failed)}",
             more_passed,
             more_failed,
         )

@@ -166,6 +166,22 @@ def test_judge_no_better_than_chance_is_refused_with_what_to_label() -> None:
     )
 
 
+def test_judge_worse_than_chance_asks_whether_labels_are_inverted() -> None:
+    # passes 20% of what people pass, fails 30% of what they fail; the run passes none,
+    # so every next label goes to answers people fail (allocation's p = 0 limit)
+    reason = check_labels(Labels(20, 4, 20, 6), judge_rate=0.0)
+    assert reason is not None
+    assert (reason.more_passed, reason.more_failed) == (0, 40)
+    assert reason.message == (
+        "the judge barely agrees with people: it passes 20% of the 20 labelled answers "
+        "people pass (q1) and fails 30% of the 20 they fail (q0), so J = q0 + q1 - 1 = "
+        "-0.50 (below 0: are the labels, or the judge's verdicts, the wrong way round?), "
+        "below 0.2, and the corrected rate would be noise; fix the judge (its prompt or "
+        "model), or, if the labels are too few to tell, label 40 more answers that people "
+        "fail"
+    )
+
+
 def test_just_below_youden_threshold_is_refused_and_at_it_accepted() -> None:
     # q1 = 0.6, q0 = 0.59: J = 0.19; q0 = 0.6: J = 0.2
     assert check_labels(Labels(100, 60, 100, 59)).problem == "judge near chance"
@@ -319,6 +335,19 @@ def test_ppi_refuses_too_few_labels() -> None:
         "person's label, and it needs at least 30; label at least 1 more question, chosen "
         "at random"
     )
+
+
+def test_ppi_rejects_mismatched_or_fully_labelled_input() -> None:
+    with pytest.raises(
+        ValueError, match=r"judge \(3\) and human \(2\) must cover the same questions"
+    ):
+        ppi_rate([True] * 3, [True, None])
+    with pytest.raises(ValueError, match="every question is labelled"):
+        ppi_rate([True] * 40, [True] * 40)
+    with pytest.raises(
+        ValueError, match=r"folds \(20\) must leave at least 2 labels in each fold of 30"
+    ):
+        ppi_rate([True] * 40, [True] * 30 + [None] * 10, folds=20)
 
 
 def test_ppi_with_a_constant_judge_is_the_labels_mean() -> None:
