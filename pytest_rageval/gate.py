@@ -16,12 +16,9 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
 
-from pytest_rageval.stats import wilson
+from pytest_rageval.stats import EPSILON, wilson
 from pytest_rageval.thresholds import threshold_for
 from pytest_rageval.verdicts import MetricResult, Outcome
-
-EPSILON = 1e-9
-"""Rates are compared with this slack, so 7 of 10 passing meets a threshold of 0.7."""
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from pytest_rageval.stats import EPSILON
+
 Decision = Literal["pass", "fail"]
 Vote = Literal["passing", "failing", "invalid"]
 
-EPSILON = 1e-9
-"""The slack of verdicts.EPSILON: 7 of 10 passing meets a threshold of 0.7."""
 PRIOR_MEAN = 0.5
 PRIOR_VARIANCE = 0.25
 """The bets' running mean and variance start from one fake draw with these (as confseq's
@@ -48,7 +48,7 @@ Number = Any
 
 
 def target(n: int, tau: float) -> int:
-    """The fewest passes out of ``n`` that meet the threshold ``tau`` (as verdicts.py
+    """The fewest passes out of ``n`` that meet the threshold ``tau`` (as gate.py
     compares rates: ``passed >= tau * n - EPSILON``)."""
     return max(0, math.ceil(tau * n - EPSILON))
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
+EPSILON = 1e-9
+"""Rates are compared with thresholds with this slack, so 7 of 10 passing meets 0.7."""
 ALPHA = 0.05
 POWER = 0.8
 Z_95 = 1.959963984540054

@@ -21,6 +21,7 @@ import pytest
 from reference.confseq_betting import betting_mart, cs_from_martingale, lambda_aKelly
 from scipy.stats import chisquare
 
+from pytest_rageval.gate import EPSILON
 from pytest_rageval.sequential import (
     SequentialState,
     SequentialTest,
@@ -32,7 +33,7 @@ from pytest_rageval.sequential import (
     order,
     split_alpha,
 )
-from pytest_rageval.verdicts import EPSILON, MetricResult, majority
+from pytest_rageval.verdicts import MetricResult, majority
 
 
 def confseq_capitals(x: list[float], m: float, n: int) -> tuple[np.ndarray, np.ndarray]:
