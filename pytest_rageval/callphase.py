@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -19,6 +19,9 @@ from pytest_rageval.results import GaveUp, QuestionResult
 from pytest_rageval.text import well_formed
 from pytest_rageval.verdicts import QuestionRecord, question_record
 from pytest_rageval.wording import explain
+
+if TYPE_CHECKING:
+    from pytest_rageval.sets import RagSet
 
 Wait = Callable[..., Any]
 """Waits on the runner (``InterruptGuard.wait``: a Ctrl-C meanwhile is raised after)."""
@@ -51,6 +54,8 @@ def judge(item: pytest.Item, wait: Wait, *, fail: bool) -> None:
     if not rset.submitted:
         return
     result, metrics = wait(rset.result, item.nodeid)
+    if result is None:
+        skip_unsampled(item, rset)
     question = result.question
     rates: dict[str, MetricRate] | None = None
     newly = rset.newly(question.id, metrics)
@@ -85,6 +90,22 @@ def judge(item: pytest.Item, wait: Wait, *, fail: bool) -> None:
             cause.add_note(message)
         raise cause
     raise RagQuestionError(message) from cause  # pragma: no cover
+
+
+def skip_unsampled(item: pytest.Item, rset: RagSet) -> NoReturn:
+    """Skip a question a sequential set decided without: it was never asked. Its record
+    says which metrics apply to it, so the decision can be replayed from the records."""
+    keep(item, unsampled_record(rset, item.nodeid))
+    pytest.skip(rset.skipped_reason())
+
+
+def unsampled_record(rset: RagSet, nodeid: str) -> QuestionRecord:
+    """The record of a question a sequential set never asked."""
+    applicable = rset.applicable.get(nodeid, ())
+    result = QuestionResult(rset.members[nodeid], applicable=applicable, evaluated=False)
+    record = question_record(result, {}, "skipped")
+    record["applicable"] = list(applicable)
+    return record
 
 
 def keep(item: pytest.Item, record: QuestionRecord) -> None:

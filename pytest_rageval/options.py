@@ -17,7 +17,13 @@ from pytest_rageval.cache import MODES as CACHE_MODES
 from pytest_rageval.cache import Mode as CacheMode
 from pytest_rageval.judges import JudgeSpec, api_base_problem, parse_judge
 from pytest_rageval.text import TEXT_LIMIT
-from pytest_rageval.thresholds import ThresholdError, check_fraction, parse_ini_thresholds
+from pytest_rageval.thresholds import (
+    SAMPLES,
+    ThresholdError,
+    check_fraction,
+    check_sample,
+    parse_ini_thresholds,
+)
 from pytest_rageval.usage import PriceError, parse_prices
 
 DEFAULT_FILES = "rag_*.yaml rag_*.yml rag_*.json rag_*.jsonl rag_*.csv"
@@ -64,6 +70,16 @@ REPORT_HELP = "write a JSON report of every rag set and question to this path"
 REPEAT_HELP = (
     "judge each answer K times with each evaluator; the verdict is the majority (a tie "
     "fails), questions whose votes disagree are flagged unstable"
+)
+SAMPLE_HELP = (
+    "all (judge every question; the default) or sequential (judge questions in a random "
+    "order until each set's verdict is certain at its confidence, default 0.95); the "
+    "command line wins over the ini, rag_threshold(sample=...) and a data file's sample "
+    "win over both, and --rag-sample all forces full runs"
+)
+SEED_HELP = (
+    "the seed of the random order sequential sets are judged in (default: stable per set "
+    "name, so runs repeat and the verdict cache hits); a whole number"
 )
 DEFAULT_CACHE_DIR = ".rageval_cache"
 CACHE_HELP = (
@@ -120,6 +136,11 @@ class Settings:
     confidence: float | None = None
     baseline: Baseline | None = None
     repeat: int = 1
+    sample: str | None = None
+    """``all`` or ``sequential`` from the command line or the ini (None: neither)."""
+    sample_forced: bool = False
+    """``--rag-sample all``: every set is judged in full, whatever its marker or file say."""
+    seed: int | None = None
     replay: bool = False
     prices: dict[str, tuple[float, float]] = field(default_factory=dict)
     cache: CacheMode = "on"
@@ -154,6 +175,8 @@ class Settings:
             "baseline": self.baseline.path if self.baseline is not None else None,
             "cache": self.cache,
             "repeat": self.repeat,
+            "sample": self.sample,
+            "seed": self.seed,
         }
 
 
@@ -184,6 +207,10 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--rag-html", dest="rag_html", default=None, metavar="PATH", help=HTML_HELP)
     group.addoption("--rag-judge", dest="rag_judge", default=None, metavar="SPEC", help=JUDGE_HELP)
     group.addoption("--rag-repeat", dest="rag_repeat", default=None, metavar="K", help=REPEAT_HELP)
+    group.addoption(
+        "--rag-sample", dest="rag_sample", default=None, choices=SAMPLES, help=SAMPLE_HELP
+    )
+    group.addoption("--rag-seed", dest="rag_seed", default=None, metavar="N", help=SEED_HELP)
     group.addoption(
         "--rag-cache",
         dest="rag_cache",
@@ -233,6 +260,8 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("rag_baseline", BASELINE_HELP, default=None)
     parser.addini("rag_cache", CACHE_HELP, default=None)
     parser.addini("rag_repeat", REPEAT_HELP, default=None)
+    parser.addini("rag_sample", SAMPLE_HELP, default=None)
+    parser.addini("rag_seed", SEED_HELP, default=None)
     parser.addini(
         "rag_prices",
         "USD per million tokens, one 'model = input_per_1M output_per_1M' per line, e.g. "
@@ -410,6 +439,19 @@ def cache_dir(config: pytest.Config) -> Path:
     return config.rootpath / value
 
 
+def _seed(config: pytest.Config) -> int | None:
+    found = _raw(config, "rag_seed")
+    if found is None:
+        return None
+    try:
+        return int(str(found[0]).strip())
+    except ValueError:
+        raise pytest.UsageError(
+            f"{found[1]} must be a whole number (the seed of the sequential order), got "
+            f"{found[0]!r}"
+        ) from None
+
+
 def _fraction(config: pytest.Config, name: str) -> float | None:
     found = _raw(config, name)
     if found is None:
@@ -429,6 +471,8 @@ def resolve_settings(config: pytest.Config) -> Settings:
         max_invalid = _fraction(config, "rag_max_invalid")
         max_drop = _fraction(config, "rag_max_drop")
         confidence = _fraction(config, "rag_confidence")
+        found = _raw(config, "rag_sample")
+        sample = check_sample(str(found[0]).strip(), found[1]) if found else None
     except ThresholdError as exc:
         raise pytest.UsageError(str(exc)) from None
     report_text = "truncate"
@@ -459,6 +503,9 @@ def resolve_settings(config: pytest.Config) -> Settings:
         baseline=_baseline(config),
         cache=_cache_mode(config),
         repeat=int(_number(config, "rag_repeat", int, 1, 1) or 1),
+        sample=sample,
+        sample_forced=config.getoption("rag_sample", None) == "all",
+        seed=_seed(config),
         replay=bool(config.getoption("rag_replay", False)),
         prices=_prices(config),
         cache_dir=cache_dir(config),

@@ -192,8 +192,14 @@ class RagSession:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
-        if call.when == "call" and RECORD_KEY in item.stash:
+        # a record is made in the call phase, or in setup for a question a sequential set
+        # skipped (its rag_result fixture skips the test)
+        if call.when in ("setup", "call") and RECORD_KEY in item.stash:
             report.rag = item.stash[RECORD_KEY]  # type: ignore[attr-defined]
+            if report.skipped and isinstance(report.longrepr, tuple):
+                # not sampled: -rs shows one line per set, at its file, not at our code
+                where = item.location[0].split("::")[0]
+                report.longrepr = (where, None, report.longrepr[2])  # type: ignore[assignment]
             rset = item.stash[SET_KEY]
             if rset.name not in self._gates_sent:
                 # the set's gate, once per process: under xdist the controller gates
@@ -217,7 +223,7 @@ class RagSession:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = getattr(report, "rag", None)
-        if report.when == "call" and record is not None:
+        if report.when in ("setup", "call") and record is not None:
             gate = getattr(report, "rag_gate", None)
             if gate is not None:
                 self.gates.setdefault(record["set"], Gate.from_json(gate))
@@ -356,8 +362,15 @@ class RagSession:
                 nodeid: rset.judged[nodeid] if nodeid in rset.judged else metric_results(result)
                 for nodeid, result in results.items()
             }
-            rates = rset.gate.rates(judged.values())
+            rates = (
+                rset.gate.sampled_rates(rset.sampling, bounds=False)
+                if rset.sampling is not None
+                else rset.gate.rates(judged.values())
+            )
             for nodeid in missing:
+                if nodeid in rset.skipped:
+                    self.records.append(rset.tag(callphase.unsampled_record(rset, nodeid)))
+                    continue
                 result, metrics = results[nodeid], judged[nodeid]
                 newly = rset.newly(result.question.id, metrics)
                 verdict = outcome(metrics, result.error, result.question.must_pass, rates, newly)
@@ -428,7 +441,11 @@ class RagSession:
         for line in lines:
             terminalreporter.write_line(line)
         if not self.complete:
-            unfinished = sum(1 for record in self.records if not record.get("evaluated", True))
+            unfinished = sum(
+                1
+                for record in self.records
+                if not record.get("evaluated", True) and record["outcome"] != "skipped"
+            )
             terminalreporter.write_line(
                 f"incomplete: {self.stopped or 'not every question ran'}; "
                 f"{unfinished} of {len(self.records)} questions not evaluated",

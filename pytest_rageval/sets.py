@@ -14,6 +14,7 @@ import pytest
 
 from pytest_rageval.baseline import BaselineSet
 from pytest_rageval.gate import Gate, MetricRate, Tally, newly_failing, outcome
+from pytest_rageval.gate.sampled import Sampling
 from pytest_rageval.keys import PROBLEM_KEY, QUESTION_FILE_KEY, QUESTION_KEY, SET_KEY
 from pytest_rageval.options import Settings
 from pytest_rageval.questions import DEFAULT_QUERY_ENGINE, Question, as_question
@@ -54,6 +55,10 @@ class RagSet:
     metrics: tuple[str, ...] = ()
     applicable: dict[str, tuple[str, ...]] = field(default_factory=dict)
     tally: Tally | None = None
+    sampling: Sampling | None = None
+    """A sequential set's decision (``sample: sequential``), fed as results come in."""
+    skipped: set[str] = field(default_factory=set)
+    """A sequential set's questions never asked: it was decided before their turn."""
     changed: threading.Condition = field(default_factory=threading.Condition)
 
     def finished(self, nodeid: str, result: QuestionResult) -> None:
@@ -62,8 +67,37 @@ class RagSet:
         with self.changed:
             self.results[nodeid] = result
             self.judged[nodeid] = metrics
-            assert self.tally is not None
-            self.tally.add(metrics)
+            if self.sampling is not None:
+                self.sampling.add(result.question.id, metrics, result.error)
+            else:
+                assert self.tally is not None
+                self.tally.add(metrics)
+            self.changed.notify_all()
+
+    def sample(self, applicable: Mapping[str, tuple[str, ...]]) -> list[str]:
+        """Start a sequential set's decision; its questions in the order to ask them:
+        ``must_pass`` ones first (always asked), then the visiting order."""
+        by_id = {question.id: nodeid for nodeid, question in self.members.items()}
+        must_pass = [nodeid for nodeid, question in self.members.items() if question.must_pass]
+        self.sampling = Sampling(
+            self.name,
+            self.gate,
+            {self.members[nodeid].id: names for nodeid, names in applicable.items()},
+            [self.members[nodeid].id for nodeid in must_pass],
+        )
+        return must_pass + [
+            by_id[qid] for qid in self.sampling.order if by_id[qid] not in must_pass
+        ]
+
+    def wanted(self, nodeid: str) -> bool:
+        """Whether the question is still to be asked (a sequential set may be decided)."""
+        with self.changed:
+            return self.sampling is None or self.sampling.wanted(self.members[nodeid].id)
+
+    def withdrawn(self, nodeid: str) -> None:
+        """A question of a decided sequential set that will not be asked."""
+        with self.changed:
+            self.skipped.add(nodeid)
             self.changed.notify_all()
 
     def tag(self, record: QuestionRecord) -> QuestionRecord:
@@ -84,14 +118,22 @@ class RagSet:
         """Its questions still waiting for a result (read under the lock the runner's
         loop thread writes them under)."""
         with self.changed:
-            return len(self.members) - len(self.results)
+            return len(self.members) - len(self.results) - len(self.skipped)
 
-    def result(self, nodeid: str) -> tuple[QuestionResult, dict[str, MetricResult]]:
-        """The question's result and its metric results, waiting for them."""
+    def result(self, nodeid: str) -> tuple[QuestionResult | None, dict[str, MetricResult]]:
+        """The question's result and its metric results, waiting for them (None: a
+        question a sequential set did not ask)."""
         with self.changed:
-            while nodeid not in self.results:
+            while nodeid not in self.results and nodeid not in self.skipped:
                 self.changed.wait()
+            if nodeid in self.skipped:
+                return None, {}
             return self.results[nodeid], self.judged[nodeid]
+
+    def skipped_reason(self) -> str:
+        with self.changed:
+            assert self.sampling is not None
+            return self.sampling.skipped_reason()
 
     def decide(
         self, metrics: Mapping[str, MetricResult], newly: frozenset[str] = frozenset()
@@ -99,6 +141,8 @@ class RagSet:
         """The outcome of a question that failed a metric, as soon as the set's rates make
         it certain, with the rates it was decided on."""
         with self.changed:
+            if self.sampling is not None:
+                return self._decide_sampled(metrics, newly)
             assert self.tally is not None
             while True:
                 decided = self.tally.decide(metrics, newly)
@@ -110,6 +154,19 @@ class RagSet:
                     rates = self.tally.rates()
                     return outcome(metrics, None, False, rates, newly), rates
                 self.changed.wait()
+
+    def _decide_sampled(
+        self, metrics: Mapping[str, MetricResult], newly: frozenset[str]
+    ) -> tuple[Outcome, dict[str, MetricRate]]:
+        """:meth:`decide` of a sequential set: once the set is decided (or every question
+        is in), by its decisions. Called under the lock."""
+        assert self.sampling is not None
+        while self.sampling.decision is None and (
+            len(self.results) + len(self.skipped) < len(self.members)
+        ):
+            self.changed.wait()
+        rates = self.gate.sampled_rates(self.sampling, bounds=False)
+        return outcome(metrics, None, False, rates, newly), rates
 
 
 def form_sets(items: Iterable[pytest.Item], settings: Settings) -> list[RagSet]:
@@ -192,12 +249,15 @@ def new_set(name: str, item: pytest.Item, file_layer: Layer, settings: Settings)
     options = merge_layers(layer.options for layer in layers)
     thresholds = merge_layers([*(layer.thresholds for layer in layers), settings.thresholds])
     base = settings.baseline.sets.get(name) if settings.baseline is not None else None
+    sample = str(options.get("sample", settings.sample) or "all")
     gate = Gate(
         thresholds,
         max_invalid=options.get("max_invalid", settings.max_invalid),
         max_drop=options.get("max_drop", settings.max_drop),
         confidence=options.get("confidence", settings.confidence),
         baselines=base.rates if base is not None else None,
+        sample="all" if settings.sample_forced else sample,
+        seed=settings.seed,
     )
     return RagSet(
         name, gate, named=named, repeat=int(options.get("repeat", settings.repeat)), base=base

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pytest_rageval import judges
+from pytest_rageval import callphase, judges
 from pytest_rageval.keys import PROBLEM_KEY, QUESTION_KEY, SET_KEY
 from pytest_rageval.options import Settings
 from pytest_rageval.questions import as_question
@@ -91,7 +91,9 @@ class Submitter:
         if rset.problem is not None:
             item.stash[PROBLEM_KEY] = rset.problem
             return None
-        answered: tuple[QuestionResult, Any] = self.wait(rset.result, item.nodeid)
+        answered: tuple[QuestionResult | None, Any] = self.wait(rset.result, item.nodeid)
+        if answered[0] is None:
+            callphase.skip_unsampled(item, rset)
         return answered[0]
 
     def _submit(self, rset: RagSet, engine: Any, evaluators: Mapping[str, Any]) -> None:
@@ -110,8 +112,21 @@ class Submitter:
             rset.problem = problem
             return
         rset.applicable.update(applicable)
-        rset.tally = rset.gate.tally(expected)
         rset.submitted = True
+        if rset.gate.sequential:
+            # in the visiting order; the runner asks, as each one's turn comes, whether
+            # the set still wants it
+            ordered = rset.sample(applicable)
+            self.runner().submit_questions(
+                engine,
+                [(nodeid, rset.members[nodeid]) for nodeid in ordered],
+                evaluators,
+                _on_done(rset),
+                repeat=rset.repeat,
+                wanted=rset.wanted,
+            )
+            return
+        rset.tally = rset.gate.tally(expected)
         self.runner().submit_questions(
             engine, list(rset.members.items()), evaluators, _on_done(rset), repeat=rset.repeat
         )
@@ -182,6 +197,9 @@ def _on_done(rset: RagSet) -> Callable[[str, QuestionResult | BaseException | No
     """What the runner calls (on its loop) as each question of ``rset`` finishes."""
 
     def done(nodeid: str, outcome: QuestionResult | BaseException | None) -> None:
+        if outcome is None and rset.sampling is not None and not rset.wanted(nodeid):
+            rset.withdrawn(nodeid)  # decided before its turn: never asked
+            return
         if isinstance(outcome, QuestionResult):
             result = outcome
         else:

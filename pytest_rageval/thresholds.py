@@ -6,6 +6,7 @@ import difflib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from pytest_rageval.text import quoted
 
@@ -13,13 +14,16 @@ DEFAULT_THRESHOLD = 1.0
 """Used for a metric no marker, data file or ini line names: every question must pass."""
 
 
-GATE_OPTIONS = ("max_invalid", "max_drop", "confidence", "repeat")
+GATE_OPTIONS = ("max_invalid", "max_drop", "confidence", "repeat", "sample")
 """Keywords of ``rag_threshold`` and keys beside a data file's thresholds that are not
 metric names: ``max_invalid`` is the most invalid judgements a set's metric may have, as a
 fraction of its questions; ``max_drop`` the most a pass rate may fall below the baseline's;
 ``confidence`` gates thresholds on the lower bound of the pass rate's Wilson interval at
 that level (e.g. 0.95); ``repeat`` is how many times each evaluator judges each answer
-(the verdict is the votes' majority)."""
+(the verdict is the votes' majority); ``sample`` is ``all`` (judge every question) or
+``sequential`` (judge questions in a random order until the set's verdict is certain)."""
+
+SAMPLES = ("all", "sequential")
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class Layer:
     written (for messages)."""
 
     thresholds: Mapping[str, float] = field(default_factory=dict)
-    options: Mapping[str, float] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
     where: str = ""
 
 
@@ -67,14 +71,28 @@ def check_layer(values: Mapping[str, object], where: str) -> Layer:
     options = {k: v for k, v in values.items() if k in GATE_OPTIONS}
     return Layer(
         check_thresholds(thresholds, where),
-        {
-            name: check_count(name, value, where)
-            if name == "repeat"
-            else check_fraction(name, value, where)
-            for name, value in options.items()
-        },
+        {name: _check_option(name, value, where) for name, value in options.items()},
         where,
     )
+
+
+def _check_option(name: str, value: object, where: str) -> Any:
+    if name == "repeat":
+        return check_count(name, value, where)
+    if name == "sample":
+        return check_sample(value, where)
+    return check_fraction(name, value, where)
+
+
+def check_sample(value: object, where: str) -> str:
+    """``all`` or ``sequential``."""
+    if value not in SAMPLES:
+        raise ThresholdError(
+            f"{where}: sample must be 'all' or 'sequential' (judge questions in a random "
+            f"order until the set's verdict is certain), got {quoted(value)}"
+        )
+    assert isinstance(value, str)
+    return value
 
 
 def check_count(name: str, value: object, where: str) -> int:

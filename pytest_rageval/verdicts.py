@@ -16,7 +16,7 @@ from pytest_rageval.redaction import redact_all
 from pytest_rageval.results import QuestionResult
 from pytest_rageval.text import clip
 
-Outcome = Literal["passed", "tolerated", "failed", "error"]
+Outcome = Literal["passed", "tolerated", "failed", "error", "skipped"]
 Result = Literal["passing", "failing", "invalid", "error"]
 
 
@@ -141,6 +141,8 @@ class _SetFields(TypedDict, total=False):
     set, and gate it with the set's :class:`~pytest_rageval.gate.Gate`."""
 
     set: str
+    applicable: list[str]
+    """Of a question a sequential set never asked: the metrics that apply to it."""
     baseline: dict[str, Any] | None
     """What the baseline report said of this question (None: not in it, or no baseline)."""
 

@@ -47,6 +47,14 @@ def describe_rate(set_name: str, name: str, rate: MetricRate) -> str:
     ``at least`` when it is met whatever they give), else the range the rate may end in."""
     head = f"{set_name}: {name} pass rate"
     threshold = f"threshold {format_fraction(rate.threshold)}"
+    if rate.sampled is not None:
+        relation = {"pass": ">=", "fail": "<"}.get(rate.sampled.rate or "", "not decided against")
+        return (
+            f"{head} {rate.passed}/{rate.n} judged = {format_fraction(rate.pass_rate)}; the "
+            f"whole set's rate {relation} {threshold} at {rate.sampled.level:.0%} "
+            f"(sequential test, decided after {rate.sampled.read:,} of {rate.sampled.size:,} "
+            "questions in random order)"
+        )
     if not rate.pending:
         return f"{head} {_rate_against(rate, rate.passed, '>=' if rate.ok else '<')} {threshold}"
     running = f"{rate.pending} of {rate.n} questions still running"
@@ -129,3 +137,21 @@ def printable(text: str | None) -> str:
     if text is None:
         return "(none)"
     return text_printable(text)
+
+
+def judged_of(rate: Mapping[str, Any]) -> str:
+    """`` of 5,000`` after a sequential set's judged count (a rate's JSON), else ``""``."""
+    sampled = rate.get("sampled")
+    return f" of {sampled['population']:,}" if sampled else ""
+
+
+def sampled_line(sample: Mapping[str, Any]) -> str:
+    """What a sequential set decided, from its report entry's ``sample``."""
+    decision = {"passed": "PASSED", "failed": "FAILED", "error": "ERROR"}.get(
+        sample.get("decision") or "", "not decided"
+    )
+    return (
+        f"decided {decision} ({sample.get('reason') or 'stopped first'}) after "
+        f"{sample['decided_after']:,} of {sample['population']:,} questions in random order "
+        f"({sample['visited']:,} asked; level {sample['level']:.0%}, seed {sample['seed']})"
+    )

@@ -9,7 +9,7 @@ from typing import Any
 
 from pytest_rageval.reports.markdown import passed
 from pytest_rageval.text import printable, well_formed
-from pytest_rageval.wording import format_fraction
+from pytest_rageval.wording import format_fraction, judged_of, sampled_line
 
 CHART = {"width": 160, "height": 24}
 """Size of each metric's chart: its pass rate on a 0-1 scale, with the interval, the
@@ -41,7 +41,7 @@ def view(document: Mapping[str, Any]) -> dict[str, Any]:
             metrics.append(
                 {
                     "name": name,
-                    "n": rate["n"],
+                    "n": f"{rate['n']}{judged_of(rate)}",
                     "passed": rate["passed"],
                     "invalid": rate["invalid"],
                     "errors": rate["errors"],
@@ -68,6 +68,7 @@ def view(document: Mapping[str, Any]) -> dict[str, Any]:
                 "id": printable(entry["id"]),
                 "metrics": metrics,
                 "no_baseline": document.get("baseline") is not None and not base.get("found"),
+                "sampled": sampled_line(entry["sample"]) if entry.get("sample") else None,
             }
         )
         down = {n: set(c["pass_to_fail"]) for n, c in changes.items()}

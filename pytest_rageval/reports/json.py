@@ -45,6 +45,8 @@ def json_report(
             },
             "questions": [_limit_text(q, text) for q in summary.questions],
         }
+        if summary.sampling is not None:
+            entry["sample"] = summary.sampling.to_json()
         if summary.name in changes:
             entry["baseline"] = changes[summary.name].to_json()
         sets.append(entry)

@@ -9,7 +9,7 @@ from typing import Any
 
 from pytest_rageval.reports.json import gate_passed
 from pytest_rageval.text import printable, well_formed
-from pytest_rageval.wording import format_fraction, shorten
+from pytest_rageval.wording import format_fraction, judged_of, sampled_line, shorten
 
 FLIP_LINES = 20
 """Flipped questions listed in all; the rest are counted and left to the HTML report."""
@@ -67,7 +67,8 @@ def render_markdown(document: Mapping[str, Any], html: str | None = None) -> str
             row = [
                 inert(entry["id"], table=True),
                 inert(name, table=True),
-                f"{format_fraction(rate['pass_rate'])} ({rate['passed']}/{rate['n']})",
+                f"{format_fraction(rate['pass_rate'])} ({rate['passed']}/{rate['n']}"
+                f"{judged_of(rate)})",
                 "n/a" if not interval else f"{interval[0]:.2f}-{interval[1]:.2f}",
                 format_fraction(rate["threshold"]),
             ]
@@ -98,6 +99,14 @@ def render_markdown(document: Mapping[str, Any], html: str | None = None) -> str
     ]
     if problems:
         lines += ["", "**Invalid judgements and errors**", "", *problems]
+    sampled = [
+        f"- {inert(entry['id'])}: {inert(sampled_line(entry['sample']))}"
+        for entry in sets
+        if entry.get("sample")
+    ]
+    if sampled:
+        lines += ["", "**Sequential sets** (questions judged in a random order until certain)"]
+        lines += ["", *sampled]
     notices = [f"- {inert(notice)}" for notice in document.get("notices", [])]
     if document.get("stopped"):
         notices.insert(0, f"- the run stopped early: {inert(document['stopped'])}")

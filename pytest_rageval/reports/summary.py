@@ -11,6 +11,7 @@ from typing import Any
 
 from pytest_rageval.baseline import Baseline, SetChange, compare_set
 from pytest_rageval.gate import Gate, MetricRate, row_verdicts, unheld
+from pytest_rageval.gate.sampled import Sampling
 from pytest_rageval.retry import cause
 from pytest_rageval.stats import detectable_drop
 from pytest_rageval.verdicts import MetricResult
@@ -34,8 +35,16 @@ class SetSummary:
         ]
 
     @functools.cached_property
+    def sampling(self) -> Sampling | None:
+        """A sequential set's decision, replayed from its records (None: every question
+        was judged)."""
+        return self.gate.sampling(self.name, self.questions) if self.gate.sequential else None
+
+    @functools.cached_property
     def rates(self) -> dict[str, MetricRate]:
         """Rates over ``questions`` (computed once: read them after they are all in)."""
+        if self.sampling is not None:
+            return self.gate.sampled_rates(self.sampling)
         return self.gate.rates(self.judged)
 
     def verdicts(self) -> dict[str, str]:

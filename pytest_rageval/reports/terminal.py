@@ -44,10 +44,18 @@ def format_change(change: MetricChange | None) -> str:
     return f"{change.test.change} (p={change.test.p_value:.2g})"
 
 
+def format_judged(judged: int, population: int) -> str:
+    """``212/5,000``: the questions a set judged of those it has."""
+    return f"{judged:,}/{population:,}"
+
+
 def table_rows(
     summaries: Iterable[SetSummary], changes: Mapping[str, SetChange] | None = None
 ) -> list[tuple[object, ...]]:
-    """The terminal table's rows; with ``changes`` (a baseline), three more columns."""
+    """The terminal table's rows; with ``changes`` (a baseline), three more columns, and
+    with a sequential set, a ``judged`` column after the metric."""
+    summaries = list(summaries)
+    sampled = any(summary.sampling is not None for summary in summaries)
     rows: list[tuple[object, ...]] = []
     for summary in summaries:
         rates = summary.rates
@@ -56,7 +64,10 @@ def table_rows(
         if not rates:
             n = len(summary.questions)
             extra = ("n/a",) * len(BASELINE_HEADERS) if changes is not None else ()
-            rows.append((summary.name, "-", n, 0, 0, 0, n, "n/a", "n/a", "n/a", *extra, "FAILED"))
+            judged = (format_judged(0, n),) if sampled else ()
+            rows.append(
+                (summary.name, "-", *judged, n, 0, 0, 0, n, "n/a", "n/a", "n/a", *extra, "FAILED")
+            )
         verdicts = summary.verdicts()
         for metric, rate in rates.items():
             extra = ()
@@ -70,10 +81,15 @@ def table_rows(
                         format_delta(change.delta),
                         format_change(change),
                     )
+            judged = ()
+            if sampled:
+                population = rate.sampled.population if rate.sampled is not None else rate.n
+                judged = (format_judged(rate.n, population),)
             rows.append(
                 (
                     summary.name,
                     metric,
+                    *judged,
                     rate.n,
                     rate.passed,
                     rate.failed,
@@ -89,10 +105,11 @@ def table_rows(
     return rows
 
 
-def headers(with_baseline: bool) -> tuple[str, ...]:
+def headers(with_baseline: bool, sampled: bool = False) -> tuple[str, ...]:
+    first = (*TABLE_HEADERS[:2], "judged", *TABLE_HEADERS[2:]) if sampled else TABLE_HEADERS
     if not with_baseline:
-        return TABLE_HEADERS
-    return (*TABLE_HEADERS[:-1], *BASELINE_HEADERS, TABLE_HEADERS[-1])
+        return first
+    return (*first[:-1], *BASELINE_HEADERS, first[-1])
 
 
 def render_table(
@@ -100,9 +117,10 @@ def render_table(
 ) -> str:
     from tabulate import tabulate
 
+    summaries = list(summaries)
     return tabulate(
         table_rows(summaries, changes),
-        headers=headers(changes is not None),
+        headers=headers(changes is not None, any(s.sampling is not None for s in summaries)),
         disable_numparse=True,
     )
 

@@ -104,7 +104,7 @@ class Runner:
         self._stopped: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pipeline = Pipeline(self, self._policy, self._executor, self._tasks)
-        self._backlog: Backlog[tuple[int, Any, Question, Any, Any, int, Any]] = Backlog(
+        self._backlog: Backlog[tuple[int, Any, Question, Any, Any, int, Any, Any]] = Backlog(
             window(workers)
         )
         self._warned: set[object] = set()
@@ -187,7 +187,7 @@ class Runner:
             return
 
         def drain() -> None:  # never started: their waiters learn they were cancelled
-            for *_, deliver in self._backlog.drain():
+            for *_, deliver, _wanted in self._backlog.drain():
                 deliver(None)
 
         self._thread.close(drain, lambda: self._executor.shutdown(wait=False))
@@ -221,6 +221,7 @@ class Runner:
         eval_kwargs: Sequence[Mapping[str, Mapping[str, Any]]] | None = None,
         repeat: int = 1,
         answers: Sequence[Answered] | None = None,
+        wanted: Callable[[K], bool] | None = None,
     ) -> None:
         """Queue many questions with one hop to the loop (a set of 10,000 would otherwise
         cost the caller 10,000 cross-thread calls and futures). ``on_done(key, result)``
@@ -231,7 +232,9 @@ class Runner:
         (tasks waiting by the thousand for a slot cost the loop more than their work).
         ``eval_kwargs``, one per question, as for :meth:`submit_question`; ``repeat``:
         how many times each evaluator judges each answer (votes); ``answers``, one per
-        question, are judged instead of asking ``query_engine``."""
+        question, are judged instead of asking ``query_engine``. ``wanted(key)`` is asked
+        as each question's turn comes: when False, it is not asked at all, and
+        ``on_done(key, None)`` says so (a sequential set already decided)."""
         self._prepare_judges(evaluators)
         extra = eval_kwargs if eval_kwargs is not None else [None] * len(questions)
         engines = answers if answers is not None else [query_engine] * len(questions)
@@ -244,6 +247,7 @@ class Runner:
                 kwargs,
                 repeat,
                 _delivery(on_done, key),
+                functools.partial(wanted, key) if wanted is not None else None,
             )
             for (key, question), kwargs, engine in zip(questions, extra, engines, strict=True)
         ]
@@ -259,15 +263,33 @@ class Runner:
         """Start queued questions while fewer than two per worker are running (all of
         them once the run is stopped: each then finishes at once as not evaluated)."""
         loop = self._loop
-        for order, engine, question, evaluators, kwargs, repeat, deliver in self._backlog.take(
-            stopped=self._stopped is not None
-        ):
-            assert loop is not None
-            coroutine = self._pipeline.run_question(
-                order, engine, question, evaluators, kwargs, repeat
-            )
-            task = loop.create_task(coroutine)
-            task.add_done_callback(functools.partial(self._finished, deliver))
+        withdrawn = True
+        while withdrawn:  # a withdrawn question frees its place in the window at once
+            withdrawn = False
+            for item in self._backlog.take(stopped=self._stopped is not None):
+                order, engine, question, evaluators, kwargs, repeat, deliver, wanted = item
+                if wanted is not None and self._stopped is None and not wanted():
+                    self._backlog.finished()
+                    deliver(None)
+                    withdrawn = True
+                    continue
+                assert loop is not None
+                self._start(loop, order, engine, question, evaluators, kwargs, repeat, deliver)
+
+    def _start(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        order: int,
+        engine: Any,
+        question: Question,
+        evaluators: Any,
+        kwargs: Any,
+        repeat: int,
+        deliver: Callable[[Any], None],
+    ) -> None:
+        coroutine = self._pipeline.run_question(order, engine, question, evaluators, kwargs, repeat)
+        task = loop.create_task(coroutine)
+        task.add_done_callback(functools.partial(self._finished, deliver))
 
     def _finished(self, deliver: Callable[[Any], None], task: asyncio.Task[QuestionResult]) -> None:
         self._backlog.finished()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
 
+from pytest_rageval.gate.sampled import Sampled, Sampling, replay
 from pytest_rageval.stats import EPSILON, wilson
 from pytest_rageval.thresholds import threshold_for
 from pytest_rageval.verdicts import MetricResult, Outcome
@@ -33,6 +34,14 @@ class Gate:
     max_drop: float | None = None
     confidence: float | None = None
     baselines: Mapping[str, float | None] | None = None
+    sample: str = "all"
+    """``all`` (every question is judged) or ``sequential`` (:mod:`.sampled`)."""
+    seed: int | None = None
+    """The seed of a sequential set's visiting order (None: stable per set name)."""
+
+    @property
+    def sequential(self) -> bool:
+        return self.sample == "sequential"
 
     @property
     def drops(self) -> bool:
@@ -65,6 +74,8 @@ class Gate:
             "max_drop": self.max_drop,
             "confidence": self.confidence,
             "baselines": dict(self.baselines) if self.baselines is not None else None,
+            "sample": self.sample,
+            "seed": self.seed,
         }
 
     @classmethod
@@ -76,7 +87,33 @@ class Gate:
             data.get("max_drop"),
             data.get("confidence"),
             dict(baselines) if baselines is not None else None,
+            data.get("sample") or "all",
+            data.get("seed"),
         )
+
+    def sampling(self, name: str, records: Iterable[Mapping[str, Any]]) -> Sampling:
+        """A sequential set's decision, replayed from its questions' records."""
+        return replay(name, self, records)
+
+    def sampled_rates(self, sampling: Sampling, *, bounds: bool = True) -> dict[str, MetricRate]:
+        """A sequential set's rates: counts over the questions judged, decisions from
+        ``sampling`` (``bounds``: with the interval at the stopping point)."""
+        rates = {}
+        for metric in sampling.metrics:
+            n, passed, invalid, errors = sampling.counted(metric)
+            rates[metric] = MetricRate(
+                n=n,
+                passed=passed,
+                threshold=threshold_for(self.thresholds, metric),
+                invalid=invalid,
+                errors=errors,
+                max_invalid=self.max_invalid,
+                confidence=sampling.level,
+                baseline=(self.baselines or {}).get(metric) if self.drops else None,
+                max_drop=self.max_drop if self.drops else None,
+                sampled=sampling.sampled(metric, with_bounds=bounds),
+            )
+        return rates
 
 
 @dataclass(frozen=True)
@@ -102,6 +139,9 @@ class MetricRate:
     """The baseline run's pass rate, when the set has one."""
     max_drop: float | None = None
     """The most the pass rate may fall below ``baseline``."""
+    sampled: Sampled | None = None
+    """A sequential set's decisions (the counts are then those of the questions the
+    decision read)."""
 
     @property
     def failed(self) -> int:
@@ -119,9 +159,13 @@ class MetricRate:
     @property
     def could_pass(self) -> bool:
         """The threshold can still be met if every pending question passes."""
+        if self.sampled is not None:
+            return self.sampled.rate != "fail"
         return self._meets(self.passed + self.pending)
 
     def _meets(self, passed: int) -> bool:
+        if self.sampled is not None:
+            return self.sampled.rate == "pass"
         if self.confidence is None or not self.n:
             return passed >= self.threshold * self.n - EPSILON
         return self.lower_bound(passed) >= self.threshold - EPSILON
@@ -134,7 +178,10 @@ class MetricRate:
 
     @property
     def interval(self) -> tuple[float, float] | None:
-        """The 95% Wilson interval of the pass rate (None without questions)."""
+        """The 95% Wilson interval of the pass rate (None without questions); of a
+        sequential set, the anytime-valid interval of the full set's rate."""
+        if self.sampled is not None:
+            return self.sampled.bounds
         return wilson(self.passed, self.n) if not self.pending else None
 
     @property
@@ -147,6 +194,8 @@ class MetricRate:
     @property
     def dropped(self) -> bool:
         """More than ``max_drop`` below the baseline, even if every pending question passes."""
+        if self.sampled is not None:
+            return self.sampled.drop == "fail"
         floor = self.floor
         return (
             floor is not None
@@ -157,18 +206,24 @@ class MetricRate:
     @property
     def kept(self) -> bool:
         """Within ``max_drop`` of the baseline, even if every pending question fails."""
+        if self.sampled is not None:
+            return self.sampled.drop == "pass"
         floor = self.floor
         return floor is None or not self.n or self.passed >= floor * self.n - EPSILON
 
     @property
     def invalid_ok(self) -> bool:
         """Invalid judgements within ``max_invalid`` (with ``pending``: even if all are)."""
+        if self.sampled is not None:
+            return self.sampled.invalid == "pass"
         if self.max_invalid is None:
             return True
         return self.invalid + self.pending <= self.max_invalid * self.n + EPSILON
 
     @property
     def invalid_exceeded(self) -> bool:
+        if self.sampled is not None:
+            return self.sampled.invalid == "fail"
         return self.max_invalid is not None and self.invalid > self.max_invalid * self.n + EPSILON
 
     def to_json(self) -> dict[str, Any]:
@@ -186,6 +241,7 @@ class MetricRate:
             ),
             "confidence": self.confidence,
             "max_drop": self.max_drop,
+            **({"sampled": self.sampled.to_json()} if self.sampled is not None else {}),
         }
 
 
@@ -320,7 +376,7 @@ def row_verdict(rate: MetricRate, must_pass_failures: int = 0) -> str:
     questions fails the run through this metric."""
     if rate.errors:
         return "ERROR"
-    if not rate.ok:
+    if not rate.ok and (rate.sampled is None or rate.sampled.rate == "fail"):
         return "FAILED"
     if rate.invalid_exceeded:
         return "FAILED (invalid)"
@@ -328,6 +384,8 @@ def row_verdict(rate: MetricRate, must_pass_failures: int = 0) -> str:
         return "FAILED (drop)"
     if must_pass_failures:
         return "FAILED (must_pass)"
+    if rate.sampled is not None and rate.sampled.undecided:
+        return "not decided"  # a sequential set stopped for another metric or question
     return "ok"
 
 
