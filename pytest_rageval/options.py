@@ -68,8 +68,9 @@ REPORT_TEXT_HELP = (
 )
 REPORT_HELP = "write a JSON report of every rag set and question to this path"
 REPEAT_HELP = (
-    "judge each answer K times with each evaluator; the verdict is the majority (a tie "
-    "fails), questions whose votes disagree are flagged unstable"
+    "judge each answer up to K times with each evaluator; the verdict is the majority (a "
+    "tie fails; voting stops once the rest cannot change it), questions whose votes "
+    "disagree are flagged unstable"
 )
 SAMPLE_HELP = (
     "all (judge every question; the default) or sequential (judge questions in a random "

@@ -42,7 +42,10 @@ class QuestionResult:
     evaluated: bool = True
     """False when the run stopped (deadline, interrupt, -x) before this question finished."""
     votes: dict[str, list[Any]] = field(default_factory=dict)
-    """With ``repeat`` > 1: every vote of each evaluator (``evaluations`` holds vote 1)."""
+    """With ``repeat`` > 1: each evaluator's votes cast, in order (``evaluations`` holds
+    vote 1); fewer than ``repeat`` when the first ones decided the majority."""
+    repeat: int = 1
+    """The votes asked of each evaluator."""
     sources: list[list[str]] | None = None
     """Each retrieved node's ids (document id, file name); None without nodes."""
 

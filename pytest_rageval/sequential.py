@@ -314,3 +314,21 @@ def majority_decided(votes: Sequence[bool | None], k: int) -> Vote | None:
     if (invalid + remaining) * 2 <= k:
         return "failing"
     return None
+
+
+def votes_to_cast(votes: Sequence[bool | None], k: int) -> int:
+    """How many of the ``k`` votes to cast next, at once, after ``votes`` (0 once the
+    majority is decided): the fewest that could decide it. Each of them is needed whatever
+    the others say (fewer could not decide), so casting them together makes exactly the
+    calls of casting one at a time and stopping at :func:`majority_decided`."""
+    if majority_decided(votes, k) is not None:
+        return 0
+    remaining = k - len(votes)
+    for more in range(1, remaining):
+        # a decision is nearest when every new vote says the same
+        if any(
+            majority_decided([*votes, *[vote] * more], k) is not None
+            for vote in (True, False, None)
+        ):
+            return more
+    return remaining

@@ -33,11 +33,14 @@ class MetricResult:
     reason: str | None = None
     """Why a judgement is invalid."""
     votes: tuple[MetricResult, ...] = ()
-    """With ``repeat`` > 1: every vote; this result is their majority."""
+    """With ``repeat`` > 1: the votes cast, in order; this result is their majority."""
+    repeat: int = 1
+    """The votes asked for; ``votes`` holds fewer when the majority was decided before
+    the last (the rest could not change it)."""
 
     @property
     def unstable(self) -> bool:
-        """The votes disagree (some pass, some do not)."""
+        """The votes cast disagree (some pass, some do not)."""
         return len({vote.passing for vote in self.votes}) > 1
 
     @property
@@ -50,6 +53,7 @@ class MetricResult:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> MetricResult:
+        votes = tuple(cls.from_json(vote) for vote in data.get("votes") or ())
         return cls(
             passing=bool(data.get("passing")),
             score=data.get("score"),
@@ -57,7 +61,8 @@ class MetricResult:
             invalid=bool(data.get("invalid")),
             error=data.get("error"),
             reason=data.get("reason"),
-            votes=tuple(cls.from_json(vote) for vote in data.get("votes") or ()),
+            votes=votes,
+            repeat=int(data.get("repeat") or len(votes) or 1),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -70,17 +75,23 @@ class MetricResult:
             "reason": self.reason,
             "error": self.error,
             **(
-                {"votes": [vote.to_json() for vote in self.votes], "unstable": self.unstable}
+                {
+                    "votes": [vote.to_json() for vote in self.votes],
+                    "repeat": self.repeat,
+                    "unstable": self.unstable,
+                }
                 if self.votes
                 else {}
             ),
         }
 
 
-def majority(votes: Sequence[MetricResult]) -> MetricResult:
+def majority(votes: Sequence[MetricResult], repeat: int | None = None) -> MetricResult:
     """The verdict of several votes: passing when more than half pass (a tie fails; an
     invalid vote does not pass), invalid when more than half are invalid, else failing.
-    The score is the mean of the votes' scores."""
+    The score is the mean of the votes' scores. ``repeat``: the votes asked for (default
+    all of ``votes``); when the votes cast decided the majority of ``repeat``
+    (sequential.majority_decided), their majority is that verdict."""
     passed = sum(vote.passing for vote in votes)
     passing = passed * 2 > len(votes)
     invalid = not passing and sum(vote.invalid for vote in votes) * 2 > len(votes)
@@ -93,7 +104,14 @@ def majority(votes: Sequence[MetricResult]) -> MetricResult:
         invalid=invalid,
         reason=agreeing[0].reason if invalid else None,
         votes=tuple(votes),
+        repeat=repeat or len(votes),
     )
+
+
+def ballot(evaluation: Any) -> bool | None:
+    """One vote as :func:`majority` counts it: True passing, False failing, None invalid."""
+    vote = judged(evaluation)
+    return None if vote.invalid else vote.passing
 
 
 def metric_results(result: QuestionResult) -> dict[str, MetricResult]:
@@ -106,8 +124,8 @@ def metric_results(result: QuestionResult) -> dict[str, MetricResult]:
             metrics[name] = MetricResult(passing=False, error=error)
             continue
         votes = result.votes.get(name)
-        if votes and len(votes) > 1:
-            metrics[name] = majority([judged(vote) for vote in votes])
+        if votes:  # repeat > 1, even when one vote decided it
+            metrics[name] = majority([judged(vote) for vote in votes], result.repeat)
         else:
             metrics[name] = judged(result.evaluations[name])
     return metrics

@@ -227,15 +227,23 @@ def render_unstable(summaries: Iterable[SetSummary]) -> list[str]:
     lines: list[str] = []
     for summary in summaries:
         found = [
-            (record["id"], name, metric["votes"])
+            (record["id"], name, metric["votes"], metric.get("repeat") or len(metric["votes"]))
             for record in summary.questions
             for name, metric in record["metrics"].items()
             if metric.get("unstable")
         ]
-        for qid, name, votes in found[:FLIPS_SHOWN]:
+        for qid, name, votes, repeat in found[:FLIPS_SHOWN]:
             passed = sum(bool(vote["passing"]) for vote in votes)
+            # fewer votes than asked: the first ones decided the majority
+            early = (
+                f" (of {repeat} asked: the other {repeat - len(votes)} could not change "
+                "the majority)"
+                if repeat > len(votes)
+                else ""
+            )
             lines.append(
-                f"  {summary.name} {printable(qid)} {name}: {passed} of {len(votes)} votes passing"
+                f"  {summary.name} {printable(qid)} {name}: {passed} of {len(votes)} votes "
+                f"passing{early}"
             )
         if len(found) > FLIPS_SHOWN:
             lines.append(f"  {summary.name}: and {len(found) - FLIPS_SHOWN} more")

@@ -21,7 +21,9 @@ from pytest_rageval.runner import engines
 from pytest_rageval.runner.loop import BLOCKED_AFTER
 from pytest_rageval.runner.policy import CallPolicy
 from pytest_rageval.runner.threads import DaemonThreads
+from pytest_rageval.sequential import votes_to_cast
 from pytest_rageval.usage import Meter
+from pytest_rageval.verdicts import ballot
 
 
 class Host(Protocol):
@@ -69,7 +71,7 @@ class Pipeline:
     ) -> QuestionResult:
         """Ask and judge one question; what the run's stop left undone is "not evaluated"."""
         host = self.host
-        result = QuestionResult(question)
+        result = QuestionResult(question, repeat=repeat)
         # explicit eval_kwargs (BatchRunner) mean the caller decides what applies, as in
         # llama-index's BatchEvalRunner; otherwise the question's fields decide
         applicable = {
@@ -251,16 +253,21 @@ class Pipeline:
                     order, question, result, name, evaluator, kwargs, 1
                 )
                 return
-            # an error is retried by the call policy and never counts as a vote: it fails
-            # the metric
-            votes = await asyncio.gather(
-                *(
-                    self.vote(order, question, result, name, evaluator, kwargs, index)
-                    for index in range(1, repeat + 1)
+            # votes are cast in index order, in waves of the fewest that could decide the
+            # majority, and stop once the rest cannot change it: the calls of one vote at a
+            # time, concurrent. A cached vote costs nothing. An error is retried by the call
+            # policy and never counts as a vote: it fails the metric
+            votes: list[Any] = []
+            while wave := votes_to_cast([ballot(vote) for vote in votes], repeat):
+                first = len(votes) + 1
+                votes += await asyncio.gather(
+                    *(
+                        self.vote(order, question, result, name, evaluator, kwargs, index)
+                        for index in range(first, first + wave)
+                    )
                 )
-            )
             result.evaluations[name] = votes[0]
-            result.votes[name] = list(votes)
+            result.votes[name] = votes
         except asyncio.CancelledError:
             raise
         except Exception as exc:
