@@ -55,7 +55,6 @@ def fits(llm: Any, templates: Sequence[Any], query_str: str, chunks: list[str]) 
     from llama_index.core.llms.structured_llm import StructuredLLM
     from llama_index.core.node_parser import SentenceSplitter
     from llama_index.core.prompts import PromptTemplate
-    from llama_index.core.prompts.prompt_utils import get_empty_prompt_txt
     from llama_index.core.settings import Settings
     from llama_index.core.utils import get_tokenizer
 
@@ -79,25 +78,27 @@ def fits(llm: Any, templates: Sequence[Any], query_str: str, chunks: list[str]) 
     chunk_tokens = [count(chunk) for chunk in chunks]
     if max(chunk_tokens) > node_limit:
         return False
-    prompt_tokens = 0
-    for template in templates:
-        if template.function_mappings:
-            # a function may turn query_str into any text: count the real prompt
-            tokens = count(get_empty_prompt_txt(template.partial_format(query_str=query_str)))
-        else:
-            # the template with empty variables, plus query_str wherever it goes
-            name = (template.template_var_mappings or {}).get("query_str", "query_str")
-            places = template.template_vars.count(name)
-            tokens = count(get_empty_prompt_txt(template)) + places * (
-                count(query_str) + 2 * SEAM_TOKENS
-            )
-        prompt_tokens = max(prompt_tokens, tokens)
+    prompt_tokens = max(_template_tokens(template, query_str, count) for template in templates)
     prompt_tokens += count(llm.system_prompt or "")
     metadata = llm.metadata
     num_output = metadata.num_output if metadata.num_output != -1 else _default_num_output()
     window: int = metadata.context_window - num_output - prompt_tokens - _padding() - SAFETY_TOKENS
     joined = sum(chunk_tokens) + (len(chunks) - 1) * (count("\n\n") + 2 * SEAM_TOKENS)
     return joined <= window or count("\n\n".join(chunks)) <= window
+
+
+def _template_tokens(template: Any, query_str: str, count: Callable[[str], int]) -> int:
+    """An upper bound on the tokens of ``template`` with ``query_str`` in it (and its
+    contexts left empty)."""
+    from llama_index.core.prompts.prompt_utils import get_empty_prompt_txt
+
+    if template.function_mappings:
+        # a function may turn query_str into any text: count the real prompt
+        return count(get_empty_prompt_txt(template.partial_format(query_str=query_str)))
+    # the template with empty variables, plus query_str wherever it goes
+    name = (template.template_var_mappings or {}).get("query_str", "query_str")
+    places: int = template.template_vars.count(name)
+    return count(get_empty_prompt_txt(template)) + places * (count(query_str) + 2 * SEAM_TOKENS)
 
 
 @functools.lru_cache(maxsize=8192)
