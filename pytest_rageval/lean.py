@@ -100,7 +100,11 @@ def _messages(llm: Any, template: Any, prompt_args: dict[str, Any]) -> list[Any]
     cls: type = type(llm)
     if not ENABLED or not _lean_class(cls) or not _plain(llm) or _listened_to():
         return None
-    if not llm.metadata.is_chat_model:
+    try:
+        chat = llm.metadata.is_chat_model
+    except Exception:  # e.g. a model name it does not know: apredict raises it when called
+        return None
+    if not chat:
         return None
     from llama_index.llms.openai.utils import to_openai_message_dicts
 
