@@ -11,7 +11,10 @@ the same run with the judges replaced by ones that only sleep (what the app's ow
 costs), and with the app replaced too (what the event loop and timers cost on their own).
 
     python benchmarks/bench_runner.py [--queries 200] [--latency 0.05] [--repeat 2]
-                                      [--facts 40] [--workers 8 32]
+                                      [--facts 40] [--workers 8 32] [--judge-rounds 100]
+
+Last, the CPU per judgement of the default judge over HTTP at zero latency, on llama-index's
+apredict chain and on the lean path (``bench_judge_cpu.py``).
 """
 
 from __future__ import annotations
@@ -138,6 +141,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--workers", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--facts", type=int, default=40, help="facts per chunk (40: ~600 tokens)")
+    parser.add_argument(
+        "--judge-rounds",
+        type=int,
+        default=100,
+        help="rounds of bench_judge_cpu.py after the table (0: none)",
+    )
     args = parser.parse_args()
 
     engine, evaluators, llm = build(args.latency, args.facts)
@@ -190,6 +199,30 @@ def main() -> None:
                 walls.append(time.perf_counter() - wall)
             wall, ratio = min(walls), min(walls) / ideal
             print(f"| {workers} | {name} | {wall:.2f} | {ideal:.2f} | {ratio:.2f}x | | {calls} |")
+    if args.judge_rounds:
+        judge_cpu(args.judge_rounds)
+
+
+def judge_cpu(rounds: int) -> None:
+    """CPU per judgement of the default judge over HTTP at zero latency, llama-index's
+    apredict chain against the lean path (``bench_judge_cpu.py``)."""
+    import os
+
+    import bench_judge_cpu
+    from bench_http import start_server
+
+    server, url = start_server(0.0)
+    os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
+    os.environ["OPENAI_API_BASE"] = url
+    try:
+        for path in ("today", "lean"):
+            bench_judge_cpu.set_path(path)
+            per_call, _ = bench_judge_cpu.measure(rounds, profile=False, top=0)
+            print(f"# default judge over HTTP, {path} path: {per_call:.2f} CPU ms per judgement")
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Any
 
 _METER: contextvars.ContextVar[Meter | None] = contextvars.ContextVar("rageval_meter", default=None)
 _installed = False
+HANDLER_NAME = "RagevalUsageHandler"
 _install_lock = threading.Lock()
 
 
@@ -59,6 +60,12 @@ def reset(token: contextvars.Token[Meter | None]) -> None:
     _METER.reset(token)
 
 
+def current() -> Meter | None:
+    """The meter of the call running in this context, if any (for paths that send a
+    request without llama-index's events, such as :mod:`pytest_rageval.lean`)."""
+    return _METER.get()
+
+
 def install() -> None:
     """Add the usage handler to llama-index's root dispatcher, once per process."""
     global _installed
@@ -72,7 +79,7 @@ def install() -> None:
         class UsageHandler(BaseEventHandler):
             @classmethod
             def class_name(cls) -> str:
-                return "RagevalUsageHandler"
+                return HANDLER_NAME
 
             def handle(self, event: Any, **kwargs: Any) -> None:
                 meter = _METER.get()

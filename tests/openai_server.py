@@ -84,6 +84,8 @@ class FakeOpenAI:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.prompts: list[str] = []
+        self.bodies: list[bytes] = []
+        """Each chat request's body, byte for byte."""
         self.models: list[str] = []
         """The model each chat request named."""
         self.keys: list[str] = []
@@ -158,8 +160,9 @@ def make_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
+            raw = self.rfile.read(length)
             try:
-                request = json.loads(self.rfile.read(length) or b"{}")
+                request = json.loads(raw or b"{}")
             except ValueError:  # a client that gave up half-way through its request
                 self._send(400, {"error": {"message": "incomplete request body"}})
                 return
@@ -186,6 +189,7 @@ def make_handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             key = self.headers.get("Authorization", "").removeprefix("Bearer ")
             with state.lock:
                 state.models.append(str(request.get("model")))
+                state.bodies.append(raw)
                 state.keys.append(key)
                 state.chat_requests += 1
                 state.arrived.append(time.monotonic())
