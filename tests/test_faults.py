@@ -12,14 +12,14 @@ from collections.abc import Callable
 import llama_index.llms.openai  # noqa: F401
 import pytest
 from openai_server import Budget, FakeOpenAI, Fault
+from qfiles import write_set
 
 # every run judges afresh: these tests count the requests that faults cost
 FAST = ["-p", "no:cacheprovider", "--rag-max-backoff=0.01", "--rag-cache=off"]
 
 
 def questions(project: pytest.Pytester, n: int) -> None:
-    listed = "\n".join(f'  - {{id: q{i}, query: "Where is town {i}?"}}' for i in range(n))
-    project.makefile(".yaml", rag_set=f"evaluators: [faithfulness]\nquestions:\n{listed}\n")
+    write_set(project, n)
 
 
 def test_server_errors_are_retried_then_reported_in_words(
