@@ -151,13 +151,7 @@ def generate(
     Raises :class:`Stopped` (with everything so far saved) when the LLM fails for good."""
     chunks = chunks_of(docs, chunk_size)
     progress = Progress(chunks=len(chunks), examples=read_existing(out))
-    seen = {plain(e["query"]) for e in progress.examples}
-    done = {
-        context
-        for e in progress.examples
-        for context in (e.get("reference_contexts") or [])[:1]
-        if isinstance(context, str)
-    }
+    seen, done = _asked_before(progress.examples)
     query = QUESTION_QUERY.format(num=per_chunk)
 
     def full() -> bool:
@@ -198,6 +192,19 @@ def generate(
     asyncio.run(run())
     _save(out, progress.examples)
     return progress
+
+
+def _asked_before(examples: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
+    """The questions (as compared) and the chunks (each example's first context) that
+    ``examples``, from a past run, already cover."""
+    seen = {plain(e["query"]) for e in examples}
+    done = {
+        context
+        for e in examples
+        for context in (e.get("reference_contexts") or [])[:1]
+        if isinstance(context, str)
+    }
+    return seen, done
 
 
 async def _chunk_questions(
