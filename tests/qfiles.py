@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,3 +38,14 @@ def question_set(
 def write_set(project: pytest.Pytester, n: int, name: str = "rag_set", **options: object) -> Path:
     """Write :func:`question_set` (``options`` are its keywords) as ``<name>.yaml``."""
     return project.makefile(".yaml", **{name: question_set(n, **options)})  # type: ignore[arg-type]
+
+
+def session_fixtures(imports: str = "", **fixtures: str) -> str:
+    """A throwaway conftest.py: ``import pytest``, the ``imports`` lines, then for each
+    keyword a session-scoped fixture of that name returning the expression given, e.g.
+    ``session_fixtures("from fakes import ScriptedApp", rag_query_engine="ScriptedApp()")``."""
+    lines = ["import pytest", *textwrap.dedent(imports).strip().splitlines()]
+    for name, expression in fixtures.items():
+        lines += ["", "", '@pytest.fixture(scope="session")', f"def {name}():"]
+        lines.append(f"    return {expression}")
+    return "\n".join(lines) + "\n"
