@@ -32,9 +32,11 @@ def run_pytest(
     *args: str,
     env: Mapping[str, str] | None = None,
     expect: str | None = None,
+    codes: tuple[int, ...] = (0,),
 ) -> Run:
     """``python -m pytest -q -p no:cacheprovider *args`` in ``folder``. Exits the benchmark
-    with the run's output when pytest fails or its output lacks ``expect``."""
+    with the run's output when pytest exits other than ``codes`` or its output lacks
+    ``expect``."""
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
     # a file, not a pipe: nobody reads a pipe while we wait, and a long output would fill it
     with tempfile.TemporaryFile() as out:
@@ -51,8 +53,8 @@ def run_pytest(
         process.returncode = code = os.waitstatus_to_exitcode(status)  # reaped already
         out.seek(0)
         output = out.read().decode(errors="replace")
-    if code != 0 or (expect is not None and expect not in output):
-        why = f"exit status {code}" if code != 0 else f"no {expect!r} in its output"
+    if code not in codes or (expect is not None and expect not in output):
+        why = f"exit status {code}" if code not in codes else f"no {expect!r} in its output"
         raise SystemExit(
             f"{' '.join(['pytest', *args])} in {folder} failed ({why}); its output ends:\n"
             f"{output[-SHOWN:]}"

@@ -207,35 +207,9 @@ def calibrate(
 
     async def judge_all() -> None:
         slots = asyncio.Semaphore(workers)
-
-        async def judge(verdict: Verdict) -> None:
-            case = verdict.case
-            question = Question(query=case.query, reference=case.reference, contexts=None)
-            evaluator = evaluators[verdict.metric]
-            try:
-                call = judges.prepare(
-                    evaluator,
-                    query=case.query,
-                    response=case.response,
-                    contexts=list(case.contexts) if case.contexts is not None else None,
-                    **judges.reference_kwargs(question),
-                )
-                async with slots:
-                    result = await retry.with_retries(
-                        lambda: asyncio.wait_for(call(), timeout), retries
-                    )
-            except Exception as exc:  # one case's failure is reported, not the run's
-                verdict.error = f"{type(exc).__name__}: {exc}"
-                return
-            if getattr(result, "invalid_result", False):
-                verdict.passing = False  # as the gate counts it
-                verdict.invalid = str(getattr(result, "invalid_reason", None) or "invalid")
-            else:
-                verdict.passing = bool(result.passing)
-            verdict.feedback = getattr(result, "feedback", None)
-
+        judging = (_judge(v, evaluators[v.metric], slots, timeout, retries) for v in jobs)
         try:
-            await asyncio.gather(*(judge(v) for v in jobs))
+            await asyncio.gather(*judging)
         finally:
             if cleanup is not None:
                 await cleanup()
@@ -244,6 +218,34 @@ def calibrate(
     for verdict in jobs:
         agreements[verdict.metric].verdicts.append(verdict)
     return list(agreements.values()), unknown
+
+
+async def _judge(
+    verdict: Verdict, evaluator: Any, slots: asyncio.Semaphore, timeout: float, retries: int
+) -> None:
+    """Judge one labelled case with one evaluator, filling in ``verdict``; a failure is
+    that case's error, not the run's."""
+    case = verdict.case
+    question = Question(query=case.query, reference=case.reference, contexts=None)
+    try:
+        call = judges.prepare(
+            evaluator,
+            query=case.query,
+            response=case.response,
+            contexts=list(case.contexts) if case.contexts is not None else None,
+            **judges.reference_kwargs(question),
+        )
+        async with slots:
+            result = await retry.with_retries(lambda: asyncio.wait_for(call(), timeout), retries)
+    except Exception as exc:  # one case's failure is reported, not the run's
+        verdict.error = f"{type(exc).__name__}: {exc}"
+        return
+    if getattr(result, "invalid_result", False):
+        verdict.passing = False  # as the gate counts it
+        verdict.invalid = str(getattr(result, "invalid_reason", None) or "invalid")
+    else:
+        verdict.passing = bool(result.passing)
+    verdict.feedback = getattr(result, "feedback", None)
 
 
 def render(agreements: Sequence[Agreement], unknown: Sequence[str], limit: int = 80) -> list[str]:

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from pytest_rageval.gate import MetricRate, needs_set, outcome
-from pytest_rageval.keys import PROBLEM_KEY, QUESTION_KEY, RECORD_KEY, SET_KEY
+from pytest_rageval.keys import PROBLEM_KEY, QUESTION_KEY, RECORD_KEY
 from pytest_rageval.redaction import redact
 from pytest_rageval.results import GaveUp, QuestionResult
+from pytest_rageval.sets import SET_KEY
 from pytest_rageval.text import well_formed
 from pytest_rageval.verdicts import QuestionRecord, question_record
 from pytest_rageval.wording import explain

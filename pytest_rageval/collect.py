@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from pytest_rageval.keys import QUESTION_FILE_KEY, QUESTION_KEY, SESSION_KEY
+from pytest_rageval.keys import QUESTION_FILE_KEY, QUESTION_KEY
 from pytest_rageval.questions import QuestionFileError, is_question_file, load_file
 from pytest_rageval.text import printable
+from pytest_rageval.wiring import SESSION_KEY
 
 
 class RagEvalWarning(pytest.PytestWarning):

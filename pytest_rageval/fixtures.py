@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from pytest_rageval import judges
-from pytest_rageval.keys import QUESTION_KEY, SESSION_KEY
+from pytest_rageval.keys import QUESTION_KEY
 from pytest_rageval.results import QuestionResult
 from pytest_rageval.runner import Runner
 from pytest_rageval.submit import RagSetupError
+from pytest_rageval.wiring import SESSION_KEY
 
 
 @pytest.fixture

@@ -149,20 +149,9 @@ def generate(
     """Generate up to ``per_chunk`` questions (deduplicated) and their reference answers
     for every chunk of ``docs`` not already in ``out``, writing ``out`` after each chunk.
     Raises :class:`Stopped` (with everything so far saved) when the LLM fails for good."""
-    from llama_index.core.evaluation.dataset_generation import (
-        DEFAULT_QUESTION_GENERATION_PROMPT,
-    )
-    from llama_index.core.prompts.default_prompts import DEFAULT_TEXT_QA_PROMPT_TMPL
-
     chunks = chunks_of(docs, chunk_size)
     progress = Progress(chunks=len(chunks), examples=read_existing(out))
-    seen = {plain(e["query"]) for e in progress.examples}
-    done = {
-        context
-        for e in progress.examples
-        for context in (e.get("reference_contexts") or [])[:1]
-        if isinstance(context, str)
-    }
+    seen, done = _asked_before(progress.examples)
     query = QUESTION_QUERY.format(num=per_chunk)
 
     def full() -> bool:
@@ -176,36 +165,14 @@ def generate(
                 if chunk in done:
                     progress.skipped += 1
                     continue
-                prompt = DEFAULT_QUESTION_GENERATION_PROMPT.format(
-                    context_str=chunk, query_str=query
-                )
-                questions: list[str] = []
+                room = per_chunk
+                if max_questions is not None:
+                    room = min(room, max_questions - len(progress.examples))
                 try:
-                    answer = await _ask(llm, prompt, retries, max_wait)
-                    room = per_chunk
-                    if max_questions is not None:
-                        room = min(room, max_questions - len(progress.examples))
-                    for question in parse_questions(answer):
-                        key = plain(question)
-                        if key in seen:  # asked before (this chunk, another, a past run)
-                            progress.duplicates += 1
-                        elif len(questions) < room:
-                            seen.add(key)
-                            questions.append(question)
-                    answers = await asyncio.gather(
-                        *(
-                            _ask(
-                                llm,
-                                DEFAULT_TEXT_QA_PROMPT_TMPL.format(context_str=chunk, query_str=q),
-                                retries,
-                                max_wait,
-                            )
-                            for q in questions
-                        )
+                    questions, answers = await _chunk_questions(
+                        llm, chunk, query, room, seen, progress, retries, max_wait
                     )
                 except Exception as exc:
-                    for question in questions:  # not saved: to be asked again
-                        seen.discard(plain(question))
                     raise Stopped(
                         f"stopped at chunk {index + 1} of {len(chunks)}: "
                         f"{type(exc).__name__}: {exc}",
@@ -225,6 +192,65 @@ def generate(
     asyncio.run(run())
     _save(out, progress.examples)
     return progress
+
+
+def _asked_before(examples: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
+    """The questions (as compared) and the chunks (each example's first context) that
+    ``examples``, from a past run, already cover."""
+    seen = {plain(e["query"]) for e in examples}
+    done = {
+        context
+        for e in examples
+        for context in (e.get("reference_contexts") or [])[:1]
+        if isinstance(context, str)
+    }
+    return seen, done
+
+
+async def _chunk_questions(
+    llm: Any,
+    chunk: str,
+    query: str,
+    room: int,
+    seen: set[str],
+    progress: Progress,
+    retries: int,
+    max_wait: float,
+) -> tuple[list[str], list[str]]:
+    """Up to ``room`` questions about ``chunk`` not asked before, and their answers. When
+    the LLM fails for good, its questions are forgotten again (to be asked next time)."""
+    from llama_index.core.evaluation.dataset_generation import (
+        DEFAULT_QUESTION_GENERATION_PROMPT,
+    )
+    from llama_index.core.prompts.default_prompts import DEFAULT_TEXT_QA_PROMPT_TMPL
+
+    prompt = DEFAULT_QUESTION_GENERATION_PROMPT.format(context_str=chunk, query_str=query)
+    questions: list[str] = []
+    try:
+        answer = await _ask(llm, prompt, retries, max_wait)
+        for question in parse_questions(answer):
+            key = plain(question)
+            if key in seen:  # asked before (this chunk, another, a past run)
+                progress.duplicates += 1
+            elif len(questions) < room:
+                seen.add(key)
+                questions.append(question)
+        answers = await asyncio.gather(
+            *(
+                _ask(
+                    llm,
+                    DEFAULT_TEXT_QA_PROMPT_TMPL.format(context_str=chunk, query_str=q),
+                    retries,
+                    max_wait,
+                )
+                for q in questions
+            )
+        )
+    except Exception:
+        for question in questions:  # not saved: to be asked again
+            seen.discard(plain(question))
+        raise
+    return questions, list(answers)
 
 
 def _save(out: Path, examples: list[dict[str, Any]]) -> None:

@@ -1,4 +1,8 @@
-"""Typed stash keys: all per-run state lives in ``config.stash`` and ``item.stash``."""
+"""Typed stash keys: all per-run state lives in ``config.stash`` and ``item.stash``.
+
+The modules below the session read these; the session object's own key lives in
+:mod:`pytest_rageval.wiring`, above the session, so that no key here names a type from a
+layer above it."""
 
 from __future__ import annotations
 
@@ -7,18 +11,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_rageval.options import Settings
     from pytest_rageval.questions import Question, QuestionFile
-    from pytest_rageval.session import RagSession
-    from pytest_rageval.sets import RagSet
+    from pytest_rageval.settings import Settings
     from pytest_rageval.verdicts import QuestionRecord
 
 SETTINGS_KEY: pytest.StashKey[Settings] = pytest.StashKey()
-SESSION_KEY: pytest.StashKey[RagSession] = pytest.StashKey()
 QUESTION_KEY: pytest.StashKey[Question] = pytest.StashKey()
 """The question of a data-file item, or of a Python test parametrized with rag_question."""
 QUESTION_FILE_KEY: pytest.StashKey[QuestionFile] = pytest.StashKey()
-SET_KEY: pytest.StashKey[RagSet] = pytest.StashKey()
 PROBLEM_KEY: pytest.StashKey[str] = pytest.StashKey()
 """Why an item could not be evaluated (no query engine, no judge key...); fails its call."""
 RECORD_KEY: pytest.StashKey[QuestionRecord] = pytest.StashKey()

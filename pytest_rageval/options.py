@@ -5,17 +5,26 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
 
 import pytest
 
+from pytest_rageval import cache
 from pytest_rageval.baseline import Baseline, BaselineError
 from pytest_rageval.baseline import load as load_baseline
-from pytest_rageval.cache import MODES as CACHE_MODES
-from pytest_rageval.cache import Mode as CacheMode
 from pytest_rageval.judges import JudgeSpec, api_base_problem, parse_judge
+from pytest_rageval.settings import (
+    DEFAULT_CACHE_DIR,
+    DEFAULT_FILES,
+    DEFAULT_JUDGE_MODEL,
+    DEFAULT_MAX_BACKOFF,
+    DEFAULT_QUERY_RETRIES,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    DEFAULT_WORKERS,
+    REPORT_TEXT_CHOICES,
+    Settings,
+)
 from pytest_rageval.text import TEXT_LIMIT
 from pytest_rageval.thresholds import (
     SAMPLES,
@@ -25,15 +34,10 @@ from pytest_rageval.thresholds import (
     parse_ini_thresholds,
 )
 from pytest_rageval.usage import PriceError, parse_prices
+from pytest_rageval.xdist import worker_workers
 
-DEFAULT_FILES = "rag_*.yaml rag_*.yml rag_*.json rag_*.jsonl rag_*.csv"
-DEFAULT_WORKERS = 8
-DEFAULT_TIMEOUT = 120.0
-DEFAULT_RETRIES = 3
-DEFAULT_QUERY_RETRIES = 0
-DEFAULT_MAX_BACKOFF = 60.0
-DEFAULT_JUDGE_MODEL = "gpt-4o-mini"
-REPORT_TEXT_CHOICES = ("full", "truncate", "none")
+__all__ = ["Settings", "add_markers", "add_options", "cache_dir", "ini_where", "resolve_settings"]
+
 
 WORKERS_HELP = (
     "most LLM-bound tasks (queries and evaluations together) in flight at once "
@@ -82,7 +86,6 @@ SEED_HELP = (
     "the seed of the random order sequential sets are judged in (default: stable per set "
     "name, so runs repeat and the verdict cache hits); a whole number"
 )
-DEFAULT_CACHE_DIR = ".rageval_cache"
 CACHE_HELP = (
     "the verdict cache: on (read and write; the default), off, refresh (judge again and "
     "write) or readonly"
@@ -120,67 +123,6 @@ THRESHOLD_MARKER = (
 )
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Every pytest-rageval setting of a run, after validation."""
-
-    workers: int = DEFAULT_WORKERS
-    timeout: float = DEFAULT_TIMEOUT
-    retries: int = DEFAULT_RETRIES
-    query_retries: int = DEFAULT_QUERY_RETRIES
-    max_backoff: float = DEFAULT_MAX_BACKOFF
-    rpm: float | None = None
-    deadline: float | None = None
-    reask: bool = False
-    max_invalid: float | None = None
-    max_drop: float | None = None
-    confidence: float | None = None
-    baseline: Baseline | None = None
-    repeat: int = 1
-    sample: str | None = None
-    """``all`` or ``sequential`` from the command line or the ini (None: neither)."""
-    sample_forced: bool = False
-    """``--rag-sample all``: every set is judged in full, whatever its marker or file say."""
-    seed: int | None = None
-    replay: bool = False
-    prices: dict[str, tuple[float, float]] = field(default_factory=dict)
-    cache: CacheMode = "on"
-    cache_dir: Path = Path(DEFAULT_CACHE_DIR)
-    report_text: Literal["full", "truncate", "none"] = "truncate"
-    report: Path | None = None
-    markdown: Path | None = None
-    html: Path | None = None
-    judge: JudgeSpec = field(default_factory=lambda: JudgeSpec("openai", DEFAULT_JUDGE_MODEL))
-    thresholds: dict[str, float] = field(default_factory=dict)
-    thresholds_where: str = "rag_thresholds"
-    files: tuple[str, ...] = tuple(DEFAULT_FILES.split())
-
-    def to_json(self) -> dict[str, Any]:
-        """The settings a report records (paths as given, the baseline by its path)."""
-        return {
-            "workers": self.workers,
-            "timeout": self.timeout,
-            "retries": self.retries,
-            "query_retries": self.query_retries,
-            "max_backoff": self.max_backoff,
-            "rpm": self.rpm,
-            "deadline": self.deadline,
-            "reask": self.reask,
-            "max_invalid": self.max_invalid,
-            "max_drop": self.max_drop,
-            "confidence": self.confidence,
-            "thresholds": dict(self.thresholds),
-            "judge": str(self.judge),
-            "judge_model": self.judge.model,
-            "report_text": self.report_text,
-            "baseline": self.baseline.path if self.baseline is not None else None,
-            "cache": self.cache,
-            "repeat": self.repeat,
-            "sample": self.sample,
-            "seed": self.seed,
-        }
-
-
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("rageval", "RAG evaluation (pytest-rageval)")
     group.addoption("--rag-workers", dest="rag_workers", default=None, help=WORKERS_HELP)
@@ -216,7 +158,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--rag-cache",
         dest="rag_cache",
         default=None,
-        choices=CACHE_MODES,
+        choices=cache.MODES,
         help=CACHE_HELP,
     )
     group.addoption(
@@ -399,14 +341,14 @@ def _prices(config: pytest.Config) -> dict[str, tuple[float, float]]:
         raise pytest.UsageError(str(exc)) from None
 
 
-def _cache_mode(config: pytest.Config) -> CacheMode:
+def _cache_mode(config: pytest.Config) -> str:
     found = _raw(config, "rag_cache")
     if found is None:
         return "on"
     mode = str(found[0]).strip().lower()
-    if mode not in CACHE_MODES:
+    if mode not in cache.MODES:
         raise pytest.UsageError(
-            f"{found[1]} must be one of {', '.join(CACHE_MODES)}, got {found[0]!r}"
+            f"{found[1]} must be one of {', '.join(cache.MODES)}, got {found[0]!r}"
         )
     return mode
 
@@ -486,8 +428,6 @@ def resolve_settings(config: pytest.Config) -> Settings:
             )
     reask = config.getoption("rag_reask") or bool(config.getini("rag_reask"))
     workers = int(_number(config, "rag_workers", int, 1, DEFAULT_WORKERS) or DEFAULT_WORKERS)
-    from pytest_rageval.xdist import worker_workers
-
     workers = worker_workers(config) or workers  # an xdist worker's share of the budget
     return Settings(
         workers=workers,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pytest_rageval import collect, options
+from pytest_rageval import collect, options, xdist
 from pytest_rageval.fixtures import (  # noqa: F401 - fixtures are found by their names here
     rag_embed_model,
     rag_evaluators,
@@ -16,10 +16,11 @@ from pytest_rageval.fixtures import (  # noqa: F401 - fixtures are found by thei
     rag_result,
     rag_runner,
 )
-from pytest_rageval.keys import SESSION_KEY, SETTINGS_KEY
+from pytest_rageval.keys import SETTINGS_KEY
 from pytest_rageval.questions import Question
 from pytest_rageval.session import RagSession
 from pytest_rageval.text import printable
+from pytest_rageval.wiring import SESSION_KEY
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -80,14 +81,7 @@ def pytest_configure(config: pytest.Config) -> None:
     session = RagSession(config, settings)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "rageval-session")
-    if (
-        config.pluginmanager.hasplugin("xdist")
-        and not hasattr(config, "workerinput")
-        and (config.getoption("numprocesses", None) or config.getoption("dist", "no") != "no")
-    ):
-        from pytest_rageval.xdist import RagXdist
-
-        config.pluginmanager.register(RagXdist(config), "rageval-xdist")
+    xdist.register(config, session)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -14,19 +14,14 @@ from pytest_rageval import callphase
 from pytest_rageval.cache import VerdictCache
 from pytest_rageval.gate import Gate, outcome
 from pytest_rageval.interrupts import InterruptGuard
-from pytest_rageval.keys import (
-    PROBLEM_KEY,
-    QUESTION_KEY,
-    RECORD_KEY,
-    SET_KEY,
-)
-from pytest_rageval.options import Settings
+from pytest_rageval.keys import PROBLEM_KEY, QUESTION_KEY, RECORD_KEY
 from pytest_rageval.redaction import redact, redact_in_place
 from pytest_rageval.reports import document, terminal
 from pytest_rageval.reports.summary import SetSummary, summarize
 from pytest_rageval.results import QuestionResult
 from pytest_rageval.runner import Runner
-from pytest_rageval.sets import RagSet, form_sets
+from pytest_rageval.sets import SET_KEY, RagSet, form_sets
+from pytest_rageval.settings import Settings
 from pytest_rageval.submit import Submitter
 from pytest_rageval.thresholds import (
     closest,

@@ -15,10 +15,10 @@ import pytest
 from pytest_rageval.baseline import BaselineSet
 from pytest_rageval.gate import Gate, MetricRate, Tally, newly_failing, outcome
 from pytest_rageval.gate.sampled import Sampling
-from pytest_rageval.keys import PROBLEM_KEY, QUESTION_FILE_KEY, QUESTION_KEY, SET_KEY
-from pytest_rageval.options import Settings
+from pytest_rageval.keys import PROBLEM_KEY, QUESTION_FILE_KEY, QUESTION_KEY
 from pytest_rageval.questions import DEFAULT_QUERY_ENGINE, Question, as_question
 from pytest_rageval.results import QuestionResult
+from pytest_rageval.settings import Settings
 from pytest_rageval.thresholds import Layer, ThresholdError, check_layer, merge_layers
 from pytest_rageval.verdicts import MetricResult, Outcome, QuestionRecord, metric_results
 
@@ -167,6 +167,10 @@ class RagSet:
             self.changed.wait()
         rates = self.gate.sampled_rates(self.sampling, bounds=False)
         return outcome(metrics, None, False, rates, newly), rates
+
+
+SET_KEY: pytest.StashKey[RagSet] = pytest.StashKey()
+"""The set of a question's item."""
 
 
 def form_sets(items: Iterable[pytest.Item], settings: Settings) -> list[RagSet]:

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from pytest_rageval import callphase, judges
-from pytest_rageval.keys import PROBLEM_KEY, QUESTION_KEY, SET_KEY
-from pytest_rageval.options import Settings
+from pytest_rageval.keys import PROBLEM_KEY, QUESTION_KEY
 from pytest_rageval.questions import as_question
 from pytest_rageval.results import QuestionResult, describe
 from pytest_rageval.runner import Runner
 from pytest_rageval.runner.backlog import LOOKAHEAD_SETS, enough_waiting
-from pytest_rageval.sets import RagSet, new_set
+from pytest_rageval.sets import SET_KEY, RagSet, new_set
+from pytest_rageval.settings import Settings
 from pytest_rageval.thresholds import closest
 
 

@@ -31,19 +31,47 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
-from pytest_rageval.keys import SESSION_KEY, SETTINGS_KEY
+from pytest_rageval.keys import SETTINGS_KEY
 from pytest_rageval.totals import WorkerOutput
 
 SETS_DIR = "rageval_sets_dir"
 WORKERS = "rageval_workers"
 OUTPUT = "rageval"
 SCOPE_PREFIX = "rageval set "
+PLUGIN_NAME = "rageval-xdist"
 OUTPUT_WAIT_SECONDS = 5.0
 """How long a cancelled controller waits for its workers' results (CI kills at 7.5 s)."""
+
+
+class _Guard(Protocol):
+    dispatches: bool
+    listeners: list[Callable[[int], None]]
+
+
+class Session(Protocol):
+    """What the controller's hooks need of the run's session (``RagSession``)."""
+
+    @property
+    def interrupts(self) -> _Guard: ...
+
+    @property
+    def stopped(self) -> str | None: ...
+
+    def merge_worker(self, output: WorkerOutput) -> None: ...
+
+
+def register(config: pytest.Config, session: Session) -> None:
+    """Register the controller's hooks when this process is an xdist controller."""
+    if (
+        config.pluginmanager.hasplugin("xdist")
+        and not hasattr(config, "workerinput")
+        and (config.getoption("numprocesses", None) or config.getoption("dist", "no") != "no")
+    ):
+        config.pluginmanager.register(RagXdist(config, session), PLUGIN_NAME)
 
 
 def send(config: pytest.Config, output: WorkerOutput) -> bool:
@@ -125,14 +153,14 @@ def make_scheduling(config: pytest.Config, log: Any, folder: Path) -> Any:
 class RagXdist:
     """Controller-side hooks, registered only with pytest-xdist."""
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, session: Session) -> None:
         self.config = config
+        self.session = session
         self.folder = Path(tempfile.mkdtemp(prefix="rageval-xdist-"))
         self._nodes: list[Any] = []
         self._merged: set[str] = set()
-        rag = config.stash[SESSION_KEY]
-        rag.interrupts.dispatches = True
-        rag.interrupts.listeners.append(self.forward)
+        session.interrupts.dispatches = True
+        session.interrupts.listeners.append(self.forward)
 
     def pytest_configure_node(self, node: Any) -> None:
         settings = self.config.stash[SETTINGS_KEY]
@@ -166,7 +194,7 @@ class RagXdist:
         self._merged.add(workerid)
         output: WorkerOutput | None = workeroutput.get(OUTPUT)
         if output:
-            self.config.stash[SESSION_KEY].merge_worker(output)
+            self.session.merge_worker(output)
         return True
 
     @pytest.hookimpl(wrapper=True)
@@ -174,8 +202,7 @@ class RagXdist:
         # before the session reports, and before xdist tears the workers down (up to
         # 10 s): a cancelled run's loop is gone, so nothing else merges
         # what the workers sent, or are sending, back
-        rag = self.config.stash[SESSION_KEY]
-        if rag.stopped is not None or session.exitstatus == pytest.ExitCode.INTERRUPTED:
+        if self.session.stopped is not None or session.exitstatus == pytest.ExitCode.INTERRUPTED:
             ends = time.monotonic() + OUTPUT_WAIT_SECONDS
             waiting = list(self._nodes)
             while waiting:

@@ -19,6 +19,7 @@ import pytest
 # (which test ran first on an xdist worker decides it: a flaky failure)
 import scipy.stats  # noqa: F401
 from openai_server import FakeOpenAI, serve
+from qfiles import session_fixtures
 
 pytest_plugins = ["pytester"]
 
@@ -75,14 +76,7 @@ def http_project(project: pytest.Pytester, openai_server: FakeOpenAI) -> pytest.
     """The scripted app, judged by the plugin's default rag_judge_llm (the real OpenAI
     client) over HTTP on loopback."""
     project.makeconftest(
-        """
-        import pytest
-        from fakes import ScriptedApp
-
-        @pytest.fixture(scope="session")
-        def rag_query_engine():
-            return ScriptedApp()
-        """
+        session_fixtures("from fakes import ScriptedApp", rag_query_engine="ScriptedApp()")
     )
     return project
 

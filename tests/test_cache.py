@@ -18,6 +18,7 @@ from llama_index.core.evaluation import (
 )
 from llama_index.core.prompts import PromptTemplate
 from openai_server import FakeOpenAI
+from qfiles import session_fixtures
 from verdict_file import QUESTIONS
 
 from pytest_rageval import Question, Runner, cache
@@ -347,18 +348,11 @@ def test_asking_again_is_part_of_the_key(project: pytest.Pytester) -> None:
 def test_local_evaluators_skip_the_cache(project: pytest.Pytester) -> None:
     # judging "contains" locally costs less than looking it up
     project.makeconftest(
-        """
-        import pytest
-        from pytest_rageval import ContainsEvaluator
-
-        @pytest.fixture(scope="session")
-        def rag_query_engine():
-            return lambda query: (f"Paris. {query}", ["Paris is in France."])
-
-        @pytest.fixture(scope="session")
-        def rag_evaluators():
-            return {"contains": ContainsEvaluator()}
-        """
+        session_fixtures(
+            "from pytest_rageval import ContainsEvaluator",
+            rag_query_engine='lambda query: (f"Paris. {query}", ["Paris is in France."])',
+            rag_evaluators='{"contains": ContainsEvaluator()}',
+        )
     )
     project.makefile(".yaml", rag_set='questions: [{id: q, query: "Where?", reference: Paris}]')
     result = project.runpytest()

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from openai_server import FakeOpenAI, Fault
+from qfiles import write_set
 from verdict_file import QUESTIONS, verdict_count
 
 from pytest_rageval.cache import COMMIT_EVERY, VerdictCache
@@ -390,11 +391,7 @@ def test_a_disk_that_fills_up_during_the_run_keeps_the_cache(tmp_path: Path) -> 
 def test_a_killed_run_keeps_the_verdicts_of_all_but_its_last_seconds(
     http_project: pytest.Pytester, openai_server: FakeOpenAI
 ) -> None:
-    questions = [f'  - {{id: q{i}, query: "Where is town {i}?"}}' for i in range(12)]
-    http_project.makefile(
-        ".yaml",
-        rag_set="evaluators: [faithfulness, relevancy]\nquestions:\n" + "\n".join(questions),
-    )
+    write_set(http_project, 12, evaluators="faithfulness, relevancy")
     # the loopback judge answers 20 of the 24 judgements; the last 4 never come back
     openai_server.fail_next = [Fault()] * 20 + [Fault(delay=120)] * 100
     path = http_project.path / ".rageval_cache/verdicts.sqlite3"

@@ -7,6 +7,7 @@ import json
 
 import pytest
 from openai_server import FakeOpenAI
+from qfiles import question_set
 
 from pytest_rageval.usage import PriceError, parse_prices, price_of
 
@@ -46,15 +47,18 @@ rag_prices =
 def priced(http_project: pytest.Pytester) -> pytest.Pytester:
     http_project.makeconftest(APP)
     http_project.makeini(PRICES)
-    questions = "\n".join(
-        f'  - {{id: q{i}, query: "What property does volcano {i} have?"}}' for i in range(3)
-    )
     http_project.makefile(
         ".yaml",
-        rag_async=f"evaluators: [faithfulness, relevancy]\nthresholds: {{faithfulness: 0, relevancy: 0}}\nquestions:\n{questions}\n",
-        rag_sync=(
-            "query_engine: sync_engine\nevaluators: [faithfulness]\n"
-            f"thresholds: {{faithfulness: 0}}\nquestions:\n{questions.replace('What', 'Which')}\n"
+        rag_async=question_set(
+            3,
+            evaluators="faithfulness, relevancy",
+            head="thresholds: {faithfulness: 0, relevancy: 0}\n",
+            query="What property does volcano {i} have?",
+        ),
+        rag_sync=question_set(
+            3,
+            head="query_engine: sync_engine\nthresholds: {faithfulness: 0}\n",
+            query="Which property does volcano {i} have?",
         ),
     )
     return http_project

@@ -133,7 +133,26 @@ def test_rag_files_ini_chooses_what_is_collected(project: pytest.Pytester) -> No
             "rag_bad.yaml",
             "questions:\n  - query: fine\n  - refrence: typo\n    query: Q\n",
             "rag_bad.yaml:3: unknown key 'refrence'; allowed keys: id, query, reference, "
-            "contexts, expected_sources, pattern, must_pass, tags",
+            "contexts, expected_sources, pattern, must_pass, tags; did you mean 'reference'?",
+        ),
+        (
+            "rag_bad.yaml",
+            "questions:\n  - question: How long do refunds take?\n",
+            "rag_bad.yaml:2: unknown key 'question'; allowed keys: id, query, reference, "
+            "contexts, expected_sources, pattern, must_pass, tags; did you mean 'query'?",
+        ),
+        (
+            "rag_bad.yaml",
+            "questions:\n  - query: Refunds: how long do they take?\n",
+            "rag_bad.yaml:2: not valid YAML: mapping values are not allowed *; fix the "
+            "syntax at that line (a value that contains ': ' must be quoted, e.g. query: "
+            '"Refunds: how long do they take?")',
+        ),
+        (
+            "rag_bad.csv",
+            "query,refrence\nQ,A\n",
+            "rag_bad.csv:1: unknown column 'refrence'; allowed columns: id, query, reference, "
+            "expected_sources, pattern, must_pass, tags; did you mean 'reference'?",
         ),
         (
             "rag_bad.yaml",

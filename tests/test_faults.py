@@ -12,14 +12,14 @@ from collections.abc import Callable
 import llama_index.llms.openai  # noqa: F401
 import pytest
 from openai_server import Budget, FakeOpenAI, Fault
+from qfiles import session_fixtures, write_set
 
 # every run judges afresh: these tests count the requests that faults cost
 FAST = ["-p", "no:cacheprovider", "--rag-max-backoff=0.01", "--rag-cache=off"]
 
 
 def questions(project: pytest.Pytester, n: int) -> None:
-    listed = "\n".join(f'  - {{id: q{i}, query: "Where is town {i}?"}}' for i in range(n))
-    project.makefile(".yaml", rag_set=f"evaluators: [faithfulness]\nquestions:\n{listed}\n")
+    write_set(project, n)
 
 
 def test_server_errors_are_retried_then_reported_in_words(
@@ -229,19 +229,14 @@ def test_a_judge_that_retries_on_its_own_is_warned_about_once(
     judged: pytest.Pytester, openai_server: FakeOpenAI
 ) -> None:
     judged.makeconftest(
-        """
-        import pytest
-        from fakes import ScriptedApp
-        from llama_index.llms.openai import OpenAI
-
-        @pytest.fixture(scope="session")
-        def rag_query_engine():
-            return ScriptedApp()
-
-        @pytest.fixture(scope="session")
-        def rag_judge_llm():
-            return OpenAI(model="gpt-4o-mini", max_retries=2)
-        """
+        session_fixtures(
+            """
+            from fakes import ScriptedApp
+            from llama_index.llms.openai import OpenAI
+            """,
+            rag_query_engine="ScriptedApp()",
+            rag_judge_llm='OpenAI(model="gpt-4o-mini", max_retries=2)',
+        )
     )
     questions(judged, 3)
     result = judged.runpytest(*FAST)

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 from openai_server import FakeOpenAI
+from qfiles import write_set
 from verdict_file import verdict_count
 
 
 def many(project: pytest.Pytester, n: int, word: str = "") -> None:
     """``n`` questions, judged for faithfulness (by the default judge, over HTTP, when the
     project is ``http_project``)."""
-    listed = "\n".join(f'  - {{id: q{i}, query: "Where is {word} town {i}?"}}' for i in range(n))
-    project.makefile(".yaml", rag_set=f"evaluators: [faithfulness]\nquestions:\n{listed}\n")
+    write_set(project, n, query=lambda i: f"Where is {word} town {i}?")
 
 
 def as_from_a_terminal() -> None:
@@ -256,8 +256,7 @@ def test_a_ci_cancel_keeps_every_result_and_writes_every_report(
 ) -> None:
     # two sets: one running when the signal comes, one that may not have started
     many(http_project, 200)
-    other = "\n".join(f'  - {{id: o{i}, query: "Where is village {i}?"}}' for i in range(30))
-    http_project.makefile(".yaml", rag_zet=f"evaluators: [faithfulness]\nquestions:\n{other}\n")
+    write_set(http_project, 30, "rag_zet", query="Where is village {i}?", id="o{i}")
     openai_server.delay = 0.05
     command = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-p", "no:randomly"]
     command += ["--rag-workers=4", "--rag-report=report.json", "--junitxml=junit.xml"]

@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 from openai_server import FakeOpenAI
+from qfiles import write_set
 
 from pytest_rageval.cache import VerdictCache
 
@@ -20,15 +21,12 @@ FAITHFULNESS = "supported by the context"
 def two_files_and_a_test(project: pytest.Pytester, n: int = 6) -> None:
     """Two data-file sets of ``n`` (one UNSUPPORTED answer each) and a Python test set."""
     for name in ("alpha", "beta"):
-        listed = "\n".join(
-            f'  - {{id: q{i}, query: "{name} {"UNSUPPORTED " if i == 0 else ""}town {i}?"}}'
-            for i in range(n)
-        )
-        project.makefile(
-            ".yaml",
-            **{
-                f"rag_{name}": f"evaluators: [faithfulness]\nthresholds: {{faithfulness: 0.8}}\nquestions:\n{listed}\n"
-            },
+        write_set(
+            project,
+            n,
+            f"rag_{name}",
+            head="thresholds: {faithfulness: 0.8}\n",
+            query=lambda i, name=name: f"{name} {'UNSUPPORTED ' if i == 0 else ''}town {i}?",
         )
     project.makepyfile(
         test_app="""

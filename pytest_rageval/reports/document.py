@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pytest_rageval.options import Settings
 from pytest_rageval.reports import html, markdown
 from pytest_rageval.reports import json as json_report
 from pytest_rageval.reports.summary import SetSummary
+from pytest_rageval.settings import Settings
 
 
 class Written(NamedTuple):

@@ -317,17 +317,25 @@ class Runner:
         """Before questions go to the loop: pay one-time costs here, not on the loop, and
         warn once per judge LLM that retries on its own (its attempts multiply ours)."""
         judges.warm_up(evaluators)
-        for name, evaluator in evaluators.items():
-            llm = getattr(evaluator, "_llm", None)
-            own = getattr(llm, "max_retries", 0)
-            if not isinstance(own, int) or own <= 0 or id(llm) in self._warned:
-                continue
-            self._warned.add(id(llm))
-            self.notices.append(
-                f"the judge LLM of evaluator {name!r} ({type(llm).__name__}) retries on its "
-                f"own (max_retries={own}), so each of the runner's attempts may be {own + 1} "
-                f"requests; build it with max_retries=0 and let --rag-retries decide"
-            )
+        self.notices.extend(_retrying_on_their_own(evaluators, self._warned))
+
+
+def _retrying_on_their_own(evaluators: Mapping[str, Any], warned: set[object]) -> list[str]:
+    """A notice for each judge LLM that retries on its own and is not in ``warned`` (the
+    ids of those warned of already, which this adds to)."""
+    notices = []
+    for name, evaluator in evaluators.items():
+        llm = getattr(evaluator, "_llm", None)
+        own = getattr(llm, "max_retries", 0)
+        if not isinstance(own, int) or own <= 0 or id(llm) in warned:
+            continue
+        warned.add(id(llm))
+        notices.append(
+            f"the judge LLM of evaluator {name!r} ({type(llm).__name__}) retries on its "
+            f"own (max_retries={own}), so each of the runner's attempts may be {own + 1} "
+            f"requests; build it with max_retries=0 and let --rag-retries decide"
+        )
+    return notices
 
 
 def _delivery(
