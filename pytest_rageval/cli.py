@@ -112,8 +112,10 @@ def init(folder: str) -> int:
     for outcome in outcomes:
         if outcome.action == "written":
             print(f"wrote {outcome.path}")
+        elif outcome.action == "appended":
+            print(f"added {', '.join(outcome.content.splitlines()[1:])} to {outcome.path}")
     for outcome in outcomes:
-        if outcome.action != "kept":
+        if outcome.action != "kept" or outcome.path.name == ".gitignore":
             continue
         if outcome.path.name in ("conftest.py", "rag_questions.yaml"):
             print(f"\n{outcome.path} exists, left unchanged; the starter would hold:")
@@ -126,7 +128,7 @@ def init(folder: str) -> int:
                 f"these lines to its {section} section:"
             )
         print("    " + outcome.content.rstrip("\n").replace("\n", "\n    "))
-    if any(o.action == "written" for o in outcomes):
+    if any(o.action in ("written", "appended") for o in outcomes):
         todo = "fill in the TODO in conftest.py, then run: pytest"
         print(f"\nnext: {todo} (with OPENAI_API_KEY set, or see rag_judge in the README)")
         return 0
