@@ -4,10 +4,12 @@ small sets keeps every slot busy). Which evaluators a set uses is decided here."
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,6 +52,8 @@ class Submitter:
         self.looks_ahead = looks_ahead
         """False on an xdist worker, which learns its sets one at a time."""
         self._shared: dict[tuple[object, object], tuple[Any, Any]] = {}
+        self._told: dict[int, str] = {}
+        """id of a set that cannot be evaluated -> the item that said why."""
 
     def ask(self, item: pytest.Item, request: pytest.FixtureRequest) -> QuestionResult | None:
         """This item's result; submits its whole set first. None when setup failed."""
@@ -81,17 +85,26 @@ class Submitter:
                     lambda: self._fixture(request, "rag_embed_model", item, rset),
                 )
             except RagSetupError as exc:
-                item.stash[PROBLEM_KEY] = str(exc)
-                return None
-            self._submit(rset, engine, evaluators)
-            if every is not None:
-                self._remember(rset, item, engine, every)
+                rset.problem = str(exc)  # the set's, not this item's: said once, below
+            else:
+                self._submit(rset, engine, evaluators)
+                if every is not None:
+                    self._remember(rset, item, engine, every)
         if rset.index >= 0:
             self._keep_pool_full(rset)
         if rset.problem is not None:
-            item.stash[PROBLEM_KEY] = rset.problem
+            item.stash[PROBLEM_KEY] = self._problem(rset, item)
             return None
         return self.wait(rset.result, item.nodeid)
+
+    def _problem(self, rset: RagSet, item: pytest.Item) -> str:
+        """What ``item`` fails with when ``rset`` cannot be evaluated: the reason, on the
+        set's first item to run, and one line pointing there on the others (a set of 500
+        questions shows its one configuration mistake once, not 500 times)."""
+        first = self._told.setdefault(id(rset), item.nodeid)
+        if first == item.nodeid:
+            return rset.problem or ""
+        return f"not evaluated: {rset.name} could not be set up; the reason is shown on {first}"
 
     def _submit(self, rset: RagSet, engine: Any, evaluators: Mapping[str, Any]) -> None:
         rset.metrics = tuple(evaluators)
@@ -118,6 +131,12 @@ class Submitter:
             return request.getfixturevalue(name)
         except RagSetupError:
             raise
+        except NotImplementedError as exc:
+            todo = _todo(exc, _fixture_def(item, name), item.config.rootpath)
+            if todo is None:
+                rset.setup_error = f"not evaluated: the {name} fixture raised {describe(exc)}"
+                raise
+            raise RagSetupError(f"{todo}: the {name} fixture is not written yet: {exc}") from None
         except Exception as exc:
             if not isinstance(exc, pytest.FixtureLookupError):
                 rset.setup_error = f"not evaluated: the {name} fixture raised {describe(exc)}"
@@ -171,6 +190,22 @@ class Submitter:
             return False  # said when its first item runs
         self._submit(rset, engine, evaluators)
         return True
+
+
+def _todo(exc: BaseException, definition: Any, rootpath: Path) -> str | None:
+    """Where a fixture raised ``NotImplementedError`` itself (an untouched TODO, as
+    ``rageval init`` writes it), as ``file:line``; None when it came from deeper down
+    (the app's own code), whose traceback is worth showing."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    func = getattr(definition, "func", None)
+    if tb is None or func is None or tb.tb_frame.f_code is not getattr(func, "__code__", None):
+        return None
+    where = Path(tb.tb_frame.f_code.co_filename)
+    with contextlib.suppress(ValueError):
+        where = where.relative_to(rootpath)
+    return f"{where}:{tb.tb_lineno}"
 
 
 def _on_done(rset: RagSet) -> Callable[[str, QuestionResult | BaseException | None], None]:

@@ -202,9 +202,9 @@ def test_rageval_init_starts_a_project_that_runs_once_its_todo_is_filled(
     )
     assert first.returncode == 1
     assert (
-        "NotImplementedError: TODO in conftest.py: return your app from rag_query_engine"
-        in first.stdout
-    )
+        "conftest.py:16: the rag_query_engine fixture is not written yet: "
+        "TODO in conftest.py: return your app from rag_query_engine"
+    ) in first.stdout
     # the user fills in the TODO: an app; judged by the default judge over HTTP
     (folder / "conftest.py").write_text(
         conftest.replace(
