@@ -5,6 +5,7 @@ small sets keeps every slot busy). Which evaluators a set uses is decided here."
 from __future__ import annotations
 
 import contextlib
+import difflib
 import inspect
 import re
 from collections import Counter
@@ -17,7 +18,7 @@ import pytest
 from pytest_rageval import judges
 from pytest_rageval.keys import PROBLEM_KEY, QUESTION_KEY, SET_KEY
 from pytest_rageval.options import Settings
-from pytest_rageval.questions import as_question
+from pytest_rageval.questions import DEFAULT_QUERY_ENGINE, as_question
 from pytest_rageval.results import QuestionResult, describe
 from pytest_rageval.runner import Runner
 from pytest_rageval.sets import RagSet, new_set
@@ -129,8 +130,16 @@ class Submitter:
     ) -> Any:
         try:
             return request.getfixturevalue(name)
-        except RagSetupError:
-            raise
+        except RagSetupError as exc:
+            if name != DEFAULT_QUERY_ENGINE or not str(exc).startswith("no query engine"):
+                raise
+            near = difflib.get_close_matches(name, _users_fixtures(item), n=1, cutoff=0.6)
+            if not near:
+                raise
+            raise RagSetupError(
+                f"{exc}; your fixture {near[0]!r} looks meant to be it: rename it to {name}, "
+                "or name it in the question file (query_engine: ...)"
+            ) from None
         except NotImplementedError as exc:
             todo = _todo(exc, _fixture_def(item, name), item.config.rootpath)
             if todo is None:
@@ -143,7 +152,8 @@ class Submitter:
                 raise
             where = item.nodeid.split("::", 1)[0]
             raise RagSetupError(
-                f"no fixture named {name!r}, which {where} uses as its query engine; define it "
+                f"no fixture named {name!r}, which {where} uses as its query engine"
+                f"{closest(name, _users_fixtures(item))}; define it "
                 "in a conftest.py next to that file, returning your llama-index query engine "
                 "(or a callable that takes the query string)"
             ) from None
@@ -325,6 +335,23 @@ def _fixture_def(item: pytest.Item, name: str) -> Any:
     except Exception:
         return None
     return defs[-1] if defs else None
+
+
+def _users_fixtures(item: pytest.Item) -> list[str]:
+    """The fixtures ``item`` can use that the user (or a plugin other than this one and
+    pytest itself) defines: what a misspelt engine fixture name was meant to be."""
+    manager = item.session._fixturemanager
+    names: list[str] = []
+    # pytest's private registry of fixture names: renamed in pytest 9
+    for registry in ("_arg2fixturedefs", "_arg2nodeid2fixturedefs", "_arg2node2fixturedefs"):
+        names.extend(n for n in getattr(manager, registry, None) or () if n not in names)
+    found = []
+    for name in names:
+        definition = _fixture_def(item, name)
+        module = getattr(getattr(definition, "func", None), "__module__", None) or ""
+        if definition is not None and not module.startswith(("pytest_rageval", "_pytest")):
+            found.append(name)
+    return found
 
 
 def _may_skip(item: pytest.Item) -> bool:

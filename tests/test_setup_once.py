@@ -77,3 +77,34 @@ def test_an_untouched_init_todo_is_one_short_message(pytester: pytest.Pytester) 
     failures = text.split("= FAILURES =")[1].split("short test summary info")[0]
     assert len(failures.splitlines()) < 15, failures
     assert "pytest_rageval" not in text and "_pytest" not in text
+
+
+def test_a_misnamed_engine_fixture_gets_a_did_you_mean(project: pytest.Pytester) -> None:
+    project.makeconftest(
+        """
+        import pytest
+        from fakes import ScriptedApp
+
+        @pytest.fixture(scope="session")
+        def support_engine():
+            return ScriptedApp()
+
+        @pytest.fixture(scope="session")
+        def rag_engine():
+            return ScriptedApp()
+        """
+    )
+    project.makefile(".yaml", rag_a="query_engine: suport_engine\nquestions: [{query: Q}]")
+    project.makefile(".yaml", rag_b="questions: [{query: Q}]")
+    result = project.runpytest()
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "no fixture named 'suport_engine', which rag_a.yaml uses as its query engine "
+            "(did you mean 'support_engine'?); define it in a conftest.py next to that file*",
+            "no query engine: define a fixture named 'rag_query_engine' in your conftest.py that "
+            "returns your llama-index query engine (or a callable taking the query string); "
+            "your fixture 'rag_engine' looks meant to be it: rename it to rag_query_engine, "
+            "or name it in the question file (query_engine: ...)",
+        ]
+    )
