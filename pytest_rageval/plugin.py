@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pytest_rageval import collect, hints, options
+from pytest_rageval import collect, hints, options, tolerated
 from pytest_rageval.fixtures import (  # noqa: F401 - fixtures are found by their names here
     rag_embed_model,
     rag_evaluators,
@@ -118,6 +118,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
         for line in hints.lines(config):
             terminalreporter.write_line(line, yellow=True)
+    tolerated.summary(terminalreporter)
 
 
 def pytest_make_parametrize_id(config: pytest.Config, val: Any, argname: str) -> str | None:
