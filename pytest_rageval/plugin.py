@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pytest_rageval import collect, hints, options, tolerated
+from pytest_rageval import collect, hints, judgeline, options, tolerated
 from pytest_rageval.fixtures import (  # noqa: F401 - fixtures are found by their names here
     rag_embed_model,
     rag_evaluators,
@@ -105,6 +105,10 @@ def pytest_report_header(config: pytest.Config) -> str:
         parts.append(f"deadline={settings.deadline:g}s")
     parts.append(f"judge={settings.judge}")
     return "rageval: " + ", ".join(parts)
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> str:
+    return judgeline.line(config.stash[SETTINGS_KEY].judge, items)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
