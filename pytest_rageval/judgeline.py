@@ -24,9 +24,12 @@ def base_url(spec: JudgeSpec) -> str:
     return redact(url or os.environ.get("OPENAI_API_BASE") or OPENAI_BASE)
 
 
-def line(spec: JudgeSpec, items: Iterable[pytest.Item]) -> str:
-    """``rageval: judge ...`` for a run of ``items``."""
-    judged = [item for item in items if _needs_judge(item)]
+def line(spec: JudgeSpec, items: Iterable[pytest.Item]) -> str | None:
+    """``rageval: judge ...`` for a run of ``items``; None when none is a question."""
+    questions = [i for i in items if SET_KEY in i.stash or "rag_result" in _fixtures(i)]
+    if not questions:
+        return None
+    judged = [item for item in questions if _needs_judge(item)]
     if not judged:
         return "rageval: no judge (no collected question needs an LLM judge)"
     own = _fixture_def(judged[0], "rag_judge_llm")
@@ -43,7 +46,7 @@ def _needs_judge(item: pytest.Item) -> bool:
 
     rset = item.stash.get(SET_KEY, None)
     if rset is None:
-        return "rag_result" in getattr(item, "fixturenames", ())
+        return True  # a rag_result test whose rag_question is not parametrized
     if not _wants_rag_evaluators(rset, item):
         return False
     evaluators = _fixture_def(item, "rag_evaluators")
@@ -52,6 +55,10 @@ def _needs_judge(item: pytest.Item) -> bool:
     if getattr(evaluators.func, "__module__", None) == "pytest_rageval.fixtures":
         return True
     return "rag_judge_llm" in getattr(evaluators, "argnames", ())
+
+
+def _fixtures(item: pytest.Item) -> tuple[str, ...]:
+    return tuple(getattr(item, "fixturenames", ()))
 
 
 def _fixture_def(item: pytest.Item, name: str) -> Any:

@@ -107,8 +107,11 @@ def pytest_report_header(config: pytest.Config) -> str:
     return "rageval: " + ", ".join(parts)
 
 
-def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> str:
-    return judgeline.line(config.stash[SETTINGS_KEY].judge, items)
+def pytest_report_collectionfinish(
+    config: pytest.Config, items: list[pytest.Item]
+) -> str | list[str]:
+    said = judgeline.line(config.stash[SETTINGS_KEY].judge, items)
+    return [] if said is None else said
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
