@@ -151,9 +151,10 @@ class Submitter:
                 rset.setup_error = f"not evaluated: the {name} fixture raised {describe(exc)}"
                 raise
             where = item.nodeid.split("::", 1)[0]
+            others = [f for f in _users_fixtures(item) if f != DEFAULT_QUERY_ENGINE]
             raise RagSetupError(
                 f"no fixture named {name!r}, which {where} uses as its query engine"
-                f"{closest(name, _users_fixtures(item))}; define it "
+                f"{closest(name, others)}; define it "
                 "in a conftest.py next to that file, returning your llama-index query engine "
                 "(or a callable that takes the query string)"
             ) from None
