@@ -331,10 +331,14 @@ def _shared_fixtures(item: pytest.Item, engine_name: str) -> tuple[object, objec
 def _fixture_def(item: pytest.Item, name: str) -> Any:
     """The definition of fixture ``name`` that ``item`` gets; None when there is none or
     pytest's fixture lookup (a private API) is not what we expect."""
+    manager = item.session._fixturemanager
     try:
-        defs = item.session._fixturemanager.getfixturedefs(name, item)
+        defs = manager.getfixturedefs(name, item)
     except Exception:
-        return None
+        try:  # pytest 8.0 looks fixtures up by node id (8.1 on: by node)
+            defs = manager.getfixturedefs(name, item.nodeid)  # type: ignore[arg-type]
+        except Exception:
+            return None
     return defs[-1] if defs else None
 
 
