@@ -6,6 +6,7 @@
     rageval calibrate LABELS.yaml [--evaluators module:callable] [--judge SPEC] [--min-kappa K]
     rageval diff BASE.json HEAD.json [--max-drop 0.05]
     rageval report REPORT.json [--html out.html] [--markdown out.md]
+    rageval judge-server [--port 8001]   (a toy judge, for trying the tool)
 
 ``init`` writes a starter conftest.py, rag_questions.yaml and pytest.ini, never over a
 file that exists.
@@ -113,8 +114,10 @@ def init(folder: str) -> int:
     for outcome in outcomes:
         if outcome.action == "written":
             print(f"wrote {outcome.path}")
+        elif outcome.action == "appended":
+            print(f"added {', '.join(outcome.content.splitlines()[1:])} to {outcome.path}")
     for outcome in outcomes:
-        if outcome.action != "kept":
+        if outcome.action != "kept" or outcome.path.name == ".gitignore":
             continue
         if outcome.path.name in ("conftest.py", "rag_questions.yaml"):
             print(f"\n{outcome.path} exists, left unchanged; the starter would hold:")
@@ -127,7 +130,7 @@ def init(folder: str) -> int:
                 f"these lines to its {section} section:"
             )
         print("    " + outcome.content.rstrip("\n").replace("\n", "\n    "))
-    if any(o.action == "written" for o in outcomes):
+    if any(o.action in ("written", "appended") for o in outcomes):
         todo = "fill in the TODO in conftest.py, then run: pytest"
         print(f"\nnext: {todo} (with OPENAI_API_KEY set, or see rag_judge in the README)")
         return 0
@@ -405,6 +408,12 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--markdown", default=None, metavar="PATH", help="write the Markdown summary"
     )
+    toy = commands.add_parser(
+        "judge-server",
+        help="a TOY judge on 127.0.0.1 (word overlap, OpenAI-compatible) to try the tool "
+        "without an API key; not a real judge",
+    )
+    toy.add_argument("--port", type=int, default=8001, help="the port on 127.0.0.1 (default 8001)")
     return main_parser
 
 
@@ -431,6 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 arguments.min_kappa,
                 max(1, arguments.workers),
             )
+        if arguments.command == "judge-server":
+            from pytest_rageval import toyjudge
+
+            return toyjudge.serve(arguments.port)
         if arguments.command == "diff":
             return diff(arguments.base, arguments.head, arguments.max_drop)
         return report(arguments.report, arguments.html, arguments.markdown)

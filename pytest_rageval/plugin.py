@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pytest_rageval import collect, options, xdist
+from pytest_rageval import collect, hints, judgeline, options, tolerated, xdist
 from pytest_rageval.fixtures import (  # noqa: F401 - fixtures are found by their names here
     rag_embed_model,
     rag_evaluators,
@@ -101,10 +101,25 @@ def pytest_report_header(config: pytest.Config) -> str:
     return "rageval: " + ", ".join(parts)
 
 
+def pytest_report_collectionfinish(
+    config: pytest.Config, items: list[pytest.Item]
+) -> str | list[str]:
+    said = judgeline.line(config.stash[SETTINGS_KEY].judge, items)
+    return [] if said is None else said
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if collect.matches(file_path, parent.config.stash[SETTINGS_KEY].files):
         return collect.RagFile.from_parent(parent, path=file_path)
+    hints.passed_over(parent.config, file_path)
     return None
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        for line in hints.lines(config):
+            terminalreporter.write_line(line, yellow=True)
+    tolerated.summary(terminalreporter)
 
 
 def pytest_make_parametrize_id(config: pytest.Config, val: Any, argname: str) -> str | None:

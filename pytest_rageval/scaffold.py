@@ -21,7 +21,9 @@ import pytest
 @pytest.fixture(scope="session")
 def rag_query_engine():
     """The app under test: a llama-index query engine, or any callable (sync or async)
-    that takes the query string and returns a string or a llama-index Response."""
+    that takes the query string and returns a llama-index Response or an
+    (answer, [context, ...]) pair. Faithfulness and relevancy judge the answer against
+    the retrieved contexts: a plain string answer has none, and they mark it invalid."""
     # TODO: build and return your app, e.g.
     #   from llama_index.core import SimpleDirectoryReader, VectorStoreIndex
     #   documents = SimpleDirectoryReader("docs").load_data()
@@ -72,7 +74,12 @@ asyncio_default_fixture_loop_scope = function
 rag_workers = 8
 rag_report = rag-report.json
 # rag_judge = openai:gpt-4o-mini
+# rag_judge = openai-like:<model>@http://127.0.0.1:8000/v1
 """
+
+GITIGNORE_LINES = (".rageval_cache/", "rag-report.json")
+"""What a run writes that does not belong in version control: the verdict cache and the
+report the ini lines ask for."""
 
 PYTEST_INI = "[pytest]\n" + INI_LINES
 
@@ -89,7 +96,8 @@ def toml_lines(lines: str) -> str:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What ``init`` did with one file: ``written``, or ``kept`` (it existed)."""
+    """What ``init`` did with one file: ``written``, ``kept`` (it existed) or ``appended``
+    (lines added to an existing ``.gitignore``)."""
 
     path: Path
     action: str
@@ -146,7 +154,28 @@ def init(folder: Path) -> list[Outcome]:
     else:
         lines = toml_lines(INI_LINES) if config.name == "pyproject.toml" else INI_LINES
         outcomes.append(Outcome(config, "kept", lines))
+    # beside the pytest configuration: the cache and the ini's report paths are relative to it
+    outcomes.append(_ignore((folder if config is None else config.parent) / ".gitignore"))
     return outcomes
+
+
+def _ignore(path: Path) -> Outcome:
+    """Add what ``GITIGNORE_LINES`` lacks to a ``.gitignore`` (created if missing): action
+    ``written``, ``appended``, or ``kept`` when it has them all."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = None
+    present = set() if text is None else {line.strip() for line in text.splitlines()}
+    missing = [line for line in GITIGNORE_LINES if line not in present]
+    if not missing:
+        return Outcome(path, "kept", "")
+    added = "# pytest-rageval\n" + "".join(f"{line}\n" for line in missing)
+    if text is None:
+        return _write(path, added)
+    with path.open("a", encoding="utf-8") as file:
+        file.write(("" if not text or text.endswith("\n") else "\n") + added)
+    return Outcome(path, "appended", added)
 
 
 def _write(path: Path, content: str) -> Outcome:

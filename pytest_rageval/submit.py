@@ -4,17 +4,20 @@ small sets keeps every slot busy). Which evaluators a set uses is decided here."
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import inspect
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_rageval import callphase, judges
 from pytest_rageval.keys import PROBLEM_KEY, QUESTION_KEY
-from pytest_rageval.questions import as_question
+from pytest_rageval.questions import DEFAULT_QUERY_ENGINE, as_question
 from pytest_rageval.results import QuestionResult, describe
 from pytest_rageval.runner import Runner
 from pytest_rageval.runner.backlog import LOOKAHEAD_SETS, enough_waiting
@@ -50,6 +53,8 @@ class Submitter:
         self.looks_ahead = looks_ahead
         """False on an xdist worker, which learns its sets one at a time."""
         self._shared: dict[tuple[object, object], tuple[Any, Any]] = {}
+        self._told: dict[int, str] = {}
+        """id of a set that cannot be evaluated -> the item that said why."""
 
     def ask(self, item: pytest.Item, request: pytest.FixtureRequest) -> QuestionResult | None:
         """This item's result; submits its whole set first. None when setup failed."""
@@ -81,20 +86,29 @@ class Submitter:
                     lambda: self._fixture(request, "rag_embed_model", item, rset),
                 )
             except RagSetupError as exc:
-                item.stash[PROBLEM_KEY] = str(exc)
-                return None
-            self._submit(rset, engine, evaluators)
-            if every is not None:
-                self._remember(rset, item, engine, every)
+                rset.problem = str(exc)  # the set's, not this item's: said once, below
+            else:
+                self._submit(rset, engine, evaluators)
+                if every is not None:
+                    self._remember(rset, item, engine, every)
         if rset.index >= 0:
             self._keep_pool_full(rset)
         if rset.problem is not None:
-            item.stash[PROBLEM_KEY] = rset.problem
+            item.stash[PROBLEM_KEY] = self._problem(rset, item)
             return None
         answered: tuple[QuestionResult | None, Any] = self.wait(rset.result, item.nodeid)
         if answered[0] is None:
             callphase.skip_unsampled(item, rset)
         return answered[0]
+
+    def _problem(self, rset: RagSet, item: pytest.Item) -> str:
+        """What ``item`` fails with when ``rset`` cannot be evaluated: the reason, on the
+        set's first item to run, and one line pointing there on the others (a set of 500
+        questions shows its one configuration mistake once, not 500 times)."""
+        first = self._told.setdefault(id(rset), item.nodeid)
+        if first == item.nodeid:
+            return rset.problem or ""
+        return f"not evaluated: {rset.name} could not be set up; the reason is shown on {first}"
 
     def _submit(self, rset: RagSet, engine: Any, evaluators: Mapping[str, Any]) -> None:
         rset.metrics = tuple(evaluators)
@@ -136,15 +150,31 @@ class Submitter:
     ) -> Any:
         try:
             return request.getfixturevalue(name)
-        except RagSetupError:
-            raise
+        except RagSetupError as exc:
+            if name != DEFAULT_QUERY_ENGINE or not str(exc).startswith("no query engine"):
+                raise
+            near = difflib.get_close_matches(name, _users_fixtures(item), n=1, cutoff=0.6)
+            if not near:
+                raise
+            raise RagSetupError(
+                f"{exc}; your fixture {near[0]!r} looks meant to be it: rename it to {name}, "
+                "or name it in the question file (query_engine: ...)"
+            ) from None
+        except NotImplementedError as exc:
+            todo = _todo(exc, _fixture_def(item, name), item.config.rootpath)
+            if todo is None:
+                rset.setup_error = f"not evaluated: the {name} fixture raised {describe(exc)}"
+                raise
+            raise RagSetupError(f"{todo}: the {name} fixture is not written yet: {exc}") from None
         except Exception as exc:
             if not isinstance(exc, pytest.FixtureLookupError):
                 rset.setup_error = f"not evaluated: the {name} fixture raised {describe(exc)}"
                 raise
             where = item.nodeid.split("::", 1)[0]
+            others = [f for f in _users_fixtures(item) if f != DEFAULT_QUERY_ENGINE]
             raise RagSetupError(
-                f"no fixture named {name!r}, which {where} uses as its query engine; define it "
+                f"no fixture named {name!r}, which {where} uses as its query engine"
+                f"{closest(name, others)}; define it "
                 "in a conftest.py next to that file, returning your llama-index query engine "
                 "(or a callable that takes the query string)"
             ) from None
@@ -191,6 +221,22 @@ class Submitter:
             return False  # said when its first item runs
         self._submit(rset, engine, evaluators)
         return True
+
+
+def _todo(exc: BaseException, definition: Any, rootpath: Path) -> str | None:
+    """Where a fixture raised ``NotImplementedError`` itself (an untouched TODO, as
+    ``rageval init`` writes it), as ``file:line``; None when it came from deeper down
+    (the app's own code), whose traceback is worth showing."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    func = getattr(definition, "func", None)
+    if tb is None or func is None or tb.tb_frame.f_code is not getattr(func, "__code__", None):
+        return None
+    where = Path(tb.tb_frame.f_code.co_filename)
+    with contextlib.suppress(ValueError):
+        where = where.relative_to(rootpath)
+    return f"{where}:{tb.tb_lineno}"
 
 
 def _on_done(rset: RagSet) -> Callable[[str, QuestionResult | BaseException | None], None]:
@@ -304,11 +350,32 @@ def _shared_fixtures(item: pytest.Item, engine_name: str) -> tuple[object, objec
 def _fixture_def(item: pytest.Item, name: str) -> Any:
     """The definition of fixture ``name`` that ``item`` gets; None when there is none or
     pytest's fixture lookup (a private API) is not what we expect."""
+    manager = item.session._fixturemanager
     try:
-        defs = item.session._fixturemanager.getfixturedefs(name, item)
+        defs = manager.getfixturedefs(name, item)
     except Exception:
-        return None
+        try:  # pytest 8.0 looks fixtures up by node id (8.1 on: by node)
+            defs = manager.getfixturedefs(name, item.nodeid)  # type: ignore[arg-type]
+        except Exception:
+            return None
     return defs[-1] if defs else None
+
+
+def _users_fixtures(item: pytest.Item) -> list[str]:
+    """The fixtures ``item`` can use that the user (or a plugin other than this one and
+    pytest itself) defines: what a misspelt engine fixture name was meant to be."""
+    manager = item.session._fixturemanager
+    names: list[str] = []
+    # pytest's private registry of fixture names: renamed in pytest 9
+    for registry in ("_arg2fixturedefs", "_arg2nodeid2fixturedefs", "_arg2node2fixturedefs"):
+        names.extend(n for n in getattr(manager, registry, None) or () if n not in names)
+    found = []
+    for name in names:
+        definition = _fixture_def(item, name)
+        module = getattr(getattr(definition, "func", None), "__module__", None) or ""
+        if definition is not None and not module.startswith(("pytest_rageval", "_pytest")):
+            found.append(name)
+    return found
 
 
 def _may_skip(item: pytest.Item) -> bool:

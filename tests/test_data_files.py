@@ -298,3 +298,26 @@ def test_skipped_and_deselected_sets_are_never_asked(project: pytest.Pytester) -
     result.assert_outcomes(passed=4, skipped=2, deselected=2)
     app = json.loads((project.path / "app.json").read_text())
     assert sorted(app["asked"]) == ["Set 0 one?", "Set 0 two?", "Set 3 one?", "Set 3 two?"]
+
+
+def test_a_question_file_rag_files_does_not_match_gets_a_hint(project: pytest.Pytester) -> None:
+    project.makefile(".yaml", questions="questions:\n  - query: Where is Paris?\n")
+    project.makefile(".yaml", config="retries: 3\n")
+    (project.path / "data").mkdir()
+    (project.path / "data" / "cases.json").write_text('{"questions": [{"query": "Q"}]}')
+    result = project.runpytest()
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    assert [line for line in result.stdout.lines if line.startswith("rageval: ")][1:] == [
+        "rageval: questions.yaml has a 'questions:' list, but its name does not match "
+        "rag_files (rag_*.yaml rag_*.yml rag_*.json rag_*.jsonl rag_*.csv), so it was not "
+        "collected: rename it rag_questions.yaml, or add questions.yaml to the ini option "
+        "rag_files",
+        "rageval: data/cases.json has a 'questions:' list, but its name does not match "
+        "rag_files (rag_*.yaml rag_*.yml rag_*.json rag_*.jsonl rag_*.csv), so it was not "
+        "collected: rename it rag_cases.json, or add cases.json to the ini option rag_files",
+    ]
+    # a run that collects something says nothing of them
+    project.makefile(".yaml", rag_set="questions:\n  - query: Where is Rome?\n")
+    ran = project.runpytest()
+    ran.assert_outcomes(passed=1)
+    ran.stdout.no_fnmatch_line("*has a 'questions:' list*")

@@ -202,9 +202,9 @@ def test_rageval_init_starts_a_project_that_runs_once_its_todo_is_filled(
     )
     assert first.returncode == 1
     assert (
-        "NotImplementedError: TODO in conftest.py: return your app from rag_query_engine"
-        in first.stdout
-    )
+        "conftest.py:16: the rag_query_engine fixture is not written yet: "
+        "TODO in conftest.py: return your app from rag_query_engine"
+    ) in first.stdout
     # the user fills in the TODO: an app; judged by the default judge over HTTP
     (folder / "conftest.py").write_text(
         conftest.replace(
@@ -254,3 +254,86 @@ def test_rageval_init_in_a_subfolder_leaves_the_projects_config_in_charge(tmp_pa
     assert (tmp_path / "tests" / "conftest.py").exists()
     assert f"{tmp_path / 'tox.ini'} holds your pytest configuration, left unchanged" in done.stdout
     assert "    rag_workers = 8" in done.stdout
+
+
+def test_rageval_init_says_what_a_plain_string_answer_gets(
+    pytester: pytest.Pytester, openai_server: FakeOpenAI
+) -> None:
+    project = pytester
+    done = console.rageval("init", cwd=project.path)
+    assert done.returncode == 0, done.stderr
+    conftest = (project.path / "conftest.py").read_text()
+    import ast
+
+    tree = ast.parse(conftest)
+    engine = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and node.name == "rag_query_engine"
+    )
+    assert ast.get_docstring(engine) == (
+        "The app under test: a llama-index query engine, or any callable (sync or async)\n"
+        "that takes the query string and returns a llama-index Response or an\n"
+        "(answer, [context, ...]) pair. Faithfulness and relevancy judge the answer against\n"
+        "the retrieved contexts: a plain string answer has none, and they mark it invalid."
+    )
+    todo = '    raise NotImplementedError("TODO in conftest.py: return your app from rag_query_engine")'
+    # what the docstring says, tried: a string answer is invalid, an answer with contexts passes
+    (project.path / "conftest.py").write_text(
+        conftest.replace(
+            todo, "    return lambda query: 'Purchases can be returned within 30 days.'"
+        )
+    )
+    strings = project.runpytest("-p", "no:cacheprovider")
+    strings.assert_outcomes(failed=2)
+    strings.stdout.fnmatch_lines(
+        ["*the query engine returned a plain string, so there are no retrieved contexts*"]
+    )
+    (project.path / "conftest.py").write_text(
+        conftest.replace(
+            todo,
+            "    return lambda query: ('Purchases can be returned within 30 days.', ['Purchases can be returned within 30 days.'])",
+        )
+    )
+    project.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
+
+
+def test_rageval_init_shows_both_judge_forms(tmp_path: Path) -> None:
+    assert run_init(cwd=tmp_path).returncode == 0
+    assert (tmp_path / "pytest.ini").read_text().splitlines()[-2:] == [
+        "# rag_judge = openai:gpt-4o-mini",
+        "# rag_judge = openai-like:<model>@http://127.0.0.1:8000/v1",
+    ]
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
+    done = run_init(cwd=tmp_path / "sub")
+    assert '    # rag_judge = "openai-like:<model>@http://127.0.0.1:8000/v1"\n' in done.stdout
+
+
+def test_rageval_init_keeps_its_cache_and_report_out_of_git(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    done = run_init("empty", cwd=tmp_path)
+    assert "wrote empty/.gitignore" in done.stdout.splitlines()
+    assert (empty / ".gitignore").read_text() == (
+        "# pytest-rageval\n.rageval_cache/\nrag-report.json\n"
+    )
+    # a project's own .gitignore: only the missing lines are added, once
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".gitignore").write_text("node_modules/\nrag-report.json")
+    done = run_init(cwd=project)
+    assert "added .rageval_cache/ to .gitignore" in done.stdout.splitlines()
+    expected = "node_modules/\nrag-report.json\n# pytest-rageval\n.rageval_cache/\n"
+    assert (project / ".gitignore").read_text() == expected
+    again = run_init(cwd=project)
+    assert again.returncode == 1
+    assert (project / ".gitignore").read_text() == expected
+    assert ".gitignore" not in again.stdout
+    # in a subfolder of a project, beside the configuration the cache is relative to
+    (project / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
+    (project / ".gitignore").unlink()
+    run_init("tests", cwd=project)
+    assert (project / ".gitignore").read_text() == (
+        "# pytest-rageval\n.rageval_cache/\nrag-report.json\n"
+    )
+    assert not (project / "tests" / ".gitignore").exists()

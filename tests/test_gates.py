@@ -359,3 +359,21 @@ def test_a_skipped_case_leaves_the_run_complete(project: pytest.Pytester) -> Non
     import json
 
     assert json.loads((project.path / "r.json").read_text())["complete"] is True
+
+
+@pytest.mark.parametrize("letters", ["-rA", "-rT"])
+def test_r_lists_tolerated_questions_with_the_metric_they_failed(
+    project: pytest.Pytester, letters: str
+) -> None:
+    four_questions(project, "thresholds: {faithfulness: 0.75}")
+    result = project.runpytest(letters)
+    assert result.parseoutcomes() == {"passed": 3, "tolerated": 1}
+    lines = result.stdout.lines
+    section = lines.index(next(line for line in lines if " tolerated questions " in line))
+    assert lines[section + 1 : section + 2] == ["TOLERATED rag_set.yaml::q3 - faithfulness failing"]
+
+
+def test_tolerated_questions_are_not_listed_without_r(project: pytest.Pytester) -> None:
+    four_questions(project, "thresholds: {faithfulness: 0.75}")
+    result = project.runpytest("-ra")
+    result.stdout.no_fnmatch_line("*TOLERATED rag_set.yaml::q3*")

@@ -16,8 +16,21 @@ ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 # from any layer below it, never from one above. A name stands for the module and, for a
 # package, everything in it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("entry points", ("cli", PACKAGE, "api", "generate", "calibrate", "scaffold")),
-    ("wiring", ("plugin", "options", "hookspecs", "collect", "fixtures", "wiring")),
+    ("entry points", ("cli", PACKAGE, "api", "generate", "calibrate", "scaffold", "toyjudge")),
+    (
+        "wiring",
+        (
+            "plugin",
+            "options",
+            "hookspecs",
+            "collect",
+            "fixtures",
+            "wiring",
+            "hints",
+            "judgeline",
+            "tolerated",
+        ),
+    ),
     ("the session, hooks that delegate", ("session",)),
     ("set work", ("sets", "submit", "callphase", "interrupts")),
     ("reports: build, write, render", ("reports",)),

@@ -81,3 +81,21 @@ def test_a_report_that_cannot_be_written_leaves_a_failed_run_as_it_is(
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["rag report NOT written to */report.json: TypeError*"])
     result.stdout.no_fnmatch_line("*the run fails (exit 1)*")
+
+
+def test_report_files_get_the_umask_mode(project: pytest.Pytester) -> None:
+    project.makefile(".yaml", rag_set=QUESTIONS)
+    previous = os.umask(0o027)
+    try:
+        ran = project.runpytest(
+            "--rag-report=report.json", "--rag-markdown=summary.md", "--rag-html=report.html"
+        )
+    finally:
+        os.umask(previous)
+    ran.assert_outcomes(passed=2)
+    # 0o666 & ~0o027, as open() gives any other new file; not mkstemp's 0o600
+    modes = {
+        name: oct((project.path / name).stat().st_mode & 0o777)
+        for name in ("report.json", "summary.md", "report.html")
+    }
+    assert modes == {"report.json": "0o640", "summary.md": "0o640", "report.html": "0o640"}

@@ -114,6 +114,13 @@ def write_json(path: Path, document: Mapping[str, Any]) -> None:
     write_atomic(path, dumps(document))
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it; it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` atomically: a reader sees the old file or the new, never half. Any
     text can be written: a lone surrogate in it is written as U+FFFD."""
@@ -123,6 +130,8 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        # mkstemp makes the file 0600; a report gets the mode any new file gets
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
