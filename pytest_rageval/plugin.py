@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pytest_rageval import collect, hints, judgeline, options, tolerated, xdist
+from pytest_rageval import callphase, collect, hints, judgeline, options, tolerated, xdist
 from pytest_rageval.fixtures import (  # noqa: F401 - fixtures are found by their names here
     rag_embed_model,
     rag_evaluators,
@@ -106,6 +106,13 @@ def pytest_report_collectionfinish(
 ) -> str | list[str]:
     said = judgeline.line(config.stash[SETTINGS_KEY].judge, items)
     return [] if said is None else said
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> pytest.TestReport | None:
+    return callphase.unsampled_report(item, call)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

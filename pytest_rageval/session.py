@@ -191,10 +191,6 @@ class RagSession:
         # skipped (its rag_result fixture skips the test)
         if call.when in ("setup", "call") and RECORD_KEY in item.stash:
             report.rag = item.stash[RECORD_KEY]  # type: ignore[attr-defined]
-            if report.skipped and isinstance(report.longrepr, tuple):
-                # not sampled: -rs shows one line per set, at its file, not at our code
-                where = item.location[0].split("::")[0]
-                report.longrepr = (where, None, report.longrepr[2])  # type: ignore[assignment]
             rset = item.stash[SET_KEY]
             if rset.name not in self._gates_sent:
                 # the set's gate, once per process: under xdist the controller gates
