@@ -256,6 +256,9 @@ def test_rpm_spaces_the_judges_requests(judged: pytest.Pytester, openai_server: 
     judged.runpytest(*FAST, "--rag-rpm=600").assert_outcomes(passed=6)  # one per 0.1 s
     gaps = [b - a for a, b in zip(state.arrived, state.arrived[1:], strict=False)]
     # attempts start 0.1 s apart; the very first request also builds the client on its
-    # way out, so it can reach the server a little later than its start
-    assert len(gaps) == 5 and min(gaps[1:]) >= 0.09, gaps
+    # way out, so it can reach the server a little later than its start. Arrivals jitter
+    # on a busy machine (one gap measured 0.084 s with the suite beside other work), so
+    # each gap is only checked to be paced at all (unpaced, they are ~0), and the sum
+    assert len(gaps) == 5 and min(gaps[1:]) >= 0.05, gaps
+    assert state.arrived[-1] - state.arrived[1] >= 0.3 - 0.03, gaps
     assert state.arrived[-1] - state.arrived[0] >= 0.4, gaps
