@@ -230,3 +230,23 @@ def test_sequential_sets_run_under_xdist(counted: pytest.Pytester) -> None:
         assert len(entry["questions"]) == 400
         asked = sum(q["outcome"] != "skipped" for q in entry["questions"])
         assert asked == entry["sample"]["visited"] < 200
+
+
+def test_the_drop_gate_is_one_more_bound_and_only_asked_questions_are_compared(
+    counted: pytest.Pytester,
+) -> None:
+    head = "sample: sequential\nthresholds: {contains: 0.5}\nmax_drop: 0.05"
+    counted.makefile(".yaml", rag_big=question_file(800, 0.97, head=head))
+    counted.runpytest("--rag-sample=all", "--rag-report=base.json")
+    # the app got worse: 0.75, more than 0.05 below the baseline's rate
+    counted.makefile(".yaml", rag_big=question_file(800, 0.75, seed=9, head=head))
+    result = counted.runpytest("--rag-baseline=base.json", "--rag-report=report.json")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    entry = json.loads((counted.path / "report.json").read_text())["sets"][0]
+    assert entry["sample"]["decision"] == "failed"
+    assert "more than max_drop below the baseline" in entry["sample"]["reason"]
+    assert entry["metrics"]["contains"]["verdict"] == "FAILED (drop)"
+    assert entry["sample"]["visited"] < 400
+    result.stdout.fnmatch_lines(
+        [f"  rag_big.yaml: sequential: only the {entry['sample']['visited']} questions it asked*"]
+    )

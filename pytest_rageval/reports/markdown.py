@@ -99,8 +99,10 @@ def render_markdown(document: Mapping[str, Any], html: str | None = None) -> str
     ]
     if problems:
         lines += ["", "**Invalid judgements and errors**", "", *problems]
+    compared = "; only the questions asked were compared with the baseline"
     sampled = [
         f"- {inert(entry['id'])}: {inert(sampled_line(entry['sample']))}"
+        f"{compared if with_baseline else ''}"
         for entry in sets
         if entry.get("sample")
     ]

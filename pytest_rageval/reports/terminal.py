@@ -201,6 +201,12 @@ def render_summary(
     lines.extend(render_unstable(summaries))
     if changes is not None and baseline is not None:
         lines.extend(render_flips(changes, baseline.path))
+        lines.extend(
+            f"  {printable(s.name)}: sequential: only the {s.sampling.to_json()['visited']:,} "
+            "questions it asked were compared"
+            for s in summaries
+            if s.sampling is not None
+        )
     causes = error_causes(s for s in summaries if s.problem is None)
     if causes:
         lines.append("errors by cause:")
