@@ -21,36 +21,14 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pytest_rageval import judges, retry
-from pytest_rageval.questions import (
-    LINE_KEY,
-    Question,
-    QuestionFileError,
-    parse_yaml,
-    read_text,
-)
-from pytest_rageval.text import quoted
-
-CASE_KEYS = ("query", "response", "contexts", "reference", "labels")
-
-
-class CalibrationError(ValueError):
-    """A labels file or evaluators that cannot be used; the message says where and why."""
-
-
-@dataclass(frozen=True)
-class Case:
-    """One hand-labelled judgement."""
-
-    query: str
-    response: str
-    contexts: tuple[str, ...] | None
-    reference: str | None
-    labels: dict[str, bool]
-    where: str
+from pytest_rageval.questions import Question
+from pytest_rageval.questions.labels import CASE_KEYS as CASE_KEYS
+from pytest_rageval.questions.labels import CalibrationError as CalibrationError
+from pytest_rageval.questions.labels import Case
+from pytest_rageval.questions.labels import load_labels as load_labels
 
 
 @dataclass
@@ -119,67 +97,6 @@ def cohen_kappa(tp: int, fn: int, fp: int, tn: int) -> float | None:
     if math.isclose(chance, 1.0):
         return None
     return (observed - chance) / (1 - chance)
-
-
-def load_labels(path: Path, display: str | None = None) -> list[Case]:
-    """The cases of a labels file, validated; CalibrationError names the line and the fix."""
-    name = display or str(path)
-    try:
-        data = parse_yaml(read_text(path, name, "labels file"), name)
-    except QuestionFileError as exc:
-        raise CalibrationError(str(exc)) from None
-    example = "cases: [{query, response, contexts, labels: {faithfulness: true}}]"
-    if not isinstance(data, dict) or not isinstance(data.get("cases"), list) or not data["cases"]:
-        raise CalibrationError(
-            f"{name}: expected a mapping with a non-empty 'cases' list: {example}"
-        )
-    cases = []
-    for index, raw in enumerate(data["cases"]):
-        if not isinstance(raw, dict):
-            raise CalibrationError(f"{name}: case {index + 1} must be a mapping: {example}")
-        line = raw.pop(LINE_KEY, None)
-        where = f"{name}:{line}" if line else f"{name}: case {index + 1}"
-        unknown = [key for key in raw if key not in CASE_KEYS]
-        if unknown:
-            raise CalibrationError(
-                f"{where}: unknown key {quoted(unknown[0])}; allowed keys: {', '.join(CASE_KEYS)}"
-            )
-        for key in ("query", "response"):
-            if not isinstance(raw.get(key), str) or not raw[key].strip():
-                raise CalibrationError(f"{where}: '{key}' is required and must be a string")
-        contexts = raw.get("contexts")
-        if contexts is not None and (
-            not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts)
-        ):
-            raise CalibrationError(f"{where}: 'contexts' must be a list of strings")
-        reference = raw.get("reference")
-        if reference is not None and not isinstance(reference, str):
-            raise CalibrationError(f"{where}: 'reference' must be a string")
-        labels = raw.get("labels")
-        if isinstance(labels, dict):
-            labels.pop(LINE_KEY, None)
-        if not isinstance(labels, dict) or not labels:
-            raise CalibrationError(
-                f"{where}: 'labels' must map metric names to true (passes) or false, "
-                "e.g. {faithfulness: true, relevancy: false}"
-            )
-        wrong = [metric for metric, value in labels.items() if not isinstance(value, bool)]
-        if wrong:
-            raise CalibrationError(
-                f"{where}: the label of {quoted(wrong[0])} must be true or false, "
-                f"got {quoted(labels[wrong[0]])}"
-            )
-        cases.append(
-            Case(
-                query=raw["query"],
-                response=raw["response"],
-                contexts=tuple(contexts) if contexts is not None else None,
-                reference=reference,
-                labels={str(k): v for k, v in labels.items()},
-                where=where,
-            )
-        )
-    return cases
 
 
 def calibrate(
