@@ -72,6 +72,26 @@ class SetSummary:
         p0 = (self.gate.baselines or {}).get(metric)
         return detectable_drop(rate.n, rate.threshold if p0 is None else p0)
 
+    def calibration_notices(self) -> list[str]:
+        """A warning per corrected metric whose judge pass rate on the run lies outside
+        what its rate on the labelled cases allows (95% Wilson intervals apart): the
+        answers may have changed kind since the labelling, and q1, q0 with them."""
+        notices = []
+        for name, rate in self.rates.items():
+            if rate.corrected is None or rate.pending:
+                continue
+            apart = rate.corrected.drift(rate.passed, rate.n)
+            if apart is not None:
+                notices.append(
+                    f"{self.name} {name}: the judge passes {apart[0]:.0%} of this run's "
+                    f"answers and {apart[1]:.0%} of the labelled cases in "
+                    f"{rate.corrected.file} (their 95% intervals do not overlap): the "
+                    "answers may have changed since the labelling, so its q1 and q0 may "
+                    "not hold for them; label some of this run's answers "
+                    "(rageval calibrate --suggest N)"
+                )
+        return notices
+
     @property
     def problem(self) -> str | None:
         """Why nothing of the set was judged, when that is so."""
