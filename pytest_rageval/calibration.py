@@ -135,7 +135,7 @@ class Judging:
             judged = _judge(labels, {m: evaluators[m] for m in metrics}, runner, wait, repeat)
             self._done[key] = judged
         if isinstance(judged, str):
-            return None, f"{name}: {judged}", notices
+            return None, judged, notices
         for metric, counts in judged.items():
             reason = check_labels(counts)
             if reason is not None:
