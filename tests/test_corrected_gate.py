@@ -285,3 +285,60 @@ def test_a_run_unlike_the_labelled_cases_is_warned_of(labelled: pytest.Pytester)
             "57% of the labelled cases in labels.yaml (their 95% intervals do not overlap)*"
         ]
     )
+
+
+def test_calibrate_prints_q1_q0_and_suggests_the_next_labels(labelled: pytest.Pytester) -> None:
+    import console
+    import yaml
+
+    labelled.makefile(
+        ".yaml",
+        rag_set=question_file(100, 70, "calibration: labels.yaml\nthresholds: {contains: 0}"),
+    )
+    labelled.runpytest("--rag-report=report.json").assert_outcomes(passed=70)
+    labelled.makepyfile(
+        calib_suggest_evaluators="""
+        from pytest_rageval.evaluators import ContainsEvaluator
+
+        def evaluators():
+            return {"contains": ContainsEvaluator()}
+        """
+    )
+    done = console.rageval(
+        "calibrate",
+        "labels.yaml",
+        "--evaluators",
+        "calib_suggest_evaluators:evaluators",
+        "--suggest",
+        "30",
+        "--report",
+        "report.json",
+        cwd=labelled.path,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    # Wilson 95% of 18/20 and 15/20; Lee et al.'s allocation of 70 labels at p = 0.7 with
+    # kappa = ((20 * 0.25 + 1) / 22) / ((20 * 0.1 + 1) / 22) = 2:
+    # m1 = 70 / (1 + (1 / 0.7 - 1) * sqrt(2)) = 43.58 -> 44, so 24 more pass and 6 more fail
+    assert (
+        "contains: q1 0.90 (0.70-0.97, of 20 people pass), q0 0.75 (0.53-0.89, of 20 they "
+        "fail), J 0.65"
+    ) in lines
+    assert (
+        "  next 30 labels: 24 answers people pass and 6 they fail (narrowest corrected "
+        "interval at this run's judge pass rate)"
+    ) in lines
+    assert (
+        "30 answers to label (24 the judge passed, 6 it failed) written to labels.next.yaml"
+        in lines
+    )
+    template = yaml.safe_load((labelled.path / "labels.next.yaml").read_text())
+    cases = template["cases"]
+    assert [case["response"] for case in cases] == ["yes"] * 24 + ["no"] * 6
+    assert cases[0] == {
+        "query": "pass 0",
+        "response": "yes",
+        "reference": "yes",
+        "labels": {"contains": None},
+    }
+    assert cases[-1]["query"] == "fail 75"
