@@ -342,3 +342,16 @@ def test_calibrate_prints_q1_q0_and_suggests_the_next_labels(labelled: pytest.Py
         "labels": {"contains": None},
     }
     assert cases[-1]["query"] == "fail 75"
+
+
+def test_a_saved_report_keeps_its_corrected_verdict(labelled: pytest.Pytester) -> None:
+    import console
+
+    # raw 0.70 meets 0.70, corrected 0.692 does not: rageval diff re-gates the saved
+    # report with the labels' counts it carries
+    head = "calibration: labels.yaml\nthresholds: {contains: 0.7}"
+    labelled.makefile(".yaml", rag_set=question_file(100, 70, head))
+    labelled.runpytest("--rag-report=report.json").assert_outcomes(passed=70, failed=30)
+    done = console.rageval("diff", "report.json", "report.json", cwd=labelled.path)
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("rag_set.yaml")]
+    assert rows and rows[0][1] == "contains" and rows[0][-1] == "FAILED", done.stdout
