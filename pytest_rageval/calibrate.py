@@ -25,32 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from pytest_rageval import judges, retry
-from pytest_rageval.questions import (
-    LINE_KEY,
-    Question,
-    QuestionFileError,
-    parse_yaml,
-    read_text,
-)
-from pytest_rageval.text import quoted
-
-CASE_KEYS = ("query", "response", "contexts", "reference", "labels")
-
-
-class CalibrationError(ValueError):
-    """A labels file or evaluators that cannot be used; the message says where and why."""
-
-
-@dataclass(frozen=True)
-class Case:
-    """One hand-labelled judgement."""
-
-    query: str
-    response: str
-    contexts: tuple[str, ...] | None
-    reference: str | None
-    labels: dict[str, bool]
-    where: str
+from pytest_rageval.correction import Labels, allocate_labels, check_labels
+from pytest_rageval.questions import Question
+from pytest_rageval.questions.labels import CASE_KEYS as CASE_KEYS
+from pytest_rageval.questions.labels import CalibrationError as CalibrationError
+from pytest_rageval.questions.labels import Case
+from pytest_rageval.questions.labels import load_labels as load_labels
+from pytest_rageval.stats import wilson
 
 
 @dataclass
@@ -119,67 +100,6 @@ def cohen_kappa(tp: int, fn: int, fp: int, tn: int) -> float | None:
     if math.isclose(chance, 1.0):
         return None
     return (observed - chance) / (1 - chance)
-
-
-def load_labels(path: Path, display: str | None = None) -> list[Case]:
-    """The cases of a labels file, validated; CalibrationError names the line and the fix."""
-    name = display or str(path)
-    try:
-        data = parse_yaml(read_text(path, name, "labels file"), name)
-    except QuestionFileError as exc:
-        raise CalibrationError(str(exc)) from None
-    example = "cases: [{query, response, contexts, labels: {faithfulness: true}}]"
-    if not isinstance(data, dict) or not isinstance(data.get("cases"), list) or not data["cases"]:
-        raise CalibrationError(
-            f"{name}: expected a mapping with a non-empty 'cases' list: {example}"
-        )
-    cases = []
-    for index, raw in enumerate(data["cases"]):
-        if not isinstance(raw, dict):
-            raise CalibrationError(f"{name}: case {index + 1} must be a mapping: {example}")
-        line = raw.pop(LINE_KEY, None)
-        where = f"{name}:{line}" if line else f"{name}: case {index + 1}"
-        unknown = [key for key in raw if key not in CASE_KEYS]
-        if unknown:
-            raise CalibrationError(
-                f"{where}: unknown key {quoted(unknown[0])}; allowed keys: {', '.join(CASE_KEYS)}"
-            )
-        for key in ("query", "response"):
-            if not isinstance(raw.get(key), str) or not raw[key].strip():
-                raise CalibrationError(f"{where}: '{key}' is required and must be a string")
-        contexts = raw.get("contexts")
-        if contexts is not None and (
-            not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts)
-        ):
-            raise CalibrationError(f"{where}: 'contexts' must be a list of strings")
-        reference = raw.get("reference")
-        if reference is not None and not isinstance(reference, str):
-            raise CalibrationError(f"{where}: 'reference' must be a string")
-        labels = raw.get("labels")
-        if isinstance(labels, dict):
-            labels.pop(LINE_KEY, None)
-        if not isinstance(labels, dict) or not labels:
-            raise CalibrationError(
-                f"{where}: 'labels' must map metric names to true (passes) or false, "
-                "e.g. {faithfulness: true, relevancy: false}"
-            )
-        wrong = [metric for metric, value in labels.items() if not isinstance(value, bool)]
-        if wrong:
-            raise CalibrationError(
-                f"{where}: the label of {quoted(wrong[0])} must be true or false, "
-                f"got {quoted(labels[wrong[0]])}"
-            )
-        cases.append(
-            Case(
-                query=raw["query"],
-                response=raw["response"],
-                contexts=tuple(contexts) if contexts is not None else None,
-                reference=reference,
-                labels={str(k): v for k, v in labels.items()},
-                where=where,
-            )
-        )
-    return cases
 
 
 def calibrate(
@@ -308,3 +228,162 @@ def _disagreement(verdict: Verdict, limit: int) -> str:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def labels_of(agreement: Agreement) -> Labels:
+    """The judge's counts on a metric's labelled cases (those it judged)."""
+    return Labels.from_pairs((v.label, bool(v.passing)) for v in agreement.judged)
+
+
+def render_correction(
+    agreements: Sequence[Agreement],
+    judge_rates: Mapping[str, float] | None = None,
+    budget: int | None = None,
+) -> list[str]:
+    """Per metric: q1 and q0 with their 95% Wilson intervals, and how to split the next
+    ``budget`` labels (default: as many as there are) between answers people pass and
+    fail so that the corrected interval narrows most (Lee et al.'s allocation, with the
+    run's judge pass rate from ``judge_rates`` where known, else the labelled cases')."""
+    lines = []
+    for agreement in agreements:
+        labels = labels_of(agreement)
+        m1, m0 = labels.people_passed, labels.people_failed
+        if not m1 or not m0:
+            lines.append(
+                f"{agreement.metric}: q1 and q0 need labelled answers of both kinds "
+                f"({m1} people pass, {m0} they fail)"
+            )
+            continue
+        q1_low, q1_high = wilson(labels.judge_passed, m1) or (0.0, 1.0)
+        q0_low, q0_high = wilson(labels.judge_failed, m0) or (0.0, 1.0)
+        line = (
+            f"{agreement.metric}: q1 {labels.q1:.2f} ({q1_low:.2f}-{q1_high:.2f}, of {m1} people "
+            f"pass), q0 {labels.q0:.2f} ({q0_low:.2f}-{q0_high:.2f}, of {m0} they fail), "
+            f"J {labels.youden:.2f}"
+        )
+        reason = check_labels(labels)
+        if reason is not None:
+            line += f"; cannot correct yet: {reason.message}"
+        lines.append(line)
+        more_failed, more_passed = next_split(labels, judge_rates, agreement.metric, budget)
+        source = "this run's" if judge_rates and agreement.metric in judge_rates else "the labels'"
+        lines.append(
+            f"  next {more_failed + more_passed} labels: {more_passed} answers people pass and "
+            f"{more_failed} they fail (narrowest corrected interval at {source} judge pass rate)"
+        )
+    return lines
+
+
+def next_split(
+    labels: Labels, judge_rates: Mapping[str, float] | None, metric: str, budget: int | None
+) -> tuple[int, int]:
+    """``(more_failed, more_passed)``: how to spend the next ``budget`` labels."""
+    m1, m0 = labels.people_passed, labels.people_failed
+    budget = budget if budget is not None else m0 + m1
+    p = (judge_rates or {}).get(metric)
+    if p is None:
+        p = (labels.judge_passed + m0 - labels.judge_failed) / (m0 + m1)
+    total_failed, total_passed = allocate_labels(
+        m0 + m1 + budget, p, labels.q0, labels.q1, labelled_failed=m0, labelled_passed=m1
+    )
+    return total_failed - m0, total_passed - m1
+
+
+def judge_rates(document: Mapping[str, Any]) -> dict[str, float]:
+    """Each metric's judge pass rate over a saved report's sets."""
+    counts: dict[str, list[int]] = {}
+    for entry in document.get("sets", []):
+        for name, rate in entry.get("metrics", {}).items():
+            seen = counts.setdefault(name, [0, 0])
+            seen[0] += int(rate.get("passed") or 0)
+            seen[1] += int(rate.get("n") or 0)
+    return {name: passed / n for name, (passed, n) in counts.items() if n}
+
+
+def suggest(
+    document: Mapping[str, Any],
+    cases: Sequence[Case],
+    agreements: Sequence[Agreement],
+    count: int,
+) -> tuple[str, int, int]:
+    """A labels template (the ``cases:`` format, labels left blank for a person) of up to
+    ``count`` answers of a saved report that are not labelled yet, split as
+    :func:`next_split` advises for the first metric: answers the judge passed stand in
+    for those people pass, which the labels will tell. Also how many of each it took."""
+    import yaml
+
+    if not agreements:
+        raise CalibrationError("no labelled metric to suggest labels for")
+    metric = agreements[0].metric
+    more_failed, more_passed = next_split(
+        labels_of(agreements[0]), judge_rates(document), metric, count
+    )
+    labelled = {(case.query, case.response) for case in cases}
+    passing: list[dict[str, Any]] = []
+    failing: list[dict[str, Any]] = []
+    for entry in document.get("sets", []):
+        for record in entry.get("questions", []):
+            verdict = (record.get("metrics") or {}).get(metric)
+            response = record.get("response")
+            if verdict is None or verdict.get("error") or not isinstance(response, str):
+                continue
+            if (record.get("query"), response) in labelled:
+                continue
+            labelled.add((record.get("query"), response))
+            (passing if verdict.get("passing") else failing).append(record)
+    take_passed = min(more_passed, len(passing))
+    take_failed = min(count - take_passed, len(failing))
+    take_passed = min(count - take_failed, len(passing))  # the rest from the other kind
+    chosen = passing[:take_passed] + failing[:take_failed]
+    metrics = [agreement.metric for agreement in agreements]
+    template = []
+    for record in chosen:
+        case: dict[str, Any] = {"query": record["query"], "response": record["response"]}
+        if record.get("contexts"):
+            case["contexts"] = list(record["contexts"])
+        if record.get("reference"):
+            case["reference"] = record["reference"]
+        case["labels"] = dict.fromkeys(metrics)
+        template.append(case)
+    head = (
+        "# Labels to fill in: replace each null with true (a person passes the answer) or\n"
+        "# false, then add these cases to your labels file. Chosen from the last run's\n"
+        f"# report by Lee et al.'s allocation for {metric}: {more_passed} answers people\n"
+        f"# pass and {more_failed} they fail narrow the corrected interval most (the judge's\n"
+        "# verdicts stand in for people's until you label them).\n"
+    )
+    body = yaml.safe_dump({"cases": template}, allow_unicode=True, sort_keys=False, width=100)
+    return head + body, take_passed, take_failed
+
+
+def project_report(start: Path) -> Path | None:
+    """The report path the project's ini names (``rag_report``), relative to it."""
+    import importlib
+
+    import iniconfig
+
+    try:  # tomllib from Python 3.11; pytest brings tomli before
+        toml: Any = importlib.import_module("tomllib")
+    except ModuleNotFoundError:
+        toml = importlib.import_module("tomli")
+
+    for folder in (start, *start.parents):
+        for name in ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg"):
+            path = folder / name
+            if not path.is_file():
+                continue
+            if name == "pyproject.toml":
+                with path.open("rb") as handle:
+                    options = toml.load(handle).get("tool", {}).get("pytest", {})
+                options = options.get("ini_options")
+                if options is None:
+                    continue
+                value = options.get("rag_report")
+            else:
+                config = iniconfig.IniConfig(str(path))
+                section = "tool:pytest" if name == "setup.cfg" else "pytest"
+                if section not in config:
+                    continue
+                value = config[section].get("rag_report")
+            return folder / str(value) if value else None
+    return None

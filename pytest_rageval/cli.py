@@ -139,7 +139,13 @@ def init(folder: str) -> int:
 
 
 def calibrate(
-    labels: str, evaluators_spec: str | None, judge: str, min_kappa: float | None, workers: int
+    labels: str,
+    evaluators_spec: str | None,
+    judge: str,
+    min_kappa: float | None,
+    workers: int,
+    suggest: int | None = None,
+    report_path: str | None = None,
 ) -> int:
     from pytest_rageval import calibrate as calibration
     from pytest_rageval import judges
@@ -160,6 +166,18 @@ def calibrate(
     agreements, unknown = calibration.calibrate(cases, evaluators, workers, cleanup=cleanup)
     for line in calibration.render(agreements, unknown):
         print(line)
+    document = _last_report(report_path, required=suggest is not None)
+    rates = calibration.judge_rates(document) if document is not None else None
+    for line in calibration.render_correction(agreements, rates, suggest):
+        print(line)
+    if suggest is not None and document is not None:
+        out = Path(labels).with_suffix(".next.yaml")
+        text, passed, failed = calibration.suggest(document, cases, agreements, suggest)
+        write_atomic(out, text)
+        print(
+            f"{passed + failed} answers to label ({passed} the judge passed, {failed} it "
+            f"failed) written to {out}"
+        )
     if min_kappa is None:
         return 0
     failures = []
@@ -177,6 +195,22 @@ def calibrate(
     for failure in failures:
         print(f"FAILED {failure}")
     return 1 if failures else 0
+
+
+def _last_report(path: str | None, required: bool) -> dict[str, Any] | None:
+    """The last run's report: ``--report``, else the project's ``rag_report``."""
+    from pytest_rageval import calibrate as calibration
+
+    found = Path(path) if path is not None else calibration.project_report(Path.cwd())
+    if found is None or not found.is_file():
+        if required:
+            where = f"{found}" if found is not None else "no --report and no rag_report in the ini"
+            raise CalibrationError(
+                f"--suggest picks answers from the last run's report: {where} is not there; "
+                "run pytest --rag-report=PATH first, or give --report PATH"
+            )
+        return None
+    return _report(str(found))[1]
 
 
 def generate(
@@ -396,6 +430,20 @@ def parser() -> argparse.ArgumentParser:
         "(default openai:gpt-4o-mini)",
     )
     check.add_argument(
+        "--suggest",
+        type=int,
+        default=None,
+        metavar="N",
+        help="write LABELS.next.yaml: N answers of the last run not labelled yet, split "
+        "between likely passes and fails as the corrected interval needs, for a person to label",
+    )
+    check.add_argument(
+        "--report",
+        default=None,
+        metavar="PATH",
+        help="the last run's --rag-report (default: the ini's rag_report)",
+    )
+    check.add_argument(
         "--min-kappa",
         type=_kappa,
         default=None,
@@ -439,6 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 arguments.judge,
                 arguments.min_kappa,
                 max(1, arguments.workers),
+                arguments.suggest,
+                arguments.report,
             )
         if arguments.command == "judge-server":
             from pytest_rageval import toyjudge

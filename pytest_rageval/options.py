@@ -206,6 +206,13 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("rag_sample", SAMPLE_HELP, default=None)
     parser.addini("rag_seed", SEED_HELP, default=None)
     parser.addini(
+        "rag_calibration",
+        "a labels file (the cases rageval calibrate reads) that corrects the judge's pass "
+        "rates of every set; rag_threshold(calibration=...) and a data file's calibration "
+        "key win over it",
+        default=None,
+    )
+    parser.addini(
         "rag_prices",
         "USD per million tokens, one 'model = input_per_1M output_per_1M' per line, e.g. "
         "'gpt-4o-mini = 0.15 0.60': the summary then shows what the run cost",
@@ -395,6 +402,15 @@ def _seed(config: pytest.Config) -> int | None:
         ) from None
 
 
+def _calibration(config: pytest.Config) -> Path | None:
+    """The ini's labels file, relative to the ini file's folder."""
+    value = str(config.getini("rag_calibration") or "").strip()
+    if not value:
+        return None
+    base = config.inipath.parent if config.inipath is not None else config.rootpath
+    return base / value
+
+
 def _fraction(config: pytest.Config, name: str) -> float | None:
     found = _raw(config, name)
     if found is None:
@@ -447,6 +463,8 @@ def resolve_settings(config: pytest.Config) -> Settings:
         sample=sample,
         sample_forced=config.getoption("rag_sample", None) == "all",
         seed=_seed(config),
+        calibration=_calibration(config),
+        calibration_where=ini_where(config, "rag_calibration"),
         replay=bool(config.getoption("rag_replay", False)),
         prices=_prices(config),
         cache_dir=cache_dir(config),

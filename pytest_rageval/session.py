@@ -409,6 +409,8 @@ class RagSession:
         if self.cache is not None:
             notices.extend(self.cache.notices)
         notices.extend(n for n in self._clear_notices + self.totals.notices if n not in notices)
+        if not hasattr(self.config, "workerinput"):  # the controller has every record
+            notices.extend(n for s in self.summaries() for n in s.calibration_notices())
         if self._metrics_seen:
             for metric in self.settings.thresholds:
                 if metric not in self._metrics_seen:

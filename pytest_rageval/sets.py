@@ -8,15 +8,18 @@ import itertools
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_rageval.baseline import BaselineSet
+from pytest_rageval.calibration import SEQUENTIAL_REFUSED, LabelsFile, open_labels
 from pytest_rageval.gate import Gate, MetricRate, Tally, newly_failing, outcome
 from pytest_rageval.gate.sampled import Sampling
 from pytest_rageval.keys import PROBLEM_KEY, QUESTION_FILE_KEY, QUESTION_KEY
 from pytest_rageval.questions import DEFAULT_QUERY_ENGINE, Question, as_question
+from pytest_rageval.questions.labels import CalibrationError
 from pytest_rageval.results import QuestionResult
 from pytest_rageval.settings import Settings
 from pytest_rageval.thresholds import Layer, ThresholdError, check_layer, merge_layers
@@ -34,6 +37,8 @@ class RagSet:
     repeat: int = 1
     base: BaselineSet | None = None
     """What the baseline report says of this set (None: no baseline, or not in it)."""
+    labels: LabelsFile | None = None
+    """Its ``calibration`` labels file (judged when the set is submitted)."""
     engine_fixture: str = DEFAULT_QUERY_ENGINE
     evaluator_names: tuple[str, ...] | None = None
     evaluator_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -263,9 +268,41 @@ def new_set(name: str, item: pytest.Item, file_layer: Layer, settings: Settings)
         sample="all" if settings.sample_forced else sample,
         seed=settings.seed,
     )
+    labels = _labels_file(name, item, layers, settings)
+    if labels is not None and gate.sequential:
+        raise pytest.UsageError(f"{name}: {SEQUENTIAL_REFUSED}")
     return RagSet(
-        name, gate, named=named, repeat=int(options.get("repeat", settings.repeat)), base=base
+        name,
+        gate,
+        named=named,
+        repeat=int(options.get("repeat", settings.repeat)),
+        base=base,
+        labels=labels,
     )
+
+
+def _labels_file(
+    name: str, item: pytest.Item, layers: list[Layer], settings: Settings
+) -> LabelsFile | None:
+    """The set's ``calibration`` labels file: the closest layer's (a marker's is relative
+    to its test file, a data file's already to that file), else the ini's."""
+    for layer in layers:
+        value = layer.options.get("calibration")
+        if value is not None:
+            path, where = item.path.parent / value, layer.where
+            break
+    else:
+        if settings.calibration is None:
+            return None
+        path, where = settings.calibration, settings.calibration_where
+    try:
+        display = str(Path(path).resolve().relative_to(item.config.rootpath))
+    except ValueError:
+        display = str(path)
+    try:
+        return open_labels(Path(path), display, where)
+    except CalibrationError as exc:
+        raise pytest.UsageError(f"{name}: {exc}") from None
 
 
 def _identity(value: object) -> object:

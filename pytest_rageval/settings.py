@@ -44,6 +44,9 @@ class Settings:
     sample_forced: bool = False
     """``--rag-sample all``: every set is judged in full, whatever its marker or file say."""
     seed: int | None = None
+    calibration: Path | None = None
+    """The ini's ``rag_calibration`` labels file (relative to the ini file's folder)."""
+    calibration_where: str = "rag_calibration"
     replay: bool = False
     prices: dict[str, tuple[float, float]] = field(default_factory=dict)
     cache: str = "on"

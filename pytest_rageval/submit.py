@@ -5,6 +5,7 @@ small sets keeps every slot busy). Which evaluators a set uses is decided here."
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import inspect
 import re
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from pytest_rageval import callphase, judges
+from pytest_rageval.calibration import Judging
 from pytest_rageval.keys import PROBLEM_KEY, QUESTION_KEY
 from pytest_rageval.questions import DEFAULT_QUERY_ENGINE, as_question
 from pytest_rageval.results import QuestionResult, describe
@@ -54,6 +56,7 @@ class Submitter:
         """False on an xdist worker, which learns its sets one at a time."""
         self._shared: dict[tuple[object, object], tuple[Any, Any]] = {}
         self._told: dict[int, str] = {}
+        self._judging = Judging()
         """id of a set that cannot be evaluated -> the item that said why."""
 
     def ask(self, item: pytest.Item, request: pytest.FixtureRequest) -> QuestionResult | None:
@@ -125,6 +128,11 @@ class Submitter:
         if problem is not None:
             rset.problem = problem
             return
+        if rset.labels is not None:
+            problem = self._calibrate(rset, evaluators)
+            if problem is not None:
+                rset.problem = problem
+                return
         rset.applicable.update(applicable)
         rset.submitted = True
         if rset.gate.sequential:
@@ -144,6 +152,19 @@ class Submitter:
         self.runner().submit_questions(
             engine, list(rset.members.items()), evaluators, _on_done(rset), repeat=rset.repeat
         )
+
+    def _calibrate(self, rset: RagSet, evaluators: Mapping[str, Any]) -> str | None:
+        """Judge the set's labels file with its evaluators and correct its gate with
+        them; why it cannot be (the set errors with it), else None."""
+        assert rset.labels is not None
+        runner = self.runner()
+        calibration, problem, notices = self._judging.calibrate(
+            rset.labels, evaluators, runner, self.wait, name=rset.name, repeat=rset.repeat
+        )
+        runner.notices.extend(n for n in notices if n not in runner.notices)
+        if calibration is not None:
+            rset.gate = dataclasses.replace(rset.gate, calibration=calibration)
+        return problem
 
     def _fixture(
         self, request: pytest.FixtureRequest, name: str, item: pytest.Item, rset: RagSet

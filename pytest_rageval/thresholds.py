@@ -14,14 +14,16 @@ DEFAULT_THRESHOLD = 1.0
 """Used for a metric no marker, data file or ini line names: every question must pass."""
 
 
-GATE_OPTIONS = ("max_invalid", "max_drop", "confidence", "repeat", "sample")
+GATE_OPTIONS = ("max_invalid", "max_drop", "confidence", "repeat", "sample", "calibration")
 """Keywords of ``rag_threshold`` and keys beside a data file's thresholds that are not
 metric names: ``max_invalid`` is the most invalid judgements a set's metric may have, as a
 fraction of its questions; ``max_drop`` the most a pass rate may fall below the baseline's;
 ``confidence`` gates thresholds on the lower bound of the pass rate's Wilson interval at
 that level (e.g. 0.95); ``repeat`` is how many times each evaluator judges each answer
 (the verdict is the votes' majority); ``sample`` is ``all`` (judge every question) or
-``sequential`` (judge questions in a random order until the set's verdict is certain)."""
+``sequential`` (judge questions in a random order until the set's verdict is certain);
+``calibration`` names a labels file that corrects the judge's pass rates
+(:mod:`pytest_rageval.gate.corrected`)."""
 
 SAMPLES = ("all", "sequential")
 
@@ -81,6 +83,8 @@ def _check_option(name: str, value: object, where: str) -> Any:
         return check_count(name, value, where)
     if name == "sample":
         return check_sample(value, where)
+    if name == "calibration":
+        return check_calibration(value, where)
     return check_fraction(name, value, where)
 
 
@@ -93,6 +97,16 @@ def check_sample(value: object, where: str) -> str:
         )
     assert isinstance(value, str)
     return value
+
+
+def check_calibration(value: object, where: str) -> str:
+    """The path of a labels file (as written; relative to the file that names it)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ThresholdError(
+            f"{where}: calibration must be the path of a labels file (the cases people "
+            f"labelled, as rageval calibrate reads them), got {quoted(value)}"
+        )
+    return value.strip()
 
 
 def check_count(name: str, value: object, where: str) -> int:

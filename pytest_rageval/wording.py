@@ -76,8 +76,18 @@ def describe_rate(set_name: str, name: str, rate: MetricRate) -> str:
 
 
 def _rate_against(rate: MetricRate, passed: int, relation: str) -> str:
-    """``3/4 = 0.75 <`` (with ``confidence``: and the lower bound of its interval)."""
+    """``3/4 = 0.75 <`` (with ``confidence``: and the lower bound of its interval; with
+    labels: the corrected rate, which the gate compares)."""
     text = f"{passed}/{rate.n} = {format_fraction(passed / rate.n)}"
+    if rate.corrected is not None:
+        corrected = rate.corrected.rate(passed, rate.n, rate.confidence)
+        text += f" by the judge, corrected with {rate.corrected.file} to"
+        if rate.confidence is None:
+            return f"{text} {format_fraction(corrected.estimate)} {relation}"
+        return (
+            f"{text} {format_fraction(corrected.estimate)}, lower bound of its "
+            f"{rate.confidence:.0%} interval {format_fraction(corrected.lower)} {relation}"
+        )
     if rate.confidence is None:
         return f"{text} {relation}"
     return (
@@ -143,6 +153,33 @@ def judged_of(rate: Mapping[str, Any]) -> str:
     """`` of 5,000`` after a sequential set's judged count (a rate's JSON), else ``""``."""
     sampled = rate.get("sampled")
     return f" of {sampled['population']:,}" if sampled else ""
+
+
+def corrected_line(rate: Mapping[str, Any]) -> str | None:
+    """``judge 0.91  corrected 0.84 (0.77-0.90)  q1 0.95 q0 0.62 (n=120)`` from a metric's
+    report entry (None when no labels correct it); ``n``: the labelled cases."""
+    corrected = rate.get("corrected")
+    if not corrected:
+        return None
+    interval = corrected.get("interval")
+    shown = (
+        f"corrected {format_fraction(corrected['estimate'])} ({interval[0]:.2f}-{interval[1]:.2f})"
+        if interval
+        else "corrected n/a"
+    )
+    labelled = corrected["people_passed"] + corrected["people_failed"]
+    return (
+        f"judge {format_fraction(rate.get('pass_rate'))}  {shown}  "
+        f"q1 {format_fraction(corrected['q1'])} q0 {format_fraction(corrected['q0'])} "
+        f"(n={labelled})"
+    )
+
+
+def labels_source(rate: Mapping[str, Any]) -> str:
+    """``labels.yaml of 2026-12-07``: the labels file a corrected rate used, and its date."""
+    corrected = rate.get("corrected") or {}
+    date = corrected.get("labels_date")
+    return f"{corrected.get('labels_file')}{f' of {date}' if date else ''}"
 
 
 def sampled_line(sample: Mapping[str, Any]) -> str:

@@ -98,7 +98,7 @@ def test_the_default_judges_against_the_loopback_server(
     assert lines[3].split() == ["relevancy", "3", "0.67", "0.00", "2", "1", "0", "0", "0", "0"]
     assert openai_server.chat_requests == 8  # labelled pairs only: correctness is unlabelled
     assert set(openai_server.models) == {"gpt-4o-mini"}
-    assert lines[5:] == [
+    assert lines[5:8] == [  # then q1, q0 and the next labels (test_corrected_gate.py)
         "labels.yaml:15: faithfulness: labelled failing, judged passing: YES ('What is the capital of Spain?')",
         "labels.yaml:19: faithfulness: labelled passing, judged invalid (the judge answered "
         "neither YES nor NO) ('What do EYES see?')",

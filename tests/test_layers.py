@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("the session, hooks that delegate", ("session",)),
-    ("set work", ("sets", "submit", "callphase", "interrupts")),
+    ("set work", ("sets", "submit", "callphase", "interrupts", "calibration")),
     ("reports: build, write, render", ("reports",)),
     ("the xdist protocol", ("xdist",)),
     ("what the run counted", ("totals",)),

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
 
+from pytest_rageval.correction import UncorrectableError
+from pytest_rageval.gate.corrected import Calibrated, Calibration
 from pytest_rageval.gate.sampled import Sampled, Sampling, replay
 from pytest_rageval.stats import EPSILON, wilson
 from pytest_rageval.thresholds import threshold_for
@@ -38,6 +40,9 @@ class Gate:
     """``all`` (every question is judged) or ``sequential`` (:mod:`.sampled`)."""
     seed: int | None = None
     """The seed of a sequential set's visiting order (None: stable per set name)."""
+    calibration: Calibration | None = None
+    """The set's labels file as the run's judge judged it: its metrics are gated on the
+    corrected rate (:mod:`.corrected`)."""
 
     @property
     def sequential(self) -> bool:
@@ -58,6 +63,7 @@ class Gate:
             confidence=self.confidence,
             baselines=self.baselines if self.drops else None,
             max_drop=self.max_drop if self.drops else None,
+            calibration=self.calibration,
         )
 
     def rates(self, questions: Iterable[Mapping[str, MetricResult]]) -> dict[str, MetricRate]:
@@ -76,6 +82,7 @@ class Gate:
             "baselines": dict(self.baselines) if self.baselines is not None else None,
             "sample": self.sample,
             "seed": self.seed,
+            **({"calibration": self.calibration.to_json()} if self.calibration else {}),
         }
 
     @classmethod
@@ -89,6 +96,7 @@ class Gate:
             dict(baselines) if baselines is not None else None,
             data.get("sample") or "all",
             data.get("seed"),
+            Calibration.from_json(data.get("calibration")),
         )
 
     def sampling(self, name: str, records: Iterable[Mapping[str, Any]]) -> Sampling:
@@ -142,6 +150,9 @@ class MetricRate:
     sampled: Sampled | None = None
     """A sequential set's decisions (the counts are then those of the questions the
     decision read)."""
+    corrected: Calibrated | None = None
+    """The labels that correct the judge's rate: the threshold (and ``confidence``) then
+    apply to the corrected rate."""
 
     @property
     def failed(self) -> int:
@@ -166,6 +177,13 @@ class MetricRate:
     def _meets(self, passed: int) -> bool:
         if self.sampled is not None:
             return self.sampled.rate == "pass"
+        if self.corrected is not None and self.n:
+            try:
+                rate = self.corrected.rate(passed, self.n, self.confidence)
+            except UncorrectableError:
+                return False  # never the raw rate (the set errors before it gets here)
+            value = rate.lower if self.confidence is not None else rate.estimate
+            return value >= self.threshold - EPSILON
         if self.confidence is None or not self.n:
             return passed >= self.threshold * self.n - EPSILON
         return self.lower_bound(passed) >= self.threshold - EPSILON
@@ -242,6 +260,11 @@ class MetricRate:
             "confidence": self.confidence,
             "max_drop": self.max_drop,
             **({"sampled": self.sampled.to_json()} if self.sampled is not None else {}),
+            **(
+                {"corrected": self.corrected.to_json(self.passed, self.n, self.confidence)}
+                if self.corrected is not None and not self.pending
+                else {}
+            ),
         }
 
 
@@ -263,8 +286,10 @@ class Tally:
         confidence: float | None = None,
         baselines: Mapping[str, float | None] | None = None,
         max_drop: float | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         self.expected = dict(expected)
+        self.calibration = calibration
         self.thresholds = thresholds
         self.max_invalid = max_invalid
         self.confidence = confidence
@@ -297,6 +322,7 @@ class Tally:
             confidence=self.confidence,
             baseline=self.baselines.get(metric),
             max_drop=self.max_drop,
+            corrected=self.calibration.of(metric) if self.calibration is not None else None,
         )
 
     def rates(self) -> dict[str, MetricRate]:

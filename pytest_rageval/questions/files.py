@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,9 @@ def _from_document(path: Path, name: str, data: Any) -> QuestionFile:
             "(each a mapping with at least a 'query')"
         )
     gate = _file_gate(name, data)
+    if "calibration" in gate.options:  # relative to the file that names it
+        labels = path.parent / gate.options["calibration"]
+        gate = replace(gate, options={**gate.options, "calibration": str(labels)})
     evaluators, options = _file_evaluators(name, data.get("evaluators"))
     engine = data.get("query_engine", DEFAULT_QUERY_ENGINE)
     if not isinstance(engine, str) or not engine.isidentifier():

@@ -9,7 +9,13 @@ from typing import Any
 
 from pytest_rageval.reports.markdown import passed
 from pytest_rageval.text import printable, well_formed
-from pytest_rageval.wording import format_fraction, judged_of, sampled_line
+from pytest_rageval.wording import (
+    corrected_line,
+    format_fraction,
+    judged_of,
+    labels_source,
+    sampled_line,
+)
 
 CHART = {"width": 160, "height": 24}
 """Size of each metric's chart: its pass rate on a 0-1 scale, with the interval, the
@@ -61,6 +67,11 @@ def view(document: Mapping[str, Any]) -> dict[str, Any]:
                     "high_x": _x(interval[1]) if interval else None,
                     "threshold_x": _x(rate["threshold"]),
                     "baseline_x": _x(baseline_rate),
+                    "corrected": (
+                        f"{name}: {corrected_line(rate)}, labels {labels_source(rate)}"
+                        if rate.get("corrected")
+                        else None
+                    ),
                 }
             )
         sets.append(

@@ -9,7 +9,14 @@ from typing import Any
 
 from pytest_rageval.reports.json import gate_passed
 from pytest_rageval.text import printable, well_formed
-from pytest_rageval.wording import format_fraction, judged_of, sampled_line, shorten
+from pytest_rageval.wording import (
+    corrected_line,
+    format_fraction,
+    judged_of,
+    labels_source,
+    sampled_line,
+    shorten,
+)
 
 FLIP_LINES = 20
 """Flipped questions listed in all; the rest are counted and left to the HTML report."""
@@ -99,6 +106,16 @@ def render_markdown(document: Mapping[str, Any], html: str | None = None) -> str
     ]
     if problems:
         lines += ["", "**Invalid judgements and errors**", "", *problems]
+    corrected = [
+        f"- {inert(entry['id'])} {inert(name)}: {corrected_line(rate)}, labels "
+        f"{inert(labels_source(rate))}"
+        for entry in sets
+        for name, rate in entry["metrics"].items()
+        if rate.get("corrected")
+    ]
+    if corrected:
+        lines += ["", "**Corrected for the judge** (the gate compares the corrected rate)"]
+        lines += ["", *corrected]
     compared = "; only the questions asked were compared with the baseline"
     sampled = [
         f"- {inert(entry['id'])}: {inert(sampled_line(entry['sample']))}"

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_rageval.baseline import Baseline, SetChange, compare_set
+from pytest_rageval.correction import Labels
 from pytest_rageval.gate import Gate, MetricRate, row_verdicts, unheld
+from pytest_rageval.gate.corrected import Calibration
 from pytest_rageval.gate.sampled import Sampling
 from pytest_rageval.retry import cause
 from pytest_rageval.stats import detectable_drop
@@ -72,6 +74,26 @@ class SetSummary:
         p0 = (self.gate.baselines or {}).get(metric)
         return detectable_drop(rate.n, rate.threshold if p0 is None else p0)
 
+    def calibration_notices(self) -> list[str]:
+        """A warning per corrected metric whose judge pass rate on the run lies outside
+        what its rate on the labelled cases allows (95% Wilson intervals apart): the
+        answers may have changed kind since the labelling, and q1, q0 with them."""
+        notices = []
+        for name, rate in self.rates.items():
+            if rate.corrected is None or rate.pending:
+                continue
+            apart = rate.corrected.drift(rate.passed, rate.n)
+            if apart is not None:
+                notices.append(
+                    f"{self.name} {name}: the judge passes {apart[0]:.0%} of this run's "
+                    f"answers and {apart[1]:.0%} of the labelled cases in "
+                    f"{rate.corrected.file} (their 95% intervals do not overlap): the "
+                    "answers may have changed since the labelling, so its q1 and q0 may "
+                    "not hold for them; label some of this run's answers "
+                    "(rageval calibrate --suggest N)"
+                )
+        return notices
+
     @property
     def problem(self) -> str | None:
         """Why nothing of the set was judged, when that is so."""
@@ -117,6 +139,20 @@ def error_causes(summaries: Iterable[SetSummary]) -> Counter[str]:
     return causes
 
 
+def _calibration_of(metrics: Mapping[str, Any]) -> Calibration | None:
+    """The labels that corrected a saved report's metrics (None: no metric corrected)."""
+    found = {name: rate["corrected"] for name, rate in metrics.items() if rate.get("corrected")}
+    if not found:
+        return None
+    first = next(iter(found.values()))
+    keys = ("people_passed", "judge_passed", "people_failed", "judge_failed")
+    return Calibration(
+        first["labels_file"],
+        first.get("labels_date"),
+        {name: Labels(*(int(entry[key]) for key in keys)) for name, entry in found.items()},
+    )
+
+
 def summaries_from_document(document: Mapping[str, Any]) -> list[SetSummary]:
     """The sets of a saved ``--rag-report`` document, as the run that wrote it had them."""
     summaries = []
@@ -137,6 +173,7 @@ def summaries_from_document(document: Mapping[str, Any]) -> list[SetSummary]:
                 if base and base.get("found")
                 else None
             ),
+            calibration=_calibration_of(metrics),
         )
         summaries.append(SetSummary(entry["id"], gate, list(entry.get("questions", []))))
     return summaries

@@ -9,7 +9,13 @@ from typing import Any
 from pytest_rageval.baseline import Baseline, MetricChange, SetChange
 from pytest_rageval.gate import fell_more
 from pytest_rageval.reports.summary import SetSummary, changes_of, error_causes
-from pytest_rageval.wording import format_fraction, printable, shorten
+from pytest_rageval.wording import (
+    corrected_line,
+    format_fraction,
+    labels_source,
+    printable,
+    shorten,
+)
 
 TABLE_HEADERS = (
     "set",
@@ -193,6 +199,7 @@ def render_summary(
     the baseline, errors by cause and warnings."""
     changes = changes_of(summaries, baseline) if baseline is not None else None
     lines = render_table(summaries, changes).splitlines()
+    lines.extend(render_corrected(summaries))
     for summary in summaries:
         if summary.problem is not None:
             lines.append(f"{summary.name}: {printable(summary.problem)}")
@@ -214,6 +221,23 @@ def render_summary(
     notices = [*notices, *weak_gates(summaries)]
     lines.extend(f"warning: {printable(notice)}" for notice in notices)
     return lines
+
+
+def render_corrected(summaries: Iterable[SetSummary]) -> list[str]:
+    """The judge's rate and the corrected rate the gate compared, per calibrated metric."""
+    lines = []
+    for summary in summaries:
+        for metric, rate in summary.rates.items():
+            if rate.corrected is None or rate.pending:
+                continue
+            entry = rate.to_json()
+            lines.append(
+                f"  {printable(summary.name)} {metric}  {corrected_line(entry)}  "
+                f"labels {printable(labels_source(entry))}"
+            )
+    if not lines:
+        return []
+    return ["corrected for the judge's errors on labelled cases (n: labels):", *lines]
 
 
 def render_cache(stats: Mapping[str, object]) -> str:
