@@ -300,3 +300,54 @@ class CacheFile:
     def _notice(self, text: str) -> None:
         if text not in self.notices:
             self.notices.append(text)
+
+
+def union(folders: Sequence[Path], into: Path) -> dict[str, int]:
+    """Copy every verdict and recording of the caches in ``folders`` into the cache in
+    ``into`` (made when new): rows are keyed by what was judged, so two caches never
+    disagree on a key and the rows already in ``into`` stay. Returns the rows added. Safe
+    while nothing writes to ``into``; a folder with no cache, or a file that is not
+    one, raises ValueError naming it."""
+    target = into / FILE_NAME
+    sources = []
+    for folder in folders:
+        path = folder / FILE_NAME
+        if not path.is_file():
+            raise ValueError(f"{folder}: no verdict cache in it (no {FILE_NAME})")
+        if path.resolve() == target.resolve():
+            continue
+        try:
+            found = open_for_reading(path)
+        except sqlite3.Error as exc:
+            why = _what(exc) if _not_ours(exc) else f"it cannot be read ({exc})"
+            raise ValueError(f"{path}: {why}") from None
+        if found is not None:
+            found.close()
+            sources.append(path)
+    db = open_for_writing(into, target)
+    added = {"verdicts": 0, "recordings": 0}
+    try:
+        for path in sources:
+            db.execute("ATTACH DATABASE ? AS source", (str(path),))
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                for table, columns in (
+                    ("verdicts", "key, metric, value, created"),
+                    ("recordings", "key, value, created"),
+                ):
+                    before = db.total_changes
+                    db.execute(
+                        f"INSERT OR IGNORE INTO main.{table} ({columns}) "
+                        f"SELECT {columns} FROM source.{table}"
+                    )
+                    added[table] += db.total_changes - before
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
+            finally:
+                db.execute("DETACH DATABASE source")
+    finally:
+        db.close()
+    return added

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from pytest_rageval.gate import MetricRate, needs_set, outcome
-from pytest_rageval.keys import PROBLEM_KEY, QUESTION_KEY, RECORD_KEY
+from pytest_rageval.keys import DEFERRED_KEY, PROBLEM_KEY, QUESTION_KEY, RECORD_KEY
 from pytest_rageval.redaction import redact
 from pytest_rageval.results import GaveUp, QuestionResult
 from pytest_rageval.sets import SET_KEY
 from pytest_rageval.text import well_formed
-from pytest_rageval.verdicts import QuestionRecord, question_record
+from pytest_rageval.verdicts import Outcome, QuestionRecord, question_record
 from pytest_rageval.wording import explain
 
 if TYPE_CHECKING:
@@ -59,9 +59,13 @@ def judge(item: pytest.Item, wait: Wait, *, fail: bool) -> None:
         skip_unsampled(item, rset)
     question = result.question
     rates: dict[str, MetricRate] | None = None
+    verdict: Outcome
     newly = rset.newly(question.id, metrics)
     if needs_set(metrics, result.error, question.must_pass):
-        verdict, rates = wait(rset.decide, metrics, newly)
+        if item.config.stash.get(DEFERRED_KEY, False):
+            verdict = "judged"  # a shard: the set's rate is all its shards', merged
+        else:
+            verdict, rates = wait(rset.decide, metrics, newly)
     else:
         verdict = outcome(metrics, result.error, question.must_pass, None)
     record = question_record(result, metrics, verdict)

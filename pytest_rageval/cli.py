@@ -6,6 +6,9 @@
     rageval calibrate LABELS.yaml [--evaluators module:callable] [--judge SPEC] [--min-kappa K]
     rageval diff BASE.json HEAD.json [--max-drop 0.05]
     rageval report REPORT.json [--html out.html] [--markdown out.md]
+    rageval merge PARTS... [--out report.json] [--markdown PATH] [--html PATH]
+                  [--junitxml PATH] [--baseline PATH]   (a sharded run's parts, gated)
+    rageval cache merge DIR... --into DIR   (the union of verdict caches)
     rageval judge-server [--port 8001]   (a toy judge, for trying the tool)
 
 ``init`` writes a starter conftest.py, rag_questions.yaml and pytest.ini, never over a
@@ -24,6 +27,7 @@ import contextlib
 import importlib
 import inspect
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -33,6 +37,7 @@ from pytest_rageval.baseline import Baseline, BaselineError, from_document, read
 from pytest_rageval.calibrate import CalibrationError
 from pytest_rageval.gate import fell_more
 from pytest_rageval.generate import GenerationError
+from pytest_rageval.parts import PartError
 from pytest_rageval.reports import html, markdown, terminal
 from pytest_rageval.reports.json import write_atomic
 from pytest_rageval.reports.summary import changes_of, summaries_from_document
@@ -104,6 +109,21 @@ def report(path: str, html_out: str | None, markdown_out: str | None) -> int:
     if markdown_out is not None:
         write_atomic(Path(markdown_out), summary)
         print(f"rag markdown summary written to {markdown_out}")
+    return 0
+
+
+def cache_merge(folders: Sequence[str], into: str) -> int:
+    """``rageval cache merge``: the union of verdict caches, e.g. every shard's."""
+    from pytest_rageval.cache_file import union
+
+    try:
+        added = union([Path(folder) for folder in folders], Path(into))
+    except (ValueError, sqlite3.Error) as exc:
+        raise CommandError(str(exc)) from None
+    print(
+        f"rag verdict cache {into}: {added['verdicts']} verdicts and {added['recordings']} "
+        f"recordings added from {len(folders)} caches"
+    )
     return 0
 
 
@@ -456,6 +476,31 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--markdown", default=None, metavar="PATH", help="write the Markdown summary"
     )
+    join = commands.add_parser(
+        "merge",
+        help="merge the --rag-report parts of a sharded run (--rag-shard I/N) and gate them "
+        "as one run",
+    )
+    join.add_argument("parts", nargs="+", help="every shard's --rag-report file")
+    join.add_argument("--out", default=None, metavar="PATH", help="write the merged JSON report")
+    join.add_argument("--markdown", default=None, metavar="PATH", help="write the Markdown summary")
+    join.add_argument("--html", default=None, metavar="PATH", help="write the HTML report")
+    join.add_argument(
+        "--junitxml", default=None, metavar="PATH", help="write JUnit XML, a case per question"
+    )
+    join.add_argument(
+        "--baseline",
+        default=None,
+        metavar="PATH",
+        help="the baseline the shards ran against (default: the path they recorded)",
+    )
+    caches = commands.add_parser("cache", help="verdict cache tools")
+    cache_commands = caches.add_subparsers(dest="cache_command", required=True)
+    union = cache_commands.add_parser(
+        "merge", help="copy the verdicts of several cache folders into one (e.g. of shards)"
+    )
+    union.add_argument("folders", nargs="+", help="cache folders (--rag-cache-dir of each run)")
+    union.add_argument("--into", required=True, metavar="DIR", help="the cache folder to fill")
     toy = commands.add_parser(
         "judge-server",
         help="a TOY judge on 127.0.0.1 (word overlap, OpenAI-compatible) to try the tool "
@@ -494,10 +539,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pytest_rageval import toyjudge
 
             return toyjudge.serve(arguments.port)
+        if arguments.command == "merge":
+            from pytest_rageval import merge
+
+            return merge.run(
+                arguments.parts,
+                out=arguments.out,
+                markdown_out=arguments.markdown,
+                html_out=arguments.html,
+                junit_out=arguments.junitxml,
+                baseline_path=arguments.baseline,
+            )
+        if arguments.command == "cache":
+            return cache_merge(arguments.folders, arguments.into)
         if arguments.command == "diff":
             return diff(arguments.base, arguments.head, arguments.max_drop)
         return report(arguments.report, arguments.html, arguments.markdown)
-    except (BaselineError, CalibrationError, GenerationError, CommandError) as exc:
+    except (BaselineError, CalibrationError, GenerationError, CommandError, PartError) as exc:
         print(f"rageval: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

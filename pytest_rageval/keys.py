@@ -23,3 +23,7 @@ PROBLEM_KEY: pytest.StashKey[str] = pytest.StashKey()
 """Why an item could not be evaluated (no query engine, no judge key...); fails its call."""
 RECORD_KEY: pytest.StashKey[QuestionRecord] = pytest.StashKey()
 """The JSON-safe record of an item's question once judged; copied onto its call report."""
+DEFERRED_KEY: pytest.StashKey[bool] = pytest.StashKey()
+"""Set on a shard (``--rag-shard``): its sets' gates are decided by ``rageval merge``, so
+a question its set's rates would decide is recorded as ``judged``, and the shard writes
+a partial report instead of the run's reports."""

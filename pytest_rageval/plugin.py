@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from pytest_rageval import callphase, collect, hints, judgeline, options, tolerated, xdist
+from pytest_rageval import (
+    callphase,
+    collect,
+    hints,
+    judgeline,
+    options,
+    shards,
+    tolerated,
+    xdist,
+)
 from pytest_rageval.fixtures import (  # noqa: F401 - fixtures are found by their names here
     rag_embed_model,
     rag_evaluators,
@@ -25,6 +34,7 @@ from pytest_rageval.wiring import SESSION_KEY
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     options.add_options(parser)
+    shards.add_options(parser)
 
 
 ASYNCIO_LOOP_SCOPE = "asyncio_default_fixture_loop_scope"
@@ -76,7 +86,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 def pytest_configure(config: pytest.Config) -> None:
     collect.forget_sightings()
     options.add_markers(config)
-    settings = options.resolve_settings(config)
+    settings = shards.configure(config, options.resolve_settings(config))
     config.stash[SETTINGS_KEY] = settings
     session = RagSession(config, settings)
     config.stash[SESSION_KEY] = session

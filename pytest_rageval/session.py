@@ -14,7 +14,7 @@ from pytest_rageval import callphase
 from pytest_rageval.cache import VerdictCache
 from pytest_rageval.gate import Gate, outcome
 from pytest_rageval.interrupts import InterruptGuard
-from pytest_rageval.keys import PROBLEM_KEY, QUESTION_KEY, RECORD_KEY
+from pytest_rageval.keys import DEFERRED_KEY, PROBLEM_KEY, QUESTION_KEY, RECORD_KEY
 from pytest_rageval.redaction import redact, redact_in_place
 from pytest_rageval.reports import document, terminal
 from pytest_rageval.reports.summary import SetSummary, summarize
@@ -23,9 +23,7 @@ from pytest_rageval.runner import Runner
 from pytest_rageval.sets import SET_KEY, RagSet, form_sets
 from pytest_rageval.settings import Settings
 from pytest_rageval.submit import Submitter
-from pytest_rageval.thresholds import (
-    closest,
-)
+from pytest_rageval.thresholds import unused_thresholds
 from pytest_rageval.totals import Totals, WorkerOutput, own_usage
 from pytest_rageval.verdicts import QuestionRecord, metric_results, question_record
 
@@ -71,6 +69,11 @@ class RagSession:
         self._summarized = -1
         self.totals = Totals()
         """What the workers counted (xdist)."""
+
+    @property
+    def deferred(self) -> bool:
+        """A shard: the set gates are decided by ``rageval merge`` (``DEFERRED_KEY``)."""
+        return self.config.stash.get(DEFERRED_KEY, False)
 
     @property
     def runner(self) -> Runner:
@@ -257,6 +260,7 @@ class RagSession:
         # removed questions): the run fails, and the summary says why
         if (
             not worker
+            and not self.deferred
             and session.exitstatus == pytest.ExitCode.OK
             and any(summary.unheld() for summary in self.summaries())
         ):
@@ -291,8 +295,8 @@ class RagSession:
     def _write_reports(self, exitstatus: int) -> None:
         """Every report asked for, from one document; a file that cannot be written is
         said in the summary."""
-        if not document.wanted(self.settings):
-            return
+        if self.deferred or not document.wanted(self.settings):
+            return  # a shard writes its part (shards.py), never the run's reports
         report = self.json_report(exitstatus)
         self.config.hook.pytest_rageval_update_report(config=self.config, report=report)
         self.written.extend(
@@ -412,17 +416,15 @@ class RagSession:
         if not hasattr(self.config, "workerinput"):  # the controller has every record
             notices.extend(n for s in self.summaries() for n in s.calibration_notices())
         if self._metrics_seen:
-            for metric in self.settings.thresholds:
-                if metric not in self._metrics_seen:
-                    notices.append(
-                        f"{self.settings.thresholds_where} sets a threshold for {metric!r}, "
-                        "which no evaluator of this run provides"
-                        f"{closest(metric, self._metrics_seen)}"
-                    )
+            notices.extend(
+                unused_thresholds(
+                    self.settings.thresholds, self.settings.thresholds_where, self._metrics_seen
+                )
+            )
         return [redact(notice) for notice in notices]
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.records:
+        if not self.records or self.deferred:
             return
         terminalreporter.write_sep("=", "rag evaluation")
         summaries = self.summaries()

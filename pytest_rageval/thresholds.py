@@ -181,3 +181,15 @@ def merge_layers(layers: Iterable[Mapping[str, float]]) -> dict[str, float]:
 def threshold_for(thresholds: Mapping[str, float], metric: str) -> float:
     """The minimum pass rate of ``metric``, :data:`DEFAULT_THRESHOLD` when unnamed."""
     return thresholds.get(metric, DEFAULT_THRESHOLD)
+
+
+def unused_thresholds(thresholds: Iterable[str], where: str, seen: Iterable[str]) -> list[str]:
+    """A notice for each metric ``where`` sets a threshold for that no evaluator of the
+    run provided (``seen``: the metrics it did)."""
+    seen = set(seen)
+    return [
+        f"{where} sets a threshold for {metric!r}, which no evaluator of this run provides"
+        f"{closest(metric, seen)}"
+        for metric in thresholds
+        if metric not in seen
+    ]

@@ -16,7 +16,8 @@ from pytest_rageval.redaction import redact_all
 from pytest_rageval.results import QuestionResult
 from pytest_rageval.text import clip
 
-Outcome = Literal["passed", "tolerated", "failed", "error", "skipped"]
+Outcome = Literal["passed", "tolerated", "failed", "error", "skipped", "judged"]
+"""``judged``: on a shard, a question its whole set's rates decide (``rageval merge`` does)."""
 Result = Literal["passing", "failing", "invalid", "error"]
 
 

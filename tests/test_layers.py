@@ -16,7 +16,10 @@ ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 # from any layer below it, never from one above. A name stands for the module and, for a
 # package, everything in it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("entry points", ("cli", PACKAGE, "api", "generate", "calibrate", "scaffold", "toyjudge")),
+    (
+        "entry points",
+        ("cli", PACKAGE, "api", "generate", "calibrate", "scaffold", "toyjudge", "merge"),
+    ),
     (
         "wiring",
         (
@@ -29,11 +32,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "hints",
             "judgeline",
             "tolerated",
+            "shards",
         ),
     ),
     ("the session, hooks that delegate", ("session",)),
     ("set work", ("sets", "submit", "callphase", "interrupts", "calibration")),
-    ("reports: build, write, render", ("reports",)),
+    ("reports: build, write, render", ("reports", "parts")),
     ("the xdist protocol", ("xdist",)),
     ("what the run counted", ("totals",)),
     ("stash keys and settings", ("keys", "settings")),
