@@ -12,12 +12,12 @@ import pytest
 
 from pytest_rageval import callphase
 from pytest_rageval.cache import VerdictCache
-from pytest_rageval.gate import Gate, outcome
 from pytest_rageval.interrupts import InterruptGuard
 from pytest_rageval.keys import DEFERRED_KEY, PROBLEM_KEY, QUESTION_KEY, RECORD_KEY
+from pytest_rageval.recorded import Recorded
 from pytest_rageval.redaction import redact, redact_in_place
 from pytest_rageval.reports import document, terminal
-from pytest_rageval.reports.summary import SetSummary, summarize
+from pytest_rageval.reports.summary import SetSummary
 from pytest_rageval.results import QuestionResult
 from pytest_rageval.runner import Runner
 from pytest_rageval.sets import SET_KEY, RagSet, form_sets
@@ -25,7 +25,6 @@ from pytest_rageval.settings import Settings
 from pytest_rageval.submit import Submitter
 from pytest_rageval.thresholds import unused_thresholds
 from pytest_rageval.totals import Totals, WorkerOutput, own_usage
-from pytest_rageval.verdicts import QuestionRecord, metric_results, question_record
 
 T = TypeVar("T")
 
@@ -39,9 +38,11 @@ class RagSession:
         self._runner: Runner | None = None
         self._started = time.monotonic()
         self._sets: list[RagSet] = []
-        self._reported: set[str] = set()
         self._metrics_seen: set[str] = set()
-        self.records: list[QuestionRecord] = []
+        self.recorded = Recorded()
+        self.records = self.recorded.records
+        """Every question's record (the list ``recorded`` fills)."""
+        self.gates = self.recorded.gates
         self.complete = True
         self.stopped: str | None = None
         self.written: list[document.Written] = []
@@ -57,16 +58,10 @@ class RagSession:
             self.interrupts.wait,
             looks_ahead=not hasattr(config, "workerinput"),
         )
-        self._records_on_reports = 0
         self._clear_notices: list[str] = []
         self.cache = (
             VerdictCache(settings.cache_dir, settings.cache) if settings.cache != "off" else None
         )
-        self.gates: dict[str, Gate] = {}
-        """Each set's gate by name: this process's sets', and those its workers sent."""
-        self._gates_sent: set[str] = set()
-        self._summaries: list[SetSummary] | None = None
-        self._summarized = -1
         self.totals = Totals()
         """What the workers counted (xdist)."""
 
@@ -193,13 +188,7 @@ class RagSession:
         # a record is made in the call phase, or in setup for a question a sequential set
         # skipped (its rag_result fixture skips the test)
         if call.when in ("setup", "call") and RECORD_KEY in item.stash:
-            report.rag = item.stash[RECORD_KEY]  # type: ignore[attr-defined]
-            rset = item.stash[SET_KEY]
-            if rset.name not in self._gates_sent:
-                # the set's gate, once per process: under xdist the controller gates
-                # the records it receives with it
-                self._gates_sent.add(rset.name)
-                report.rag_gate = rset.gate.to_json()  # type: ignore[attr-defined]
+            self.recorded.attach(report, item.stash[RECORD_KEY], item.stash[SET_KEY])
         if SET_KEY in item.stash or PROBLEM_KEY in item.stash or QUESTION_KEY in item.stash:
             # a question's report shows the judge's exception, which may echo the key
             # (message, locals with -l, captured output): the terminal and JUnit read it
@@ -216,17 +205,7 @@ class RagSession:
         return None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        record = getattr(report, "rag", None)
-        if report.when in ("setup", "call") and record is not None:
-            gate = getattr(report, "rag_gate", None)
-            if gate is not None:
-                self.gates.setdefault(record["set"], Gate.from_json(gate))
-            self.records.append(record)
-            self._records_on_reports = len(self.records)
-            self._reported.add(report.nodeid)
-        elif report.when == "setup" and not report.passed:
-            # skipped or failed in setup: pytest shows that, and the question is not ours
-            self._reported.add(report.nodeid)
+        self.recorded.logged(report)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
@@ -254,7 +233,11 @@ class RagSession:
             self._stop("interrupted")
         elif session.shouldfail or session.shouldstop:
             self._stop(f"the run stopped early ({session.shouldfail or session.shouldstop})")
-        self._keep_unreported()
+        on_worker = hasattr(self.config, "workerinput")
+        if self.recorded.keep_unreported(self._sets, self.stopped, worker=on_worker):
+            self.complete = False
+        if self.stopped is not None:
+            self.complete = False
         worker = hasattr(self.config, "workeroutput")
         # a set can fail with no failed item to carry it (a confidence bound, a drop from
         # removed questions): the run fails, and the summary says why
@@ -269,7 +252,7 @@ class RagSession:
             from pytest_rageval.xdist import send
 
             # stopped, the controller may not have read every report we sent: all of them
-            kept = 0 if self.stopped is not None else self._records_on_reports
+            kept = 0 if self.stopped is not None else self.recorded.on_reports
             send(
                 self.config,
                 WorkerOutput(
@@ -306,81 +289,16 @@ class RagSession:
     def merge_worker(self, output: WorkerOutput) -> None:
         """On the xdist controller: what a worker alone knew (results of items that never
         ran, its warnings, why it stopped)."""
-        # once per question: a cancelled worker sends every result it holds (some also
-        # came with its reports) and a stand-in for each question of the sets it did
-        # not start, which another worker may have run
-        where = {(r.get("set"), r.get("id")): i for i, r in enumerate(self.records)}
-        for record in output["records"]:
-            key = (record.get("set"), record.get("id"))
-            if key not in where:
-                where[key] = len(self.records)
-                self.records.append(record)
-            elif record.get("evaluated") and not self.records[where[key]].get("evaluated"):
-                self.records[where[key]] = record
-        for name, gate in output["gates"].items():
-            self.gates.setdefault(name, Gate.from_json(gate))
+        self.recorded.merge(output["records"], output["gates"])
         self.totals.add(output)
         self._metrics_seen.update(output["metrics"])
         if not output["complete"]:
             self.complete = False
         self.stopped = self.stopped or output["stopped"]
 
-    def _keep_unreported(self) -> None:
-        """Results that finished but whose items never ran (Ctrl-C, -x, --maxfail), and
-        questions never finished, so the summary and the report lose nothing."""
-        worker = hasattr(self.config, "workerinput")
-        for rset in self._sets:
-            if worker and not rset.submitted and rset.problem is None and not self.stopped:
-                # an xdist worker collects every set but runs only its own; stopped, it
-                # stands in for the sets it did not start (the controller keeps the
-                # worker's that ran them), since none may have
-                continue
-            missing = [nodeid for nodeid in rset.members if nodeid not in self._reported]
-            if not missing:
-                continue
-            self.complete = False
-            reason = f"not evaluated: {self.stopped or 'the run ended first'}"
-            # a set never started: the metrics its data file names, where it names them
-            unstarted = () if rset.submitted else rset.evaluator_names or ()
-            results = {}
-            for nodeid, question in rset.members.items():
-                if nodeid in rset.results:
-                    results[nodeid] = rset.results[nodeid]
-                elif nodeid in missing:
-                    results[nodeid] = QuestionResult(
-                        question,
-                        errors={"query": rset.problem or rset.setup_error or reason},
-                        applicable=rset.applicable.get(nodeid, unstarted),
-                        evaluated=False,
-                    )
-            judged = {
-                nodeid: rset.judged[nodeid] if nodeid in rset.judged else metric_results(result)
-                for nodeid, result in results.items()
-            }
-            rates = (
-                rset.gate.sampled_rates(rset.sampling, bounds=False)
-                if rset.sampling is not None
-                else rset.gate.rates(judged.values())
-            )
-            for nodeid in missing:
-                if nodeid in rset.skipped:
-                    self.records.append(rset.tag(callphase.unsampled_record(rset, nodeid)))
-                    continue
-                result, metrics = results[nodeid], judged[nodeid]
-                newly = rset.newly(result.question.id, metrics)
-                verdict = outcome(metrics, result.error, result.question.must_pass, rates, newly)
-                self.records.append(rset.tag(question_record(result, metrics, verdict)))
-        if self.stopped is not None:
-            self.complete = False
-
     def summaries(self) -> list[SetSummary]:
-        """The sets as reported, worked out once the run's records are all in (the gate,
-        the reports and the terminal read the same ones)."""
-        if self._summaries is None or self._summarized != len(self.records):
-            gates = {**self.gates, **{rset.name: rset.gate for rset in self._sets}}
-            self._summaries = summarize(self.records, gates)
-            self._summarized = len(self.records)
-        return self._summaries
+        """The sets as reported (the gate, the reports and the terminal read the same)."""
+        return self.recorded.summaries(self._sets)
 
     def json_report(self, exitstatus: int) -> dict[str, Any]:
         """The ``--rag-report`` document of this run, which ended with ``exitstatus``."""
