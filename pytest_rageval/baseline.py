@@ -27,6 +27,8 @@ READABLE_VERSIONS = (1,)
 """Report versions this version reads as a baseline."""
 
 JUDGED = ("passing", "failing")
+FAILING = ("failed", "tolerated", "error")
+"""Outcomes of a question that fails a metric or errs: the baseline's answer is kept."""
 
 
 class BaselineError(Exception):
@@ -40,6 +42,9 @@ class BaselineSet:
     rates: dict[str, float | None]
     results: dict[str, dict[str, str]]
     """Question id -> metric -> passing / failing / invalid / error."""
+    responses: dict[str, str | None] = field(default_factory=dict)
+    """Question id -> the app's response as the baseline report holds it (shortened or
+    None, as its ``--rag-report-text`` left it)."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,7 @@ def from_document(document: Any, name: str) -> Baseline:
                 )
         rates = {str(metric): _rate(rate.get("pass_rate")) for metric, rate in metrics.items()}
         results: dict[str, dict[str, str]] = {}
+        responses: dict[str, str | None] = {}
         for number, question in enumerate(questions):
             if not isinstance(question, Mapping) or not isinstance(question.get("id"), str):
                 raise BaselineError(f"{where}.questions[{number}] has no 'id'")
@@ -139,7 +145,9 @@ def from_document(document: Any, name: str) -> Baseline:
                 for metric, value in judged.items()
                 if isinstance(value, Mapping)
             }
-        found[entry["id"]] = BaselineSet(rates, results)
+            response = question.get("response")
+            responses[question["id"]] = response if isinstance(response, str) else None
+        found[entry["id"]] = BaselineSet(rates, results, responses)
     return Baseline(name, found)
 
 
@@ -257,6 +265,9 @@ class SetChange:
     new: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     metrics: dict[str, MetricChange] = field(default_factory=dict)
+    responses: dict[str, str | None] = field(default_factory=dict)
+    """The baseline's response to each question that flipped or fails a metric now, so a
+    reviewer reads the two answers side by side."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -264,6 +275,7 @@ class SetChange:
             "new": list(self.new),
             "removed": list(self.removed),
             "metrics": {name: change.to_json() for name, change in self.metrics.items()},
+            "responses": dict(self.responses),
         }
 
 
@@ -308,7 +320,13 @@ def compare_set(
             apart,
             mcnemar(len(worse), len(better)),
         )
-    return SetChange(set_id, True, new, removed, metrics)
+    flipped = {flip.id for change in metrics.values() for flip in (*change.worse, *change.better)}
+    shown = {
+        qid: base.responses.get(qid)
+        for qid, record in records.items()
+        if qid in base.results and (qid in flipped or record.get("outcome") in FAILING)
+    }
+    return SetChange(set_id, True, new, removed, metrics, shown)
 
 
 def compare(report: Mapping[str, Any], baseline: Baseline) -> dict[str, SetChange]:

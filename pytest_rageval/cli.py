@@ -98,7 +98,7 @@ def diff(base_path: str, head_path: str, max_drop: float | None) -> int:
 def report(path: str, html_out: str | None, markdown_out: str | None) -> int:
     _, document = _report(path)  # checked as a baseline would be
     with _rendering(path):
-        summary = markdown.render_markdown(document, html=html_out)
+        summary = markdown.render_markdown(document, html=html_out, root=str(Path.cwd()))
         page = html.render_html(document) if html_out is not None else None
     if html_out is None and markdown_out is None:
         print(summary, end="")

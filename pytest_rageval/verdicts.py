@@ -179,6 +179,9 @@ class QuestionRecord(_SetFields):
     tags: list[str]
     response: str | None
     contexts: list[str] | None
+    sources: list[list[str]] | None
+    """Each retrieved node's ids (its ``ref_doc_id`` and ``file_name``), in the order of
+    ``contexts``; None when the app returned no nodes."""
     outcome: Outcome
     evaluated: bool
     """False when the question was never asked or judged (stopped, deadline, setup)."""
@@ -200,6 +203,7 @@ def question_record(
         tags=list(question.tags),
         response=result.response,
         contexts=list(result.contexts) if result.contexts is not None else None,
+        sources=[list(ids) for ids in result.sources] if result.sources is not None else None,
         outcome=outcome_,
         evaluated=result.evaluated,
         error=result.error,

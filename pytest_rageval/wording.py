@@ -16,6 +16,12 @@ def format_fraction(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def format_delta(delta: float | None, max_drop: float | None = None) -> str:
+    """``-0.20``, and ``-0.20 (max_drop 0.10)`` where a drop is gated."""
+    text = "n/a" if delta is None else f"{delta:+.2f}"
+    return text if max_drop is None else f"{text} (max_drop {format_fraction(max_drop)})"
+
+
 def shorten(text: str | None, width: int = 300) -> str:
     """One line for the terminal: white space folded, control characters escaped."""
     if text is None:

@@ -39,6 +39,11 @@ def rag_query_engine():
         answer = f"Answer: {query}"
         answer += " WRONG" if qid in wrong else ""
         answer += " EYES" if qid in eyes else ""
+        if os.environ.get("NODES"):  # retrieved nodes, with the file each came from
+            from llama_index.core.schema import TextNode
+
+            node = TextNode(text=f"Context: {query}", metadata={"file_name": f"doc-{qid}.md"})
+            return answer, [node]
         return answer, [f"Context: {query}"]
 
     return app
@@ -97,9 +102,9 @@ def test_a_real_regression_fails_the_drop_gate(
     )
     result.stdout.fnmatch_lines(
         [
-            "*pass rate    95% CI     threshold    baseline    delta    change *verdict",
+            "*pass rate    95% CI     threshold    baseline    delta *change *verdict",
             "rag_set.yaml  faithfulness  20 *0.55         0.34-0.74  0.50         0.90        -0.35"
-            "    regression (p=0.039)  FAILED (drop)",
+            " (max_drop 0.10)  regression (p=0.039)  FAILED (drop)",
             "against the baseline */base.json:",
             "  rag_set.yaml faithfulness: 8 pass -> fail, 1 fail -> pass (regression (p=0.039))",
             "    pass -> fail: q0: NO",
@@ -124,6 +129,19 @@ def test_a_real_regression_fails_the_drop_gate(
     assert change["change"] == "regression" and change["p_value"] == pytest.approx(20 / 512)
     assert rag_set["metrics"]["faithfulness"]["verdict"] == "FAILED (drop)"
     assert rag_set["metrics"]["faithfulness"]["detectable_drop"] == pytest.approx(0.2133, abs=1e-4)
+    # every warning the terminal printed, in the report too
+    assert report["notices"] == [
+        "rag_set.yaml has 20 questions: it can only detect drops of 0.21 or more in "
+        "faithfulness (max_drop 0.10)",
+        "rag_set.yaml faithfulness: FAILED (drop) because the pass rate fell 0.35 below the "
+        "baseline's 0.90, more than max_drop 0.10: a fixed bound, held whatever the p-value; "
+        "the change column's p-value only says whether the flips could be judge noise",
+    ]
+    # and the baseline's answers to the questions that flipped or fail, to read side by side
+    assert rag_set["baseline"]["responses"]["q0"] == "Answer: What about q0?"
+    assert sorted(rag_set["baseline"]["responses"]) == sorted(
+        ["q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "q18", "q19"]
+    )
     cases = {case.get("name"): case for case in ET.parse(gate.path / "junit.xml").iter("testcase")}
     properties = {p.get("name"): p.get("value") for p in cases["q0"].iter("property")}
     assert properties["rag.faithfulness.baseline"] == "passing"
@@ -141,7 +159,7 @@ def test_a_noise_sized_change_is_within_noise_and_passes(
     assert result.ret == 0
     result.stdout.fnmatch_lines(
         [
-            "rag_set.yaml  faithfulness  20 *0.85 *0.90        -0.05    within noise (p=1)  ok",
+            "rag_set.yaml  faithfulness  20 *0.85 *0.90 *-0.05 (max_drop 0.10)  within noise (p=1)  ok",
             "  rag_set.yaml faithfulness: 1 pass -> fail, 0 fail -> pass (within noise (p=1))",
         ]
     )
@@ -312,19 +330,71 @@ def test_markdown_summary_and_github_step_summary(
     text = (gate.path / "out" / "summary.md").read_text()
     assert text.startswith("### pytest-rageval: FAILED (0 of 1 set metrics ok)")
     assert (
-        "| `rag_set.yaml` | `faithfulness` | 0.55 (11/20) | 0.34-0.74 | 0.50 | 0.90 | -0.35 | "
-        "regression (p=0.039) | 1 | 0 | ❌ FAILED (drop) |"
+        "| `rag_set.yaml` | `faithfulness` | 0.55 (11/20) | 0.34-0.74 | 0.50 | 0.90 | "
+        "-0.35 (max_drop 0.10) | regression (p=0.039) | 1 | 0 | ❌ FAILED (drop) |"
     ) not in text  # invalid is 0 here: the exact row follows
     assert (
-        "| `rag_set.yaml` | `faithfulness` | 0.55 (11/20) | 0.34-0.74 | 0.50 | 0.90 | -0.35 | "
-        "regression (p=0.039) | 0 | 0 | ❌ FAILED (drop) |"
+        "| `rag_set.yaml` | `faithfulness` | 0.55 (11/20) | 0.34-0.74 | 0.50 | 0.90 | "
+        "-0.35 (max_drop 0.10) | regression (p=0.039) | 0 | 0 | ❌ FAILED (drop) |"
     ) in text
     assert (
         "- `rag_set.yaml` `faithfulness`: 8 pass → fail, 1 fail → pass (regression, p=0.039)"
         in text
     )
-    assert "  - ❌ `q0`: `NO`" in text and "  - ✅ `q18`: `YES`" in text
+    # why each flipped: what was asked, the answer now and the baseline's (the judge's
+    # bare NO and YES say nothing more, so they are left out)
+    lines = text.splitlines()
+    at = lines.index("  - ❌ `q0`")
+    assert lines[at : at + 4] == [
+        "  - ❌ `q0`",
+        "    - asked: `What about q0?`",
+        "    - answer now: `Answer: What about q0? WRONG`",
+        "    - baseline's answer: `Answer: What about q0?`",
+    ]
+    at = lines.index("  - ✅ `q18`")
+    assert lines[at + 2 : at + 4] == [
+        "    - answer now: `Answer: What about q18?`",
+        "    - baseline's answer: `Answer: What about q18? WRONG`",
+    ]
+    # q19 failed before and fails now, tolerated: listed in neither
+    assert "q19" not in text.split("**Since the baseline**")[1]
+    # the terminal's warnings are in the summary too, and the drop explains itself
+    warnings = text.split("**Errors and warnings**")[1]
+    assert (
+        "- `rag_set.yaml has 20 questions: it can only detect drops of 0.21 or more in "
+        "faithfulness (max_drop 0.10)`"
+    ) in warnings
+    assert (
+        "- `rag_set.yaml faithfulness: FAILED (drop) because the pass rate fell 0.35 below the "
+        "baseline's 0.90, more than max_drop 0.10: a fixed bound, held whatever the p-value; "
+        "the change column's p-value only says whether the flips could be judge noise`"
+    ) in warnings
+    # no path of the runner's machine: the baseline as the rootdir has it
+    assert str(gate.path) not in text and "**Since the baseline** (`base.json`)" in text
     assert step.read_text() == "earlier step\n" + text
+
+
+def test_the_markdown_lists_failed_questions_with_their_sources(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.makeconftest(CONFTEST)
+    project.makefile(
+        ".yaml",
+        rag_set="evaluators: [faithfulness]\nthresholds: {faithfulness: 0.9}\nquestions:\n"
+        '  - {id: q0, query: "What about q0?"}\n  - {id: q1, query: "What about q1?"}\n',
+    )
+    monkeypatch.setenv("WRONG", "q1")
+    monkeypatch.setenv("NODES", "1")
+    project.runpytest("--rag-markdown=s.md")
+    lines = (project.path / "s.md").read_text().splitlines()
+    at = lines.index("**Failed questions**")
+    assert lines[at + 1 : at + 6] == [
+        "",
+        "  - ❌ `rag_set.yaml` `q1` (`faithfulness`)",
+        "    - asked: `What about q1?`",
+        "    - answer now: `Answer: What about q1? WRONG`",
+        "    - sources: `doc-q1.md`",
+    ]
 
 
 def test_a_long_list_of_flips_is_cut_for_a_comment(
@@ -410,7 +480,28 @@ def test_the_html_report_renders_in_chromium(
     assert '<span class="muted" id="shown">9 of 20 questions</span>' in flipped
     failed = rendered(page, "#outcome=failed")
     assert '<span class="muted" id="shown">8 of 20 questions</span>' in failed
-    assert 'data-id="q18" data-outcome="passed" data-flipped="yes" style="display: none;"' in failed
+    assert (
+        'data-id="q18" data-outcome="passed" data-flipped="yes" data-rank="000008" style="display: none;"'
+        in failed
+    )
+    # flipped and failed questions first: q0-q7 (pass -> fail), q18 (fail -> pass), q19
+    # (fails as before), then the 10 that pass as before
+    order = re.findall(r'<tr class="question" data-set="[^"]*" data-id="(q\d+)"', dom)
+    assert order == [*(f"q{i}" for i in range(8)), "q18", "q19", *(f"q{i}" for i in range(8, 18))]
+    # the baseline's answer beside the new one; the chart's legend and tooltip
+    assert (
+        '<span class="label">now</span><span class="response">Answer: What about q0? WRONG</span>'
+        '<div class="before"><span class="label">baseline</span>'
+        '<span class="baseline-response">Answer: What about q0?</span></div>'
+    ) in dom
+    assert 'id="legend"' in dom and "baseline's pass rate</span>" in dom
+    assert "<title>pass rate 0.55 (dot), 95% CI 0.34-0.74 (grey bar), threshold 0.50" in dom
+    # the warnings the terminal printed
+    assert (
+        '<li class="notice">rag_set.yaml has 20 questions: it can only detect drops of 0.21 or '
+        "more in faithfulness (max_drop 0.10)</li>"
+    ) in dom
+    assert "-0.35 (max_drop 0.10)" in dom
 
 
 def test_the_drop_gate_under_xdist(gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -75,10 +75,16 @@ def pytest_rageval_update_report(config, report):
     assert report["errors"] == {
         "query engine raised RuntimeError: the app broke on 'Where is BOOM?'": 1
     }
+    # the terminal's "errors by cause:" lines are among the report's notices
+    assert report["notices"] == [
+        "errors by cause: 1 x query engine raised RuntimeError: the app broke on 'Where is BOOM?'"
+    ]
     questions = {q["id"]: q for q in rag_set["questions"]}
     assert [q["outcome"] for q in questions.values()] == ["passed", "tolerated", "error"]
     assert questions["paris"]["response"] == "Answer: Where is Paris?"
     assert questions["paris"]["contexts"] == ["Context: Where is Paris?"]
+    # one retrieved node, with neither a ref_doc_id nor a file_name to name it by
+    assert questions["paris"]["sources"] == [[]]
     assert questions["atlantis"]["metrics"]["faithfulness"] == {
         "result": "failing",
         "passing": False,

@@ -92,8 +92,18 @@ def _document(text: str) -> dict[str, Any]:
                             "fail_to_pass": [],
                         }
                     },
+                    "responses": {text: text},
                 },
-                "questions": [{"id": text, "metrics": {text: {"feedback": text}}}],
+                "questions": [
+                    {
+                        "id": text,
+                        "query": text,
+                        "response": text,
+                        "sources": [[text], [text, text]],
+                        "outcome": "failed",
+                        "metrics": {text: {"feedback": text}},
+                    }
+                ],
             }
         ],
     }
@@ -156,7 +166,8 @@ def test_untrusted_text_in_the_markdown_summary_stays_text(payload: str, rendere
     # and the payload is still there to read, in full, wherever the harmless text was
     shown = " ".join(payload.split())
     assert hostile.codes == [shown if code == BENIGN else code for code in benign.codes]
-    assert benign.codes.count(BENIGN) == 15
+    # 15, and the flipped question's query, both answers and its three source ids
+    assert benign.codes.count(BENIGN) == 21
 
 
 def test_the_markdown_summary_of_harmless_text_reads_as_before() -> None:
@@ -171,7 +182,7 @@ def test_the_markdown_summary_of_harmless_text_reads_as_before() -> None:
         "regression (p=0.25) | 1 | 1 | ❌ FAILED (drop) |"
     ) in text
     assert "  - ❌ `faithfulness`: `faithfulness`" in text
-    assert "- `faithfulness`" in text.split("**Warnings**")[1]
+    assert "- `faithfulness`" in text.split("**Errors and warnings**")[1]
 
 
 @pytest.mark.parametrize("renderer", RENDERERS)
@@ -269,7 +280,10 @@ def test_half_an_emoji_anywhere_passes_and_writes_every_report(
     assert questions[0]["response"] == "Paris \ufffd, from Where is Paris \ufffd?"
     assert questions[0]["contexts"] == ["Paris is in France \ufffd"]
     assert questions[0]["metrics"]["faithfulness"]["feedback"] == "YES half an emoji: \ufffd"
-    assert '<td class="text">Paris \ufffd, from Where is Paris \ufffd?</td>' in texts["r.html"]
+    assert (
+        '<td class="text"><span class="response">Paris \ufffd, from Where is Paris \ufffd?</span></td>'
+        in texts["r.html"]
+    )
     assert 'name="q\ufffd2"' in texts["j.xml"]
     assert texts["r.md"].startswith("### pytest-rageval: passed (2 of 2 set metrics ok)")
     assert texts["step.md"] == texts["r.md"]

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from pytest_rageval.reports import html, markdown
 from pytest_rageval.reports import json as json_report
-from pytest_rageval.reports.summary import SetSummary
+from pytest_rageval.reports.summary import SetSummary, run_notices
 from pytest_rageval.settings import Settings
 
 
@@ -36,14 +36,16 @@ def build(
     cache: dict[str, Any] | None,
     usage: dict[str, Any],
 ) -> dict[str, Any]:
-    """The ``--rag-report`` document of a run that ended with ``exitstatus``."""
+    """The ``--rag-report`` document of a run that ended with ``exitstatus``; its
+    ``notices`` are every warning the terminal prints, and the errors by cause."""
+    summaries = list(summaries)
     document = json_report.json_report(
-        list(summaries), text=settings.report_text, baseline=settings.baseline
+        summaries, text=settings.report_text, baseline=settings.baseline
     )
     document["complete"] = complete
     document["stopped"] = stopped
     document["gate"] = json_report.gate(document, exitstatus)
-    document["notices"] = notices
+    document["notices"] = run_notices(summaries, notices)
     document["settings"] = settings.to_json()
     document["versions"] = versions(settings.judge.model)
     document["timing"] = timing
@@ -62,11 +64,13 @@ def wanted(settings: Settings) -> bool:
 
 def write(document: dict[str, Any], settings: Settings, invoked_in: Path) -> list[Written]:
     """Every report ``settings`` asks for, rendered from ``document``; a file that cannot
-    be written is returned with its reason, and the others are still written."""
+    be written is returned with its reason, and the others are still written. The
+    Markdown shows paths relative to ``invoked_in`` (the rootdir, where CI runs pytest)."""
     shown = None if settings.html is None else os.path.relpath(settings.html, invoked_in)
 
     def summary(document: dict[str, Any]) -> str:
-        return markdown.render_markdown(document, html=shown)  # as the user would type it
+        # paths as the user would type them
+        return markdown.render_markdown(document, html=shown, root=str(invoked_in))
 
     outputs: list[tuple[str, Path | None, Callable[[dict[str, Any]], str]]] = [
         ("rag report", settings.report, json_report.dumps),

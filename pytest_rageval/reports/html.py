@@ -11,6 +11,7 @@ from pytest_rageval.reports.markdown import passed
 from pytest_rageval.text import printable, well_formed
 from pytest_rageval.wording import (
     corrected_line,
+    format_delta,
     format_fraction,
     judged_of,
     labels_source,
@@ -58,7 +59,7 @@ def view(document: Mapping[str, Any]) -> dict[str, Any]:
                     ),
                     "threshold_text": format_fraction(rate["threshold"]),
                     "baseline_text": format_fraction(baseline_rate) if change else "none",
-                    "delta_text": "n/a" if delta is None else f"{delta:+.2f}",
+                    "delta_text": format_delta(delta, rate.get("max_drop")) if change else "n/a",
                     "change_text": (
                         f"{change['change']} (p={change['p_value']:.2g})" if change else "n/a"
                     ),
@@ -85,6 +86,7 @@ def view(document: Mapping[str, Any]) -> dict[str, Any]:
         down = {n: set(c["pass_to_fail"]) for n, c in changes.items()}
         up = {n: set(c["fail_to_pass"]) for n, c in changes.items()}
         new = set(base.get("new", ()))
+        before = base.get("responses") or {}
         for record in entry.get("questions", []):
             judged = []
             for name, metric in record.get("metrics", {}).items():
@@ -107,12 +109,19 @@ def view(document: Mapping[str, Any]) -> dict[str, Any]:
                     "outcome": record.get("outcome"),
                     "query": _shown(record.get("query")),
                     "response": _shown(record.get("response")),
-                    "contexts": [_shown(c) for c in record.get("contexts") or []],
+                    "baseline_response": _shown(before.get(record["id"])),
+                    "has_baseline_response": record["id"] in before,
+                    "contexts": _contexts(record),
                     "metrics": judged,
                     "flipped": any(m["flip"] for m in judged),
                     "new": record["id"] in new,
                 }
             )
+    # what a reviewer reads first: questions that flipped or fail the run, then those
+    # tolerated, then the rest, each group in the report's order (a stable sort)
+    questions.sort(key=_first)
+    for rank, question in enumerate(questions):
+        question["rank"] = rank
     return {
         "status": "passed" if passed(document) else "FAILED",
         "ok": ok,
@@ -127,6 +136,24 @@ def view(document: Mapping[str, Any]) -> dict[str, Any]:
         "outcomes": sorted({q["outcome"] for q in questions if q["outcome"]}),
         "chart": CHART,
     }
+
+
+def _first(question: Mapping[str, Any]) -> int:
+    if question["flipped"] or question["outcome"] in ("failed", "error"):
+        return 0
+    return 1 if question["outcome"] == "tolerated" else 2
+
+
+def _contexts(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each retrieved context with its source ids (where the app returned nodes)."""
+    sources = record.get("sources") or []
+    return [
+        {
+            "text": _shown(text),
+            "sources": ", ".join(_shown(i) for i in sources[index]) if index < len(sources) else "",
+        }
+        for index, text in enumerate(record.get("contexts") or [])
+    ]
 
 
 def _shown(text: Any) -> Any:

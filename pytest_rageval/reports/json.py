@@ -49,6 +49,10 @@ def json_report(
             entry["sample"] = summary.sampling.to_json()
         if summary.name in changes:
             entry["baseline"] = changes[summary.name].to_json()
+            entry["baseline"]["responses"] = {
+                qid: _limit_response(response, text)
+                for qid, response in entry["baseline"]["responses"].items()
+            }
         sets.append(entry)
     document: dict[str, Any] = {"version": REPORT_VERSION, "sets": sets}
     document["baseline"] = baseline.path if baseline is not None else None
@@ -76,6 +80,10 @@ two rates is exact to far fewer, and ``-0.09999999999999998`` reads as noise."""
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, DIGITS)
+
+
+def _limit_response(response: str | None, mode: str) -> str | None:
+    return None if mode == "none" else response if mode == "full" else clip(response)
 
 
 def _limit_text(record: Mapping[str, Any], mode: str) -> dict[str, Any]:

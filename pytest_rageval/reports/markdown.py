@@ -3,6 +3,7 @@ summary, rendered from a ``--rag-report`` document (no pytest here)."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -11,6 +12,7 @@ from pytest_rageval.reports.json import gate_passed
 from pytest_rageval.text import printable, well_formed
 from pytest_rageval.wording import (
     corrected_line,
+    format_delta,
     format_fraction,
     judged_of,
     labels_source,
@@ -54,8 +56,12 @@ def passed(document: Mapping[str, Any]) -> bool:
     return gate_passed(document)
 
 
-def render_markdown(document: Mapping[str, Any], html: str | None = None) -> str:
-    """The summary of a report; ``html`` names the HTML report that a cut list points to."""
+def render_markdown(
+    document: Mapping[str, Any], html: str | None = None, root: str | None = None
+) -> str:
+    """The summary of a report; ``html`` names the HTML report that a cut list points to.
+    Paths under ``root`` (the directory the run was started from) are shown relative to
+    it: a reviewer has no use for the runner's absolute paths."""
     sets = document.get("sets", [])
     with_baseline = document.get("baseline") is not None
     metrics = sum(len(entry["metrics"]) for entry in sets)
@@ -87,7 +93,7 @@ def render_markdown(document: Mapping[str, Any], html: str | None = None) -> str
                     delta = change["delta"]
                     row += [
                         format_fraction(change["baseline_pass_rate"]),
-                        "n/a" if delta is None else f"{delta:+.2f}",
+                        format_delta(delta, rate.get("max_drop")),
                         f"{change['change']} (p={change['p_value']:.2g})",
                     ]
             verdict = str(rate["verdict"])
@@ -95,9 +101,14 @@ def render_markdown(document: Mapping[str, Any], html: str | None = None) -> str
             shown = verdict if _VERDICT.fullmatch(verdict) else inert(verdict, table=True)
             row += [str(rate["invalid"]), str(rate["errors"]), f"{mark} {shown}"]
             lines.append("| " + " | ".join(row) + " |")
+    budget = [FLIP_LINES]
+    listed: set[tuple[str, str]] = set()
     if with_baseline:
         lines += ["", f"**Since the baseline** ({inert(document['baseline'])})", ""]
-        lines += _flips(sets, html)
+        lines += _flips(sets, html, budget, listed)
+    failing = _failing(sets, budget, listed)
+    if failing:
+        lines += ["", "**Failed questions**", "", *failing]
     problems = [
         f"- {inert(entry['id'])} {inert(name)}: {rate['invalid']} invalid, {rate['errors']} errors"
         for entry in sets
@@ -130,13 +141,23 @@ def render_markdown(document: Mapping[str, Any], html: str | None = None) -> str
     if document.get("stopped"):
         notices.insert(0, f"- the run stopped early: {inert(document['stopped'])}")
     if notices:
-        lines += ["", "**Warnings**", "", *notices]
-    return well_formed("\n".join(lines) + "\n")
+        lines += ["", "**Errors and warnings**", "", *notices]
+    text = "\n".join(lines) + "\n"
+    if root and len(root.rstrip(os.sep)) > 1:
+        # inside code spans, where every path is: the relative path shows the same way
+        text = text.replace(root.rstrip(os.sep) + os.sep, "")
+    return well_formed(text)
 
 
-def _flips(sets: list[Mapping[str, Any]], html: str | None) -> list[str]:
+def _flips(
+    sets: list[Mapping[str, Any]],
+    html: str | None,
+    budget: list[int],
+    shown: set[tuple[str, str]],
+) -> list[str]:
+    """The flips since the baseline, each flipped question with what it was asked, both
+    answers, the judge's feedback and its sources, up to ``budget`` questions."""
     lines: list[str] = []
-    budget = FLIP_LINES
     left = 0
     for entry in sets:
         base = entry.get("baseline")
@@ -145,10 +166,7 @@ def _flips(sets: list[Mapping[str, Any]], html: str | None) -> list[str]:
         if not base.get("found"):
             lines.append(f"- no baseline for {inert(entry['id'])}")
             continue
-        feedback = {
-            q["id"]: {n: m.get("feedback") for n, m in q.get("metrics", {}).items()}
-            for q in entry.get("questions", [])
-        }
+        records = {q["id"]: q for q in entry.get("questions", [])}
         for label, ids in (("new", base["new"]), ("removed", base["removed"])):
             if ids:
                 lines.append(
@@ -165,15 +183,92 @@ def _flips(sets: list[Mapping[str, Any]], html: str | None) -> list[str]:
             )
             for mark, ids in (("❌", worse), ("✅", better)):
                 for qid in ids:
-                    if budget <= 0:
+                    if budget[0] <= 0:
                         left += 1
                         continue
-                    budget -= 1
-                    said = shorten(feedback.get(qid, {}).get(name), 100)
-                    lines.append(f"  - {mark} {inert(qid)}: {inert(said)}")
+                    budget[0] -= 1
+                    record = records.get(qid, {"id": qid})
+                    lines += _question(mark, record, [name], base.get("responses"), shown, entry)
     if left:
         where = f" (see the HTML report, {inert(html)})" if html else ""
         lines.append(f"- … and {left} more flipped questions{where}")
     if not lines:
         lines.append("- no question changed its verdict")
     return lines
+
+
+def _failing(
+    sets: list[Mapping[str, Any]], budget: list[int], shown: set[tuple[str, str]]
+) -> list[str]:
+    """The questions that fail the run and are not among the flips, up to ``budget``."""
+    lines: list[str] = []
+    left = 0
+    for entry in sets:
+        responses = (entry.get("baseline") or {}).get("responses")
+        for record in entry.get("questions", []):
+            if record.get("outcome") not in ("failed", "error"):
+                continue
+            if (entry["id"], record["id"]) in shown:
+                continue
+            if budget[0] <= 0:
+                left += 1
+                continue
+            budget[0] -= 1
+            failed = [n for n, m in record.get("metrics", {}).items() if not m.get("passing")]
+            lines += _question("❌", record, failed, responses, shown, entry, with_set=True)
+    if left:
+        lines.append(f"- … and {left} more failed questions")
+    return lines
+
+
+SHORT = 200
+"""Characters of a query or response the Markdown shows (the HTML shows them whole)."""
+
+
+def _question(
+    mark: str,
+    record: Mapping[str, Any],
+    metrics: list[str],
+    responses: Mapping[str, Any] | None,
+    shown: set[tuple[str, str]],
+    entry: Mapping[str, Any],
+    with_set: bool = False,
+) -> list[str]:
+    """One question of the flip or failure list: its id and the judge's feedback, then
+    (the first time it is listed) the query, both answers and the sources, all inert."""
+    judged = record.get("metrics", {})
+    said = [
+        (f"{inert(name)}: " if with_set else "") + inert(shorten(feedback, 100))
+        for name in metrics
+        if _says_more(feedback := (judged.get(name) or {}).get("feedback"))
+    ]
+    error = record.get("error")
+    if error:
+        said.append(f"error: {inert(shorten(error, 100))}")
+    where = f"{inert(entry['id'])} " if with_set else ""
+    names = ", ".join(inert(name) for name in metrics)
+    head = f"  - {mark} {where}{inert(record['id'])}" + (f" ({names})" if with_set else "")
+    lines = [head + (": " + "; ".join(said) if said else "")]
+    key = (str(entry["id"]), str(record["id"]))
+    if key in shown:
+        return lines
+    shown.add(key)
+    lines.append(f"    - asked: {inert(shorten(record.get('query'), SHORT))}")
+    lines.append(f"    - answer now: {inert(shorten(record.get('response'), SHORT))}")
+    if responses is not None and record["id"] in responses:
+        before = responses[record["id"]]
+        lines.append(f"    - baseline's answer: {inert(shorten(before, SHORT))}")
+    sources = record.get("sources")
+    if sources:
+        # one node per item: its ids (ref_doc_id, file_name), each inert on its own
+        nodes = [" ".join(map(inert, ids)) if ids else "(no id)" for ids in sources]
+        lines.append(f"    - sources: {'; '.join(nodes)}")
+    return lines
+
+
+def _says_more(feedback: object) -> bool:
+    """Whether the judge's feedback says more than a bare YES or NO (llama-index's
+    faithfulness and relevancy judges answer only that)."""
+    if not isinstance(feedback, str):
+        return False
+    return feedback.strip().rstrip(".!").strip().upper() not in ("", "YES", "NO")

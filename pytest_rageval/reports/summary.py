@@ -11,13 +11,13 @@ from typing import Any
 
 from pytest_rageval.baseline import Baseline, SetChange, compare_set
 from pytest_rageval.correction import Labels
-from pytest_rageval.gate import Gate, MetricRate, row_verdicts, unheld
+from pytest_rageval.gate import Gate, MetricRate, fell_more, row_verdicts, unheld
 from pytest_rageval.gate.corrected import Calibration
 from pytest_rageval.gate.sampled import Sampling
 from pytest_rageval.retry import cause
 from pytest_rageval.stats import detectable_drop
 from pytest_rageval.verdicts import MetricResult
-from pytest_rageval.wording import describe_drop, describe_rate
+from pytest_rageval.wording import describe_drop, describe_rate, format_fraction
 
 
 @dataclass
@@ -151,6 +151,78 @@ def _calibration_of(metrics: Mapping[str, Any]) -> Calibration | None:
         first.get("labels_date"),
         {name: Labels(*(int(entry[key]) for key in keys)) for name, entry in found.items()},
     )
+
+
+CAUSE_PREFIX = "errors by cause: "
+"""How a notice that counts errors of one cause begins (the terminal lists them apart)."""
+
+
+def erring_causes(summaries: Iterable[SetSummary]) -> list[str]:
+    """``3 x TimeoutError: ...``: questions that errored, by cause, most first (sets
+    judged on nothing are left out: their one problem is said on its own)."""
+    causes = error_causes(s for s in summaries if s.problem is None)
+    return [f"{count} x {text}" for text, count in causes.most_common()]
+
+
+def weak_gates(summaries: Iterable[SetSummary]) -> list[str]:
+    """Warnings for sets too small for their ``max_drop``: the smallest drop they detect
+    (80% power, 5% level) is larger."""
+    found: list[str] = []
+    for summary in summaries:
+        max_drop = summary.gate.max_drop
+        if max_drop is None:
+            continue
+        for metric, rate in summary.rates.items():
+            drop = summary.detectable(metric)
+            if drop is None:
+                found.append(
+                    f"{summary.name} has {rate.n} questions for {metric}: too few to detect "
+                    f"any drop, whatever max_drop ({format_fraction(max_drop)}) says"
+                )
+            elif fell_more(drop, max_drop):
+                found.append(
+                    f"{summary.name} has {rate.n} questions: it can only detect drops of "
+                    f"{format_fraction(drop)} or more in {metric} (max_drop "
+                    f"{format_fraction(max_drop)})"
+                )
+    return found
+
+
+def drop_notes(summaries: Iterable[SetSummary]) -> list[str]:
+    """Why a row reads ``FAILED (drop)`` beside ``within noise``: ``max_drop`` is a fixed
+    bound on the fall, and the p-value only says whether the flips could be noise."""
+    notes: list[str] = []
+    for summary in summaries:
+        verdicts = summary.verdicts()
+        for metric, rate in summary.rates.items():
+            if verdicts[metric] != "FAILED (drop)" or rate.baseline is None:
+                continue
+            fell = rate.baseline - (rate.pass_rate or 0.0)
+            notes.append(
+                f"{summary.name} {metric}: FAILED (drop) because the pass rate fell "
+                f"{format_fraction(fell)} below the baseline's {format_fraction(rate.baseline)}"
+                f", more than max_drop {format_fraction(rate.max_drop)}: a fixed bound, held "
+                "whatever the p-value; the change column's p-value only says whether the "
+                "flips could be judge noise"
+            )
+    return notes
+
+
+def warnings(summaries: Iterable[SetSummary], notices: Iterable[str]) -> list[str]:
+    """Every warning of a run, as the terminal prints it and every report holds it: the
+    session's notices (the runner, the cache, unused ini thresholds), sets too small for
+    their ``max_drop``, and what a failed drop means."""
+    summaries = list(summaries)
+    found = list(notices)
+    found += [w for w in (*weak_gates(summaries), *drop_notes(summaries)) if w not in found]
+    return found
+
+
+def run_notices(summaries: Iterable[SetSummary], notices: Iterable[str]) -> list[str]:
+    """A report's ``notices``: the errors by cause, then :func:`warnings`."""
+    summaries = list(summaries)
+    causes = [CAUSE_PREFIX + line for line in erring_causes(summaries)]
+    return [*causes, *warnings(summaries, notices)]
 
 
 def summaries_from_document(document: Mapping[str, Any]) -> list[SetSummary]:

@@ -7,10 +7,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pytest_rageval.baseline import Baseline, MetricChange, SetChange
-from pytest_rageval.gate import fell_more
-from pytest_rageval.reports.summary import SetSummary, changes_of, error_causes
+from pytest_rageval.reports.summary import (
+    SetSummary,
+    changes_of,
+    erring_causes,
+    warnings,
+)
 from pytest_rageval.wording import (
     corrected_line,
+    format_delta,
     format_fraction,
     labels_source,
     printable,
@@ -38,10 +43,6 @@ FLIPS_SHOWN = 10
 
 def format_interval(interval: tuple[float, float] | list[float] | None) -> str:
     return "n/a" if interval is None else f"{interval[0]:.2f}-{interval[1]:.2f}"
-
-
-def format_delta(delta: float | None) -> str:
-    return "n/a" if delta is None else f"{delta:+.2f}"
 
 
 def format_change(change: MetricChange | None) -> str:
@@ -84,7 +85,7 @@ def table_rows(
                 else:
                     extra = (
                         format_fraction(change.baseline_rate),
-                        format_delta(change.delta),
+                        format_delta(change.delta, rate.max_drop),
                         format_change(change),
                     )
             judged = ()
@@ -168,30 +169,6 @@ def _some(ids: list[str], shown: int = FLIPS_SHOWN) -> str:
     return ", ".join(printable(i) for i in ids[:shown]) + more
 
 
-def weak_gates(summaries: Iterable[SetSummary]) -> list[str]:
-    """Warnings for sets too small for their ``max_drop``: the smallest drop they detect
-    (80% power, 5% level) is larger."""
-    warnings: list[str] = []
-    for summary in summaries:
-        max_drop = summary.gate.max_drop
-        if max_drop is None:
-            continue
-        for metric, rate in summary.rates.items():
-            drop = summary.detectable(metric)
-            if drop is None:
-                warnings.append(
-                    f"{summary.name} has {rate.n} questions for {metric}: too few to detect "
-                    f"any drop, whatever max_drop ({format_fraction(max_drop)}) says"
-                )
-            elif fell_more(drop, max_drop):
-                warnings.append(
-                    f"{summary.name} has {rate.n} questions: it can only detect drops of "
-                    f"{format_fraction(drop)} or more in {metric} (max_drop "
-                    f"{format_fraction(max_drop)})"
-                )
-    return warnings
-
-
 def render_summary(
     summaries: list[SetSummary], notices: Iterable[str] = (), baseline: Baseline | None = None
 ) -> list[str]:
@@ -214,12 +191,11 @@ def render_summary(
             for s in summaries
             if s.sampling is not None
         )
-    causes = error_causes(s for s in summaries if s.problem is None)
+    causes = erring_causes(summaries)
     if causes:
         lines.append("errors by cause:")
-        lines.extend(f"  {count} x {printable(text)}" for text, count in causes.most_common())
-    notices = [*notices, *weak_gates(summaries)]
-    lines.extend(f"warning: {printable(notice)}" for notice in notices)
+        lines.extend(f"  {printable(line)}" for line in causes)
+    lines.extend(f"warning: {printable(notice)}" for notice in warnings(summaries, notices))
     return lines
 
 
