@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -65,3 +66,72 @@ def test_the_answer_is_read_as_valid_unicode() -> None:
     assert result.sources is None
     read_answer(result, "plain")
     assert (result.response, result.contexts, result.sources) == ("plain", None, None)
+
+
+def run_calls(threads: DaemonThreads, fn: Any, args: list[Any]) -> list[Any]:
+    async def main() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        return list(await asyncio.gather(*(threads.call(loop, fn, arg) for arg in args)))
+
+    return asyncio.run(main())
+
+
+def test_fast_calls_share_one_thread_and_slow_ones_get_one_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fewer threads contend for the GIL with pytest's main thread: 200 fast calls at
+    once run in one thread (each used to get a thread of its own), while calls that
+    wait (as an HTTP call does) still run side by side."""
+    monkeypatch.setattr("pytest_rageval.runner.threads.STALLED", 30.0)
+    threads = DaemonThreads(name="test-sync")
+    seen: list[str] = []
+    running = [0, 0]  # now, peak
+    lock = threading.Lock()
+
+    def fast(n: int) -> int:
+        seen.append(threading.current_thread().name)
+        return n * 2
+
+    def slow(n: int) -> int:
+        with lock:
+            running[0] += 1
+            running[1] = max(running)
+        time.sleep(0.1)
+        with lock:
+            running[0] -= 1
+        return n
+
+    try:
+        assert run_calls(threads, fast, list(range(200))) == [n * 2 for n in range(200)]
+        assert set(seen) == {"test-sync-1"}
+        assert run_calls(threads, slow, [0]) == [0]  # now calls are known to be slow
+        assert run_calls(threads, slow, [1, 2, 3, 4]) == [1, 2, 3, 4]
+        assert running[1] == 4
+    finally:
+        threads.shutdown(wait=False)
+
+
+def test_calls_queued_behind_a_hung_call_get_another_thread() -> None:
+    threads = DaemonThreads(name="test-sync")
+    release = threading.Event()
+
+    def app(query: str) -> str:
+        if query == "HANG":
+            release.wait()
+        return f"Answer: {query}"
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        hung = threads.call(loop, app, "HANG")
+        answer: str = await asyncio.wait_for(threads.call(loop, app, "Fine"), timeout=2)
+        hung.cancel()  # abandoned: its thread stays busy until released
+        return answer
+
+    try:
+        started = time.monotonic()
+        assert asyncio.run(main()) == "Answer: Fine"
+        assert time.monotonic() - started < 1
+        assert not release.is_set()
+    finally:
+        release.set()
+        threads.shutdown(wait=False)
