@@ -26,7 +26,6 @@ from pytest_rageval.reports.summary import SetSummary, summarize
 from pytest_rageval.text import well_formed
 from pytest_rageval.thresholds import unused_thresholds
 from pytest_rageval.totals import Totals, WorkerOutput
-from pytest_rageval.verdicts import MetricResult
 
 
 @dataclass
@@ -42,17 +41,16 @@ class Merged:
 def decide(run: Run) -> list[SetSummary]:
     """The run's sets, each question's outcome decided on its whole set's rates (as the
     shard could not)."""
-    summaries = summarize(run.records, run.gates)
+    summaries = summarize(run.records, run.gates, copy=False)
     for summary in summaries:
-        for record in summary.questions:
+        rates = summary.rates  # before any outcome changes
+        drops = summary.gate.drops  # as RagSet.newly: a set in the baseline, max_drop
+        # the results the rates were counted from (a sequential set's are parsed here)
+        for record, metrics in zip(summary.questions, summary.judged, strict=True):
             if record["outcome"] == "skipped":
                 continue
-            metrics = {n: MetricResult.from_json(m) for n, m in record["metrics"].items()}
-            drops = summary.gate.drops  # as RagSet.newly: a set in the baseline, max_drop
             newly = newly_failing(metrics, record.get("baseline")) if drops else frozenset()
-            record["outcome"] = outcome(
-                metrics, record["error"], record["must_pass"], summary.rates, newly
-            )
+            record["outcome"] = outcome(metrics, record["error"], record["must_pass"], rates, newly)
     return summaries
 
 
@@ -215,8 +213,10 @@ def run(
     if not merged.document["complete"]:
         print(f"incomplete: {merged.document['stopped'] or 'not every question ran'}")
     summary = markdown.render_markdown(merged.document, html=html_out)
+    if out is not None:
+        json_report.write_json(Path(out), merged.document)
+        print(f"rag report written to {out}")
     outputs: list[tuple[str, str | None, Callable[[], str]]] = [
-        ("rag report", out, lambda: json_report.dumps(merged.document)),
         ("rag markdown summary", markdown_out, lambda: summary),
         ("rag html report", html_out, lambda: html.render_html(merged.document)),
         ("rag junit xml", junit_out, lambda: junit_xml(merged.summaries)),
