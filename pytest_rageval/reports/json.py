@@ -107,6 +107,7 @@ def encode(value: Any, write: Callable[[str], object]) -> None:
     pieces: list[str] = []
     append = pieces.append
     breaks = ["\n"]
+    string = _string
 
     def newline(level: int) -> str:
         while len(breaks) <= level:
@@ -117,7 +118,7 @@ def encode(value: Any, write: Callable[[str], object]) -> None:
         """``item``'s text, or None when it is a list or mapping."""
         kind = type(item)
         if kind is str:
-            return _string(item)
+            return string(item)
         if item is None:
             return "null"
         if item is True:
@@ -128,10 +129,10 @@ def encode(value: Any, write: Callable[[str], object]) -> None:
             return int.__repr__(item)
         if kind is float:
             return float.__repr__(item) if math.isfinite(item) else "null"
-        if isinstance(item, (Mapping, list, tuple)):
+        if kind is dict or kind is list or isinstance(item, (Mapping, list, tuple)):
             return None
         if isinstance(item, str):
-            return _string(item)
+            return string(item)
         if isinstance(item, int):
             return int.__repr__(item)
         if isinstance(item, float):
@@ -140,19 +141,25 @@ def encode(value: Any, write: Callable[[str], object]) -> None:
 
     def nested(item: Any, level: int) -> None:
         inner = newline(level + 1)
-        if isinstance(item, Mapping):
+        if type(item) is dict or isinstance(item, Mapping):
             if not item:
                 append("{}")
                 return
             opening = "{" + inner
             for key, member in item.items():
-                name = key if type(key) is str else str(key)
-                text = scalar(member)
-                if text is None:
-                    append(f"{opening}{_string(name)}: ")
-                    nested(member, level + 1)
+                name = string(key if type(key) is str else str(key))
+                # the common kinds first, without a call
+                if type(member) is str:
+                    append(f"{opening}{name}: {string(member)}")
+                elif member is None:
+                    append(f"{opening}{name}: null")
                 else:
-                    append(f"{opening}{_string(name)}: {text}")
+                    text = scalar(member)
+                    if text is None:
+                        append(f"{opening}{name}: ")
+                        nested(member, level + 1)
+                    else:
+                        append(f"{opening}{name}: {text}")
                 opening = "," + inner
             append(newline(level) + "}")
         else:
@@ -161,12 +168,15 @@ def encode(value: Any, write: Callable[[str], object]) -> None:
                 return
             opening = "[" + inner
             for member in item:
-                text = scalar(member)
-                if text is None:
-                    append(opening)
-                    nested(member, level + 1)
+                if type(member) is str:
+                    append(opening + string(member))
                 else:
-                    append(opening + text)
+                    text = scalar(member)
+                    if text is None:
+                        append(opening)
+                        nested(member, level + 1)
+                    else:
+                        append(opening + text)
                 opening = "," + inner
             append(newline(level) + "]")
         if len(pieces) > _FLUSH:
