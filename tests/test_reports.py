@@ -6,6 +6,7 @@ import asyncio
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -256,4 +257,51 @@ def test_a_non_question_file_matching_rag_files_says_how_to_exclude_it(
             "is not a question file, narrow the ini option rag_files (default: *) so that it does "
             "not match it, e.g. rag_files = rag_questions*.yaml"
         ]
+    )
+
+
+def test_the_report_text_is_json_dumps_text_streamed(tmp_path: Path) -> None:
+    """The report's own encoder (json's C encoder cannot indent) writes what
+    ``json.dumps(indent=2, ensure_ascii=False)`` writes, in pieces, never the whole
+    text at once; non-finite floats are null, a lone surrogate U+FFFD."""
+    from pytest_rageval.reports import json as json_report
+
+    records = [
+        {"id": f"q{i}", "score": i / 7, "tags": [], "metrics": {"m": {"passing": i % 2 == 0}}}
+        for i in range(3000)
+    ]
+    document = {
+        "version": 1,
+        "text": 'quote " backslash \\ tab \t nul \x00 é 中 😀 \u2028',
+        "empty": {},
+        "nested": [[], [1, -2, 10**20, 2.5, -0.0, 1e300, True, False, None]],
+        2: ("a", "tuple"),
+        "records": records,
+    }
+    expected = (
+        json.dumps(
+            {
+                "version": 1,
+                "text": document["text"],
+                "empty": {},
+                "nested": document["nested"],
+                "2": ["a", "tuple"],
+                "records": records,
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
+    assert json_report.dumps(document) == expected
+    pieces: list[str] = []
+    json_report.encode(document, pieces.append)
+    assert len(pieces) > 1 and max(map(len, pieces)) < len(expected) / 2
+    assert "".join(pieces) + "\n" == expected
+    json_report.write_json(tmp_path / "report.json", document)
+    assert (tmp_path / "report.json").read_text(encoding="utf-8") == expected
+
+    odd = {"nan": float("nan"), "inf": [float("inf"), -float("inf")], "lone": "a\ud83db"}
+    assert json_report.dumps(odd) == (
+        '{\n  "nan": null,\n  "inf": [\n    null,\n    null\n  ],\n  "lone": "a\ufffdb"\n}\n'
     )

@@ -7,9 +7,9 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from pytest_rageval.baseline import Baseline
 from pytest_rageval.gate import run_passed
@@ -100,26 +100,121 @@ def _limit_text(record: Mapping[str, Any], mode: str) -> dict[str, Any]:
     return limited
 
 
-def strict_json(value: Any) -> Any:
-    """``value`` with every non-finite float as None: the report is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(key): strict_json(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(item) for item in value]
-    return value
+_string = json.encoder.encode_basestring  # as json.dumps(ensure_ascii=False) writes one
+_FLUSH = 1 << 14
+"""Pieces held before they are written out: a report is streamed, never held whole."""
+
+
+def encode(value: Any, write: Callable[[str], object]) -> None:
+    """Pass ``value``'s strict JSON text to ``write`` piece by piece: the text
+    ``json.dumps(value, indent=2, ensure_ascii=False)`` gives, with every non-finite
+    float as null (and every key as ``str(key)``), as valid Unicode. It is written here
+    rather than by :mod:`json` because ``indent`` turns off json's C encoder: its Python
+    one took 7 s over 100,000 questions, and a strict copy of the document and its whole
+    text held at once cost 500 MB more."""
+    pieces: list[str] = []
+    append = pieces.append
+    breaks = ["\n"]
+    string = _string
+
+    def newline(level: int) -> str:
+        while len(breaks) <= level:
+            breaks.append("\n" + "  " * len(breaks))
+        return breaks[level]
+
+    def scalar(item: Any) -> str | None:
+        """``item``'s text, or None when it is a list or mapping."""
+        kind = type(item)
+        if kind is str:
+            return string(item)
+        if item is None:
+            return "null"
+        if item is True:
+            return "true"
+        if item is False:
+            return "false"
+        if kind is int:
+            return int.__repr__(item)
+        if kind is float:
+            return float.__repr__(item) if math.isfinite(item) else "null"
+        if kind is dict or kind is list or isinstance(item, (Mapping, list, tuple)):
+            return None
+        if isinstance(item, str):
+            return string(item)
+        if isinstance(item, int):
+            return int.__repr__(item)
+        if isinstance(item, float):
+            return float.__repr__(item) if math.isfinite(item) else "null"
+        raise TypeError(f"Object of type {kind.__name__} is not JSON serializable")
+
+    def nested(item: Any, level: int) -> None:
+        inner = newline(level + 1)
+        if type(item) is dict or isinstance(item, Mapping):
+            if not item:
+                append("{}")
+                return
+            opening = "{" + inner
+            for key, member in item.items():
+                name = string(key if type(key) is str else str(key))
+                # the common kinds first, without a call
+                if type(member) is str:
+                    append(f"{opening}{name}: {string(member)}")
+                elif member is None:
+                    append(f"{opening}{name}: null")
+                else:
+                    text = scalar(member)
+                    if text is None:
+                        append(f"{opening}{name}: ")
+                        nested(member, level + 1)
+                    else:
+                        append(f"{opening}{name}: {text}")
+                opening = "," + inner
+            append(newline(level) + "}")
+        else:
+            if not item:
+                append("[]")
+                return
+            opening = "[" + inner
+            for member in item:
+                if type(member) is str:
+                    append(opening + string(member))
+                else:
+                    text = scalar(member)
+                    if text is None:
+                        append(opening)
+                        nested(member, level + 1)
+                    else:
+                        append(opening + text)
+                opening = "," + inner
+            append(newline(level) + "]")
+        if len(pieces) > _FLUSH:
+            write(well_formed("".join(pieces)))
+            pieces.clear()
+
+    text = scalar(value)
+    if text is None:
+        nested(value, 0)
+    else:
+        append(text)
+    # a string's text is never cut between pieces, so each is made valid on its own
+    write(well_formed("".join(pieces)))
 
 
 def dumps(document: Mapping[str, Any]) -> str:
     """``document`` as strict JSON text (non-finite floats as null), valid Unicode."""
-    text = json.dumps(strict_json(document), indent=2, ensure_ascii=False, allow_nan=False)
-    return well_formed(text) + "\n"
+    pieces: list[str] = []
+    encode(document, pieces.append)
+    return "".join(pieces) + "\n"
 
 
 def write_json(path: Path, document: Mapping[str, Any]) -> None:
-    """Write ``document`` as strict JSON, atomically."""
-    write_atomic(path, dumps(document))
+    """Write ``document`` as strict JSON, atomically, without holding its whole text."""
+
+    def write(handle: TextIO) -> None:
+        encode(document, handle.write)
+        handle.write("\n")
+
+    _write_atomic(path, write)
 
 
 def _umask() -> int:
@@ -133,11 +228,16 @@ def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` atomically: a reader sees the old file or the new, never half. Any
     text can be written: a lone surrogate in it is written as U+FFFD."""
     text = well_formed(text)
+    _write_atomic(path, lambda handle: handle.write(text))
+
+
+def _write_atomic(path: Path, write: Callable[[TextIO], object]) -> None:
+    """Call ``write`` with a temporary file beside ``path``, then put it in place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            write(handle)
         # mkstemp makes the file 0600; a report gets the mode any new file gets
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
