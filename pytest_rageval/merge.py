@@ -24,7 +24,7 @@ from pytest_rageval.gate import newly_failing, outcome
 from pytest_rageval.parts import PartError, Run, assemble, baseline_digest, read_part
 from pytest_rageval.reports import html, markdown, terminal
 from pytest_rageval.reports import json as json_report
-from pytest_rageval.reports.summary import SetSummary, summarize
+from pytest_rageval.reports.summary import SetSummary, run_notices, summarize
 from pytest_rageval.text import well_formed
 from pytest_rageval.thresholds import unused_thresholds
 from pytest_rageval.totals import Totals, WorkerOutput
@@ -98,7 +98,7 @@ def merge(run: Run, baseline: Baseline | None) -> Merged:
     document["complete"] = complete
     document["stopped"] = stopped
     document["gate"] = json_report.gate(document, exitstatus)
-    document["notices"] = notices
+    document["notices"] = run_notices(summaries, notices)
     document["settings"] = settings
     document["versions"] = first["versions"]
     document["timing"] = {
@@ -248,7 +248,7 @@ def _run(
         print(line)
     if not merged.document["complete"]:
         print(f"incomplete: {merged.document['stopped'] or 'not every question ran'}")
-    summary = markdown.render_markdown(merged.document, html=html_out)
+    summary = markdown.render_markdown(merged.document, html=html_out, root=os.getcwd())
     if out is not None:
         json_report.write_json(Path(out), merged.document)
         print(f"rag report written to {out}")

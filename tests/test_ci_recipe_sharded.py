@@ -95,10 +95,26 @@ def test_the_sharded_recipe_runs_three_shards_then_merges(tmp_path: Path) -> Non
     )
     assert single.returncode == 0, single.stdout[-2000:]
     full = json.loads((workdir / "single.json").read_text())
-    assert merged["sets"] == full["sets"]
+    # the example app builds its index afresh in each job, and llama-index gives the nodes
+    # of documents without ids random ids: the source ids differ between runs, not the
+    # questions' verdicts
+    assert _without_sources(merged["sets"]) == _without_sources(full["sets"])
     assert questions == sum(len(s["questions"]) for s in full["sets"]) > 3
     assert "### pytest-rageval: passed" in summary.read_text()
     assert (workdir / "rag-reports" / "rag.md").read_text() == summary.read_text()
     assert "rag gate passed" in done[0].stdout
     # on main, the shards' caches are merged into the one the next run restores
     assert (workdir / ".rageval_cache" / "verdicts.sqlite3").is_file()
+
+
+def _without_sources(sets: list[dict[str, object]]) -> list[dict[str, object]]:
+    return [
+        {
+            **entry,
+            "questions": [
+                {k: v for k, v in q.items() if k != "sources"}
+                for q in entry["questions"]  # type: ignore[attr-defined]
+            ],
+        }
+        for entry in sets
+    ]

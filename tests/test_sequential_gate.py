@@ -79,8 +79,8 @@ def test_a_failing_set_stops_early_and_skips_what_it_never_asked(
             "set *metric*judged*questions*",
             f"rag_big.yaml*contains*{sample['visited']}/1,000*FAILED",
             f"SKIPPED [[]{1000 - sample['visited']}[]] rag_big.yaml: not sampled: rag_big.yaml "
-            f"decided FAILED (contains < 0.90 at 95%) after {sample['decided_after']} of 1,000 "
-            "questions",
+            f"decided FAILED (contains < 0.90 at 95%) on the first {sample['decided_after']} of "
+            "its 1,000 questions in random order",
         ]
     )
     metric = entry["metrics"]["contains"]

@@ -47,8 +47,14 @@ def _count(lines: list[str], text: str) -> int:
     ],
 )
 def test_a_configuration_mistake_is_said_once_per_set(
-    project: pytest.Pytester, conftest: str | None, questions: str, message: str
+    project: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    conftest: str | None,
+    questions: str,
+    message: str,
 ) -> None:
+    # the short test summary is counted: as CI prints it, uncut by the terminal's width
+    monkeypatch.setenv("CI", "true")
     if conftest is not None:
         project.makeconftest(conftest)
     project.makefile(".yaml", rag_set=questions)
@@ -63,7 +69,10 @@ def test_a_configuration_mistake_is_said_once_per_set(
     assert f"FAILED rag_set.yaml::q49 - Failed: {POINTER}" in lines
 
 
-def test_an_untouched_init_todo_is_one_short_message(pytester: pytest.Pytester) -> None:
+def test_an_untouched_init_todo_is_one_short_message(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI", "true")  # the short summary uncut by the terminal's width
     assert console.rageval("init", cwd=pytester.path).returncode == 0
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=2)

@@ -184,8 +184,8 @@ class Sampling:
             self.decision or "failed"
         ]
         return (
-            f"not sampled: {self.name} decided {decided} ({self.reason}) after "
-            f"{self.visited:,} of {self.size:,} questions"
+            f"not sampled: {self.name} decided {decided} ({self.reason}) on the first "
+            f"{self.visited:,} of its {self.size:,} questions in random order"
         )
 
     def sampled(self, metric: str, *, with_bounds: bool = True) -> Sampled:
