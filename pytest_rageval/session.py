@@ -74,22 +74,8 @@ class RagSession:
     def runner(self) -> Runner:
         """The process's one runner, started on first use."""
         if self._runner is None:
-            settings = self.settings
-            deadline = None
-            if settings.deadline is not None:
-                deadline = max(0.0, settings.deadline - (time.monotonic() - self._started))
-            self._runner = Runner(
-                settings.workers,
-                timeout=settings.timeout,
-                retries=settings.retries,
-                query_retries=settings.query_retries,
-                max_backoff=settings.max_backoff,
-                rpm=settings.rpm,
-                deadline=deadline,
-                reask=settings.reask,
-                cache=self.cache,
-                replay=settings.replay,
-            )
+            elapsed = time.monotonic() - self._started
+            self._runner = Runner(**self.settings.runner_options(elapsed), cache=self.cache)
         return self._runner
 
     def close_on_runner(self, closing: Awaitable[Any]) -> None:
@@ -353,27 +339,11 @@ class RagSession:
         lines.extend(terminal.render_usage(self.usage_report()))
         for line in lines:
             terminalreporter.write_line(line)
-        if not self.complete:
-            unfinished = sum(
-                1
-                for record in self.records
-                if not record.get("evaluated", True) and record["outcome"] != "skipped"
-            )
-            terminalreporter.write_line(
-                f"incomplete: {self.stopped or 'not every question ran'}; "
-                f"{unfinished} of {len(self.records)} questions not evaluated",
-                yellow=True,
-            )
-        for label, path, error in self.written:
-            if error is None:
-                terminalreporter.write_line(f"{label} written to {path}")
-            else:
-                terminalreporter.write_line(f"{label} NOT written to {path}: {error}", red=True)
-        if self._failed_writing:
-            terminalreporter.write_line(
-                "the run fails (exit 1): a report it was asked for could not be written",
-                red=True,
-            )
+        ending = terminal.render_ending(
+            self.records, self.complete, self.stopped, self.written, self._failed_writing
+        )
+        for line, markup in ending:
+            terminalreporter.write_line(line, **markup)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.interrupts.uninstall()

@@ -85,3 +85,19 @@ class Settings:
             "sample": self.sample,
             "seed": self.seed,
         }
+
+    def runner_options(self, elapsed: float = 0.0) -> dict[str, Any]:
+        """The keywords of ``Runner`` these settings give, ``elapsed`` seconds into the run
+        (the deadline counts from its start)."""
+        deadline = None if self.deadline is None else max(0.0, self.deadline - elapsed)
+        return {
+            "workers": self.workers,
+            "timeout": self.timeout,
+            "retries": self.retries,
+            "query_retries": self.query_retries,
+            "max_backoff": self.max_backoff,
+            "rpm": self.rpm,
+            "deadline": deadline,
+            "reask": self.reask,
+            "replay": self.replay,
+        }

@@ -3,7 +3,7 @@ errors by cause and warnings (no pytest here)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pytest_rageval.baseline import Baseline, MetricChange, SetChange
@@ -290,4 +290,43 @@ def render_usage(report: Mapping[str, Mapping[str, Any]]) -> list[str]:
             else ""
         )
         lines.append(f"the verdict cache saved {saved_tokens:,} tokens{money}")
+    return lines
+
+
+def render_ending(
+    records: Sequence[Mapping[str, Any]],
+    complete: bool,
+    stopped: str | None,
+    written: Iterable[tuple[str, Any, str | None]],
+    failed_writing: bool,
+) -> list[tuple[str, dict[str, bool]]]:
+    """The lines after the summary, each with its colour: an incomplete run, each report
+    file written (or not, and why), and the exit a report that could not be written
+    causes."""
+    lines: list[tuple[str, dict[str, bool]]] = []
+    if not complete:
+        unfinished = sum(
+            1
+            for record in records
+            if not record.get("evaluated", True) and record["outcome"] != "skipped"
+        )
+        lines.append(
+            (
+                f"incomplete: {stopped or 'not every question ran'}; "
+                f"{unfinished} of {len(records)} questions not evaluated",
+                {"yellow": True},
+            )
+        )
+    for label, path, error in written:
+        if error is None:
+            lines.append((f"{label} written to {path}", {}))
+        else:
+            lines.append((f"{label} NOT written to {path}: {error}", {"red": True}))
+    if failed_writing:
+        lines.append(
+            (
+                "the run fails (exit 1): a report it was asked for could not be written",
+                {"red": True},
+            )
+        )
     return lines
