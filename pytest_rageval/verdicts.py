@@ -7,9 +7,10 @@ pytest reports (and later between xdist workers) and be written to the JSON repo
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, TypedDict
 
 from pytest_rageval.redaction import redact_all
@@ -38,6 +39,12 @@ class MetricResult:
     repeat: int = 1
     """The votes asked for; ``votes`` holds fewer when the majority was decided before
     the last (the rest could not change it)."""
+    human: bool | None = None
+    """A person's label of this answer, from the question's ``labels`` (None: none, or
+    the answer changed since the labelling)."""
+    stale: bool = False
+    """The question labels this metric, but the app's answer changed since the labelling
+    (the label does not count)."""
 
     @property
     def unstable(self) -> bool:
@@ -64,6 +71,8 @@ class MetricResult:
             reason=data.get("reason"),
             votes=votes,
             repeat=int(data.get("repeat") or len(votes) or 1),
+            human=data.get("human"),
+            stale=bool(data.get("stale")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -84,6 +93,8 @@ class MetricResult:
                 if self.votes
                 else {}
             ),
+            **({"human": self.human} if self.human is not None else {}),
+            **({"stale": True} if self.stale else {}),
         }
 
 
@@ -129,6 +140,21 @@ def metric_results(result: QuestionResult) -> dict[str, MetricResult]:
             metrics[name] = majority([judged(vote) for vote in votes], result.repeat)
         else:
             metrics[name] = judged(result.evaluations[name])
+    return _labelled(result, metrics)
+
+
+def _labelled(result: QuestionResult, metrics: dict[str, MetricResult]) -> dict[str, MetricResult]:
+    """``metrics`` with the question's labels of them, where the app's answer today is
+    the one labelled (hashed as the verdict cache hashes text: SHA-256 of its UTF-8)."""
+    question = result.question
+    if not question.labels or result.response is None:
+        return metrics
+    digest = hashlib.sha256(result.response.encode("utf-8", "surrogatepass")).hexdigest()
+    same = digest == question.labelled_response_sha256
+    for name, label in question.labels:
+        metric = metrics.get(name)
+        if metric is not None and metric.error is None:
+            metrics[name] = replace(metric, human=label) if same else replace(metric, stale=True)
     return metrics
 
 

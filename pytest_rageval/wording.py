@@ -85,6 +85,15 @@ def _rate_against(rate: MetricRate, passed: int, relation: str) -> str:
     """``3/4 = 0.75 <`` (with ``confidence``: and the lower bound of its interval; with
     labels: the corrected rate, which the gate compares)."""
     text = f"{passed}/{rate.n} = {format_fraction(passed / rate.n)}"
+    if rate.labelled is not None and rate.labelled.problem(rate.confidence) is None:
+        ppi = rate.labelled.rate(rate.confidence)
+        text += f" by the judge, PPI++ with {len(rate.labelled.pairs)} labels:"
+        if rate.confidence is None:
+            return f"{text} {format_fraction(ppi.estimate)} {relation}"
+        return (
+            f"{text} {format_fraction(ppi.estimate)}, lower bound of its "
+            f"{rate.confidence:.0%} interval {format_fraction(ppi.lower)} {relation}"
+        )
     if rate.corrected is not None:
         corrected = rate.corrected.rate(passed, rate.n, rate.confidence)
         text += f" by the judge, corrected with {rate.corrected.file} to"
@@ -173,6 +182,12 @@ def corrected_line(rate: Mapping[str, Any]) -> str | None:
         if interval
         else "corrected n/a"
     )
+    if corrected.get("method") == "ppi++":
+        total = corrected["labelled"] + corrected["unlabelled"]
+        return (
+            f"judge {format_fraction(rate.get('pass_rate'))}  {shown}  PPI++ "
+            f"(n={corrected['labelled']} labelled of {total})"
+        )
     labelled = corrected["people_passed"] + corrected["people_failed"]
     return (
         f"judge {format_fraction(rate.get('pass_rate'))}  {shown}  "
@@ -184,6 +199,8 @@ def corrected_line(rate: Mapping[str, Any]) -> str | None:
 def labels_source(rate: Mapping[str, Any]) -> str:
     """``labels.yaml of 2026-12-07``: the labels file a corrected rate used, and its date."""
     corrected = rate.get("corrected") or {}
+    if corrected.get("method") == "ppi++":
+        return "the set's questions"
     date = corrected.get("labels_date")
     return f"{corrected.get('labels_file')}{f' of {date}' if date else ''}"
 

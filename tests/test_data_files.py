@@ -133,13 +133,15 @@ def test_rag_files_ini_chooses_what_is_collected(project: pytest.Pytester) -> No
             "rag_bad.yaml",
             "questions:\n  - query: fine\n  - refrence: typo\n    query: Q\n",
             "rag_bad.yaml:3: unknown key 'refrence'; allowed keys: id, query, reference, "
-            "contexts, expected_sources, pattern, must_pass, tags; did you mean 'reference'?",
+            "contexts, expected_sources, pattern, must_pass, tags, labels, "
+            "labelled_response_sha256; did you mean 'reference'?",
         ),
         (
             "rag_bad.yaml",
             "questions:\n  - question: How long do refunds take?\n",
             "rag_bad.yaml:2: unknown key 'question'; allowed keys: id, query, reference, "
-            "contexts, expected_sources, pattern, must_pass, tags; did you mean 'query'?",
+            "contexts, expected_sources, pattern, must_pass, tags, labels, "
+            "labelled_response_sha256; did you mean 'query'?",
         ),
         (
             "rag_bad.yaml",

@@ -173,6 +173,8 @@ def row_verdict(rate: MetricRate, must_pass_failures: int = 0) -> str:
     questions fails the run through this metric."""
     if rate.errors:
         return "ERROR"
+    if rate.labelled is not None and not rate.pending and rate.labelled.problem(rate.confidence):
+        return "ERROR"  # too few labels: PPI++ refuses, and the raw rate is no substitute
     if not rate.ok and (rate.sampled is None or rate.sampled.rate == "fail"):
         return "FAILED"
     if rate.invalid_exceeded:

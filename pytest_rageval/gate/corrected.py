@@ -6,15 +6,30 @@ judge did on it (:class:`~pytest_rageval.correction.Labels`: q1, q0) travels in 
 :class:`Calibrated` (``MetricRate.corrected``), and the gate compares the corrected rate
 (:func:`pytest_rageval.correction.correct`), or with ``confidence`` its interval's lower
 bound, with the threshold. The per-question verdicts stay the judge's.
+
+Where the set's own questions carry labels of the answers the app still gives
+(``labels`` and ``labelled_response_sha256`` in the data file), a metric's rate carries
+an :class:`OwnLabels` instead (``MetricRate.labelled``): prediction-powered inference
+(:func:`pytest_rageval.correction.ppi_rate`, PPI++ with lambda cross-fitted on 2 folds)
+is exact for that population, so it replaces the labels file's correction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_rageval.correction import CONFIDENCE, Corrected, Labels, correct
+from pytest_rageval.correction import (
+    CONFIDENCE,
+    Corrected,
+    Labels,
+    PPIRate,
+    Uncorrectable,
+    UncorrectableError,
+    correct,
+    ppi_rate,
+)
 from pytest_rageval.stats import wilson
 
 
@@ -112,3 +127,80 @@ class Calibration:
             data.get("date"),
             {metric: Labels(*counts) for metric, counts in (data.get("labels") or {}).items()},
         )
+
+
+@dataclass(frozen=True)
+class OwnLabels:
+    """One metric's labels on a set's own questions: (person, judge) per labelled
+    question, the judge's verdicts on the rest, and the labels the app's answers no
+    longer match (``stale``: ignored)."""
+
+    pairs: tuple[tuple[bool, bool], ...]
+    unlabelled: tuple[bool, ...]
+    stale: int = 0
+
+    @classmethod
+    def of(cls, verdicts: Sequence[tuple[bool | None, bool]], stale: int) -> OwnLabels:
+        """From (person or None, judge) per question. The labelled ones are sorted by
+        (person, judge): the folds are then stratified, and the rate does not depend on
+        the order the answers came in."""
+        pairs = sorted((h, j) for h, j in verdicts if h is not None)
+        return cls(tuple(pairs), tuple(j for h, j in verdicts if h is None), stale)
+
+    def rate(self, confidence: float | None) -> PPIRate:
+        """PPI++'s rate (raises UncorrectableError with fewer than 30 labels, or when
+        every question is labelled)."""
+        judge = [j for _, j in self.pairs] + list(self.unlabelled)
+        human: list[bool | None] = [h for h, _ in self.pairs]
+        human += [None] * len(self.unlabelled)
+        if not self.unlabelled:
+            raise UncorrectableError(
+                Uncorrectable(
+                    "too few labels",
+                    "every question is labelled, so prediction-powered inference has no "
+                    "unlabelled question to use the judge on; leave some unlabelled",
+                    0,
+                    0,
+                )
+            )
+        return ppi_rate(judge, human, folds=2, confidence=confidence or CONFIDENCE)
+
+    def problem(self, confidence: float | None) -> str | None:
+        """Why PPI++ refuses these labels (None: it does not)."""
+        try:
+            self.rate(confidence)
+        except UncorrectableError as exc:
+            return exc.reason.message + self.dropped
+        return None
+
+    @property
+    def dropped(self) -> str:
+        if not self.stale:
+            return ""
+        return (
+            f" ({self.stale} label{'s' if self.stale != 1 else ''} ignored: the app's "
+            "answer changed since the labelling)"
+        )
+
+    def to_json(self, confidence: float | None) -> dict[str, Any]:
+        """The report's ``corrected`` object (``method: ppi++``)."""
+        entry: dict[str, Any] = {
+            "method": "ppi++",
+            "labelled": len(self.pairs),
+            "unlabelled": len(self.unlabelled),
+            "stale_labels": self.stale,
+            "people_passed": sum(h for h, _ in self.pairs),
+        }
+        try:
+            rate = self.rate(confidence)
+        except UncorrectableError as exc:
+            problem = exc.reason.message + self.dropped
+            return {**entry, "estimate": None, "interval": None, "problem": problem}
+        return {
+            **entry,
+            "estimate": round(rate.estimate, 12),
+            "interval": [round(rate.lower, 12), round(rate.upper, 12)],
+            "confidence": rate.confidence,
+            "lambda": round(rate.lam, 12),
+            "folds": rate.folds,
+        }

@@ -9,7 +9,7 @@ from statistics import NormalDist
 from typing import Any
 
 from pytest_rageval.correction import UncorrectableError
-from pytest_rageval.gate.corrected import Calibrated, Calibration
+from pytest_rageval.gate.corrected import Calibrated, Calibration, OwnLabels
 from pytest_rageval.gate.sampled import Sampled
 from pytest_rageval.stats import EPSILON, wilson
 from pytest_rageval.thresholds import threshold_for
@@ -45,6 +45,9 @@ class MetricRate:
     corrected: Calibrated | None = None
     """The labels that correct the judge's rate: the threshold (and ``confidence``) then
     apply to the corrected rate."""
+    labelled: OwnLabels | None = None
+    """Labels on the set's own questions: the threshold (and ``confidence``) then apply
+    to PPI++'s rate, once every question is in (it replaces ``corrected``)."""
 
     @property
     def failed(self) -> int:
@@ -57,6 +60,8 @@ class MetricRate:
     @property
     def ok(self) -> bool:
         """The pass rate meets the threshold (with ``pending``: even if all of them fail)."""
+        if self.labelled is not None and self.pending:
+            return False  # PPI++ reads every verdict: nothing is certain before the last
         return self._meets(self.passed)
 
     @property
@@ -64,11 +69,20 @@ class MetricRate:
         """The threshold can still be met if every pending question passes."""
         if self.sampled is not None:
             return self.sampled.rate != "fail"
+        if self.labelled is not None and self.pending:
+            return True
         return self._meets(self.passed + self.pending)
 
     def _meets(self, passed: int) -> bool:
         if self.sampled is not None:
             return self.sampled.rate == "pass"
+        if self.labelled is not None and self.n:
+            try:
+                ppi = self.labelled.rate(self.confidence)
+            except UncorrectableError:
+                return False  # never the raw rate (the row errors with the reason)
+            value = ppi.lower if self.confidence is not None else ppi.estimate
+            return value >= self.threshold - EPSILON
         if self.corrected is not None and self.n:
             try:
                 rate = self.corrected.rate(passed, self.n, self.confidence)
@@ -154,7 +168,12 @@ class MetricRate:
             **({"sampled": self.sampled.to_json()} if self.sampled is not None else {}),
             **(
                 {"corrected": self.corrected.to_json(self.passed, self.n, self.confidence)}
-                if self.corrected is not None and not self.pending
+                if self.corrected is not None and self.labelled is None and not self.pending
+                else {}
+            ),
+            **(
+                {"corrected": self.labelled.to_json(self.confidence)}
+                if self.labelled is not None and not self.pending
                 else {}
             ),
         }
@@ -188,6 +207,8 @@ class Tally:
         self.baselines = baselines or {}
         self.max_drop = max_drop
         self._counts: dict[str, list[int]] = {}  # metric -> [seen, passed, invalid, errors]
+        self._labels: dict[str, list[tuple[bool | None, bool]]] = {}  # (person, judge)
+        self._stale: dict[str, int] = {}
 
     def add(self, metrics: Mapping[str, MetricResult], *, count: bool = False) -> None:
         """One question's results; ``count`` also counts them into ``expected``."""
@@ -197,6 +218,8 @@ class Tally:
             seen[1] += metric.passing
             seen[2] += metric.result == "invalid"
             seen[3] += metric.result == "error"
+            self._labels.setdefault(name, []).append((metric.human, metric.passing))
+            self._stale[name] = self._stale.get(name, 0) + metric.stale
             if count:
                 self.expected[name] = self.expected.get(name, 0) + 1
 
@@ -215,7 +238,16 @@ class Tally:
             baseline=self.baselines.get(metric),
             max_drop=self.max_drop,
             corrected=self.calibration.of(metric) if self.calibration is not None else None,
+            labelled=self._own_labels(metric),
         )
+
+    def _own_labels(self, metric: str) -> OwnLabels | None:
+        """The metric's labels on the set's own questions (None: no question labels it)."""
+        verdicts = self._labels.get(metric, [])
+        stale = self._stale.get(metric, 0)
+        if not stale and all(human is None for human, _ in verdicts):
+            return None
+        return OwnLabels.of(verdicts, stale)
 
     def rates(self) -> dict[str, MetricRate]:
         names = list(self._counts) + [m for m in self.expected if m not in self._counts]

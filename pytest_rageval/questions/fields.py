@@ -24,6 +24,8 @@ QUESTION_KEYS = (
     "pattern",
     "must_pass",
     "tags",
+    "labels",
+    "labelled_response_sha256",
 )
 KEY_ALIASES = {
     "question": "query",
@@ -87,11 +89,39 @@ def _question(
         tags=tuple(tags),
         expected_sources=tuple(s.strip() for s in sources) if sources is not None else None,
         pattern=_pattern(where, raw.get("pattern")),
+        **_labels(where, raw),
         source=source,
         line=line,
         file_gate=gate,
     )
     return question, bool(qid)
+
+
+def _labels(where: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A question's ``labels`` (metric: true/false) and the hash of the answer they judge."""
+    labels, digest = raw.get("labels"), raw.get("labelled_response_sha256")
+    if labels is None and digest is None:
+        return {}
+    if isinstance(labels, Mapping):
+        labels = {k: v for k, v in labels.items() if k != LINE_KEY}
+    if (
+        not isinstance(labels, dict)
+        or not labels
+        or not all(isinstance(k, str) and isinstance(v, bool) for k, v in labels.items())
+    ):
+        raise QuestionFileError(
+            f"{where}: 'labels' must map metric names to true or false "
+            f"(e.g. {{faithfulness: true}}), got {quoted(labels)}"
+        )
+    if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest.strip().lower()):
+        raise QuestionFileError(
+            f"{where}: 'labels' need 'labelled_response_sha256': the SHA-256 (64 hex digits) "
+            "of the UTF-8 answer the labels judge, got " + quoted(digest)
+        )
+    return {
+        "labels": tuple(labels.items()),
+        "labelled_response_sha256": digest.strip().lower(),
+    }
 
 
 def _question_id(where: str, qid: object) -> str:

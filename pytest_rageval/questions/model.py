@@ -30,6 +30,12 @@ class Question:
     """Document ids or file names retrieval should bring back (the retrieval metrics)."""
     pattern: str | None = None
     """A regular expression the answer should match (the ``regex`` metric)."""
+    labels: tuple[tuple[str, bool], ...] = field(default=(), compare=False)
+    """A person's verdict per metric on the answer ``labelled_response_sha256`` hashes:
+    with enough of them, the set's rate of that metric is PPI++'s (:mod:`.gate.rates`)."""
+    labelled_response_sha256: str | None = field(default=None, compare=False)
+    """The SHA-256 of the answer (UTF-8) ``labels`` judge; they count only while the app
+    still gives that answer."""
     source: str | None = field(default=None, compare=False)
     """The file the question came from, as messages name it."""
     line: int | None = field(default=None, compare=False)

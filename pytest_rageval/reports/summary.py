@@ -80,6 +80,18 @@ class SetSummary:
         answers may have changed kind since the labelling, and q1, q0 with them."""
         notices = []
         for name, rate in self.rates.items():
+            labelled = rate.labelled
+            if labelled is not None and not rate.pending:
+                problem = labelled.problem(rate.confidence)
+                if problem is not None:
+                    notices.append(f"{self.name} {name}: {problem}")
+                elif labelled.stale:
+                    notices.append(
+                        f"{self.name} {name}: {labelled.stale} of its questions' labels "
+                        "ignored: the app's answer changed since the labelling (relabel "
+                        "them with the new answer's labelled_response_sha256)"
+                    )
+                continue
             if rate.corrected is None or rate.pending:
                 continue
             apart = rate.corrected.drift(rate.passed, rate.n)
