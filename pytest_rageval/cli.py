@@ -152,7 +152,11 @@ def init(folder: str) -> int:
         print("    " + outcome.content.rstrip("\n").replace("\n", "\n    "))
     if any(o.action in ("written", "appended") for o in outcomes):
         todo = "fill in the TODO in conftest.py, then run: pytest"
-        print(f"\nnext: {todo} (with OPENAI_API_KEY set, or see rag_judge in the README)")
+        print(
+            f"\nnext: {todo} (with OPENAI_API_KEY set, or a judge of your own: see "
+            "rag_judge in pytest.ini; to try it without a key, run `rageval judge-server` "
+            "and use its toy judge)"
+        )
         return 0
     print("\nrageval init: every file exists; nothing was written")
     return 1

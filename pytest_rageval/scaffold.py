@@ -75,6 +75,8 @@ rag_workers = 8
 rag_report = rag-report.json
 # rag_judge = openai:gpt-4o-mini
 # rag_judge = openai-like:<model>@http://127.0.0.1:8000/v1
+# the toy judge `rageval judge-server` serves, to try the tool without a key:
+# rag_judge = openai-like:toy@http://127.0.0.1:8001/v1
 """
 
 GITIGNORE_LINES = (".rageval_cache/", "rag-report.json")
@@ -89,7 +91,10 @@ def toml_lines(lines: str) -> str:
     out = []
     for line in lines.splitlines():
         comment = line.startswith("# ")
-        key, _, value = line.removeprefix("# ").partition(" = ")
+        key, equals, value = line.removeprefix("# ").partition(" = ")
+        if not equals:  # a comment that sets nothing: as it is
+            out.append(line)
+            continue
         out.append(f'{"# " if comment else ""}{key} = "{value}"')
     return "\n".join(out) + "\n"
 

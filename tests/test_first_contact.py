@@ -300,9 +300,11 @@ def test_rageval_init_says_what_a_plain_string_answer_gets(
 
 def test_rageval_init_shows_both_judge_forms(tmp_path: Path) -> None:
     assert run_init(cwd=tmp_path).returncode == 0
-    assert (tmp_path / "pytest.ini").read_text().splitlines()[-2:] == [
+    assert (tmp_path / "pytest.ini").read_text().splitlines()[-4:] == [
         "# rag_judge = openai:gpt-4o-mini",
         "# rag_judge = openai-like:<model>@http://127.0.0.1:8000/v1",
+        "# the toy judge `rageval judge-server` serves, to try the tool without a key:",
+        "# rag_judge = openai-like:toy@http://127.0.0.1:8001/v1",
     ]
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
