@@ -106,7 +106,7 @@ def test_a_real_regression_fails_the_drop_gate(
             "rag_set.yaml  faithfulness  20 *0.55         0.34-0.74  0.50         0.90        -0.35"
             " (max_drop 0.10)  regression (p=0.039)  FAILED (drop)",
             "against the baseline */base.json:",
-            "  rag_set.yaml faithfulness: 8 pass -> fail, 1 fail -> pass (regression (p=0.039))",
+            "  rag_set.yaml faithfulness: 8 pass -> fail, 1 fail -> pass (regression, p=0.039)",
             "    pass -> fail: q0: NO",
             "*",
             "    fail -> pass: q18: YES",
@@ -160,7 +160,7 @@ def test_a_noise_sized_change_is_within_noise_and_passes(
     result.stdout.fnmatch_lines(
         [
             "rag_set.yaml  faithfulness  20 *0.85 *0.90 *-0.05 (max_drop 0.10)  within noise (p=1)  ok",
-            "  rag_set.yaml faithfulness: 1 pass -> fail, 0 fail -> pass (within noise (p=1))",
+            "  rag_set.yaml faithfulness: 1 pass -> fail, 0 fail -> pass (within noise, p=1)",
         ]
     )
 
@@ -177,7 +177,7 @@ def test_new_removed_and_unjudged_questions_are_not_flips(
         [
             "  rag_set.yaml: new: q20",
             "  rag_set.yaml: removed: q19",
-            "  rag_set.yaml faithfulness: 0 pass -> fail, 0 fail -> pass (within noise (p=1))",
+            "  rag_set.yaml faithfulness: 0 pass -> fail, 0 fail -> pass (within noise, p=1)",
             "    errored or invalid in either run: q3",
         ]
     )
@@ -514,7 +514,7 @@ def test_the_drop_gate_under_xdist(gate: pytest.Pytester, monkeypatch: pytest.Mo
             "rag_other.yaml  faithfulness *none *n/a *n/a *ok",
             "rag_set.yaml    faithfulness  20 *0.55 *0.90 *-0.35 *regression (p=0.039)  FAILED (drop)",
             "  no baseline for rag_other.yaml",
-            "  rag_set.yaml faithfulness: 8 pass -> fail, 1 fail -> pass (regression (p=0.039))",
+            "  rag_set.yaml faithfulness: 8 pass -> fail, 1 fail -> pass (regression, p=0.039)",
         ]
     )
 

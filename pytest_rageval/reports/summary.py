@@ -196,12 +196,12 @@ def weak_gates(summaries: Iterable[SetSummary]) -> list[str]:
             drop = summary.detectable(metric)
             if drop is None:
                 found.append(
-                    f"{summary.name} has {rate.n} questions for {metric}: too few to detect "
+                    f"{summary.name} has {_questions(rate.n)} for {metric}: too few to detect "
                     f"any drop, whatever max_drop ({format_fraction(max_drop)}) says"
                 )
             elif fell_more(drop, max_drop):
                 found.append(
-                    f"{summary.name} has {rate.n} questions: it can only detect drops of "
+                    f"{summary.name} has {_questions(rate.n)}: it can only detect drops of "
                     f"{format_fraction(drop)} or more in {metric} (max_drop "
                     f"{format_fraction(max_drop)})"
                 )
@@ -269,3 +269,7 @@ def summaries_from_document(document: Mapping[str, Any]) -> list[SetSummary]:
         )
         summaries.append(SetSummary(entry["id"], gate, list(entry.get("questions", []))))
     return summaries
+
+
+def _questions(n: int) -> str:
+    return "1 question" if n == 1 else f"{n} questions"

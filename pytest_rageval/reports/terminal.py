@@ -148,7 +148,8 @@ def render_flips(changes: Mapping[str, SetChange], baseline_path: str) -> list[s
                 continue
             lines.append(
                 f"  {set_id} {metric}: {len(flips.worse)} pass -> fail, "
-                f"{len(flips.better)} fail -> pass ({format_change(flips)})"
+                f"{len(flips.better)} fail -> pass "
+                f"({flips.test.change}, p={flips.test.p_value:.2g})"
             )
             for label, listed in (("pass -> fail", flips.worse), ("fail -> pass", flips.better)):
                 for flip in listed[:FLIPS_SHOWN]:
