@@ -22,9 +22,10 @@ from pytest_rageval.baseline import Baseline, BaselineError
 from pytest_rageval.baseline import load as load_baseline
 from pytest_rageval.gate import newly_failing, outcome
 from pytest_rageval.parts import PartError, Run, assemble, baseline_digest, read_part
+from pytest_rageval.reports import document as report_document
 from pytest_rageval.reports import html, markdown, terminal
 from pytest_rageval.reports import json as json_report
-from pytest_rageval.reports.summary import SetSummary, run_notices, summarize
+from pytest_rageval.reports.summary import SetSummary, summarize
 from pytest_rageval.text import well_formed
 from pytest_rageval.thresholds import unused_thresholds
 from pytest_rageval.totals import Totals, WorkerOutput
@@ -61,8 +62,6 @@ def merge(run: Run, baseline: Baseline | None) -> Merged:
     first = run.first
     summaries = decide(run)
     settings = first["settings"]
-    report_text = settings.get("report_text") or "truncate"
-    document = json_report.json_report(summaries, text=report_text, baseline=baseline)
     documents = [part.document for part in run.parts]
     complete = all(d["complete"] for d in documents)
     stopped = next((d["stopped"] for d in documents if d["stopped"]), None)
@@ -95,29 +94,32 @@ def merge(run: Run, baseline: Baseline | None) -> Merged:
     failing = failing or any(s.unheld() for s in summaries)
     failing = failing or any(d["others_failed"] or d["exitstatus"] not in (0, 1) for d in documents)
     exitstatus = 1 if failing else 0
-    document["complete"] = complete
-    document["stopped"] = stopped
-    document["gate"] = json_report.gate(document, exitstatus)
-    document["notices"] = run_notices(summaries, notices)
-    document["settings"] = settings
-    document["versions"] = first["versions"]
-    document["timing"] = {
-        "wall_seconds": max(d["timing"]["wall_seconds"] for d in documents),
-        **totals.run_counts(None),
-    }
     prices = {model: (float(i), float(o)) for model, (i, o) in first["prices"].items()}
-    document["cache"] = _cache(totals, [d["cache"] for d in documents])
-    document["usage"] = totals.usage_report(None, prices)
+    document = report_document.assemble(
+        summaries,
+        text=settings.get("report_text") or "truncate",
+        baseline=baseline,
+        exitstatus=exitstatus,
+        complete=complete,
+        stopped=stopped,
+        notices=notices,
+        settings=settings,
+        versions=first["versions"],
+        timing={
+            "wall_seconds": max(d["timing"]["wall_seconds"] for d in documents),
+            **totals.run_counts(None),
+        },
+        cache=_cache(totals, [d["cache"] for d in documents]),
+        usage=totals.usage_report(None, prices),
+    )
     document["shards"] = {
         "count": len(documents),
         "parts": [part.path for part in run.parts],
         "deselected": [d["deselected"] for d in documents],
     }
-    lines = terminal.render_summary(summaries, notices, baseline)
-    cache = document["cache"]
-    if cache is not None and (cache["metrics"] or cache["replayed"]):
-        lines.append(terminal.render_cache(cache))
-    lines.extend(terminal.render_usage(document["usage"]))
+    lines = terminal.render_section(
+        summaries, notices, baseline, document["cache"], document["usage"]
+    )
     return Merged(summaries, document, lines, exitstatus)
 
 

@@ -331,12 +331,13 @@ class RagSession:
         if not self.records or self.deferred:
             return
         terminalreporter.write_sep("=", "rag evaluation")
-        summaries = self.summaries()
-        lines = terminal.render_summary(summaries, self.notices(), self.settings.baseline)
-        cache = self.cache_stats()
-        if cache is not None and (cache["metrics"] or cache["replayed"]):
-            lines.append(terminal.render_cache(cache))
-        lines.extend(terminal.render_usage(self.usage_report()))
+        lines = terminal.render_section(
+            self.summaries(),
+            self.notices(),
+            self.settings.baseline,
+            self.cache_stats(),
+            self.usage_report(),
+        )
         for line in lines:
             terminalreporter.write_line(line)
         ending = terminal.render_ending(

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from pytest_rageval.baseline import Baseline
 from pytest_rageval.reports import html, markdown
 from pytest_rageval.reports import json as json_report
 from pytest_rageval.reports.summary import SetSummary, run_notices
@@ -38,16 +39,47 @@ def build(
 ) -> dict[str, Any]:
     """The ``--rag-report`` document of a run that ended with ``exitstatus``; its
     ``notices`` are every warning the terminal prints, and the errors by cause."""
-    summaries = list(summaries)
-    document = json_report.json_report(
-        summaries, text=settings.report_text, baseline=settings.baseline
+    return assemble(
+        summaries,
+        text=settings.report_text,
+        baseline=settings.baseline,
+        exitstatus=exitstatus,
+        complete=complete,
+        stopped=stopped,
+        notices=notices,
+        settings=settings.to_json(),
+        versions=versions(settings.judge.model),
+        timing=timing,
+        cache=cache,
+        usage=usage,
     )
+
+
+def assemble(
+    summaries: Iterable[SetSummary],
+    *,
+    text: str,
+    baseline: Baseline | None,
+    exitstatus: int,
+    complete: bool,
+    stopped: str | None,
+    notices: list[str],
+    settings: dict[str, Any],
+    versions: dict[str, Any],
+    timing: dict[str, Any],
+    cache: dict[str, Any] | None,
+    usage: dict[str, Any],
+) -> dict[str, Any]:
+    """:func:`build` from plain values, as a run's own settings give them or as
+    ``rageval merge`` reads them from the shards' parts."""
+    summaries = list(summaries)
+    document = json_report.json_report(summaries, text=text, baseline=baseline)
     document["complete"] = complete
     document["stopped"] = stopped
     document["gate"] = json_report.gate(document, exitstatus)
     document["notices"] = run_notices(summaries, notices)
-    document["settings"] = settings.to_json()
-    document["versions"] = versions(settings.judge.model)
+    document["settings"] = settings
+    document["versions"] = versions
     document["timing"] = timing
     document["cache"] = cache
     document["usage"] = usage

@@ -331,3 +331,19 @@ def render_ending(
             )
         )
     return lines
+
+
+def render_section(
+    summaries: list[SetSummary],
+    notices: Iterable[str],
+    baseline: Baseline | None,
+    cache: Mapping[str, Any] | None,
+    usage: Mapping[str, Mapping[str, Any]],
+) -> list[str]:
+    """The whole ``rag evaluation`` section of a run (in pytest, or merged from shards):
+    :func:`render_summary`, the verdict cache's counts when it was used, and the usage."""
+    lines = render_summary(summaries, notices, baseline)
+    if cache is not None and (cache["metrics"] or cache["replayed"]):
+        lines.append(render_cache(cache))
+    lines.extend(render_usage(usage))
+    return lines
