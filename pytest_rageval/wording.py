@@ -8,6 +8,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from pytest_rageval.gate import MetricRate
+from pytest_rageval.gate.sampled import SHOWN
 from pytest_rageval.text import printable as text_printable
 
 
@@ -207,9 +208,7 @@ def labels_source(rate: Mapping[str, Any]) -> str:
 
 def sampled_line(sample: Mapping[str, Any]) -> str:
     """What a sequential set decided, from its report entry's ``sample``."""
-    decision = {"passed": "PASSED", "failed": "FAILED", "error": "ERROR"}.get(
-        sample.get("decision") or "", "not decided"
-    )
+    decision = SHOWN.get(sample.get("decision") or "", "not decided")
     return (
         f"decided {decision} ({sample.get('reason') or 'stopped first'}) after "
         f"{sample['decided_after']:,} of {sample['population']:,} questions in random order "

@@ -26,6 +26,8 @@ from pytest_rageval.verdicts import MetricResult
 
 SetDecision = Literal["passed", "failed", "error"]
 Kind = Literal["rate", "invalid", "drop"]
+SHOWN: dict[str, str] = {"passed": "PASSED", "failed": "FAILED", "error": "ERROR"}
+"""A set's decision as messages and reports show it."""
 DEFAULT_CONFIDENCE = 0.95
 """The level of a sequential set that names no ``confidence``."""
 
@@ -180,9 +182,7 @@ class Sampling:
 
     def skipped_reason(self) -> str:
         """Why a question that was never visited was not asked."""
-        decided = {"passed": "PASSED", "failed": "FAILED", "error": "ERROR"}[
-            self.decision or "failed"
-        ]
+        decided = SHOWN[self.decision or "failed"]
         return (
             f"not sampled: {self.name} decided {decided} ({self.reason}) on the first "
             f"{self.visited:,} of its {self.size:,} questions in random order"
