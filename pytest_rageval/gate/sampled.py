@@ -113,6 +113,7 @@ class Sampling:
             for metric, kind, tau in bounds
         ]
         self.results: dict[str, tuple[Mapping[str, MetricResult], str | None]] = {}
+        self._counts: dict[str, tuple[int, int, int, int]] = {}
         self.visited = 0
         """How many questions of the order the decision has read (its prefix)."""
         self.decision: SetDecision | None = None
@@ -130,7 +131,11 @@ class Sampling:
 
     def add(self, question_id: str, metrics: Mapping[str, MetricResult], error: str | None) -> None:
         """One question's result (in any order): the decision reads it in its turn."""
+        before = self.results.get(question_id)
+        if before is not None:
+            self._count(before[0], -1)
         self.results[question_id] = (metrics, error)
+        self._count(metrics, 1)
         if self.decision is not None:
             return
         if error is not None:
@@ -207,16 +212,20 @@ class Sampling:
     def counted(self, metric: str) -> tuple[int, int, int, int]:
         """(n, passed, invalid, errors) of ``metric`` over the questions judged (those the
         decision read, and those that were already running when it was made)."""
-        n = passed = invalid = errors = 0
-        for metrics, _ in self.results.values():
-            result = metrics.get(metric)
-            if result is None:
-                continue
-            n += 1
-            passed += result.passing
-            invalid += result.result == "invalid"
-            errors += result.result == "error"
+        n, passed, invalid, errors = self._counts.get(metric, (0, 0, 0, 0))
         return n, passed, invalid, errors
+
+    def _count(self, metrics: Mapping[str, MetricResult], sign: int) -> None:
+        """Keep :meth:`counted` as results come in (it is read for every failed question
+        that waits on the set, so it is not recounted over all the results each time)."""
+        for name, result in metrics.items():
+            n, passed, invalid, errors = self._counts.get(name, (0, 0, 0, 0))
+            self._counts[name] = (
+                n + sign,
+                passed + sign * result.passing,
+                invalid + sign * (result.result == "invalid"),
+                errors + sign * (result.result == "error"),
+            )
 
     def to_json(self) -> dict[str, Any]:
         """The set's ``sample`` entry in the report."""
