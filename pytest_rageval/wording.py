@@ -12,6 +12,11 @@ from pytest_rageval.gate.sampled import SHOWN
 from pytest_rageval.text import printable as text_printable
 
 
+def format_interval(interval: tuple[float, float] | list[float] | None) -> str:
+    """``0.61-0.97``: an interval as the table and every report show it."""
+    return "n/a" if not interval else f"{interval[0]:.2f}-{interval[1]:.2f}"
+
+
 def format_fraction(value: float | None) -> str:
     """Rates and thresholds as fractions, the way the table and messages show them."""
     return "n/a" if value is None else f"{value:.2f}"

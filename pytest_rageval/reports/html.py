@@ -13,6 +13,7 @@ from pytest_rageval.wording import (
     corrected_line,
     format_delta,
     format_fraction,
+    format_interval,
     judged_of,
     labels_source,
     sampled_line,
@@ -54,9 +55,7 @@ def view(document: Mapping[str, Any]) -> dict[str, Any]:
                     "errors": rate["errors"],
                     "verdict": rate["verdict"],
                     "rate_text": format_fraction(rate["pass_rate"]),
-                    "interval_text": (
-                        "n/a" if not interval else f"{interval[0]:.2f}-{interval[1]:.2f}"
-                    ),
+                    "interval_text": (format_interval(interval)),
                     "threshold_text": format_fraction(rate["threshold"]),
                     "baseline_text": format_fraction(baseline_rate) if change else "none",
                     "delta_text": format_delta(delta, rate.get("max_drop")) if change else "n/a",

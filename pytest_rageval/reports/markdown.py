@@ -14,6 +14,7 @@ from pytest_rageval.wording import (
     corrected_line,
     format_delta,
     format_fraction,
+    format_interval,
     judged_of,
     labels_source,
     sampled_line,
@@ -82,7 +83,7 @@ def render_markdown(
                 inert(name, table=True),
                 f"{format_fraction(rate['pass_rate'])} ({rate['passed']}/{rate['n']}"
                 f"{judged_of(rate)})",
-                "n/a" if not interval else f"{interval[0]:.2f}-{interval[1]:.2f}",
+                format_interval(interval),
                 format_fraction(rate["threshold"]),
             ]
             if with_baseline:

@@ -17,6 +17,7 @@ from pytest_rageval.wording import (
     corrected_line,
     format_delta,
     format_fraction,
+    format_interval,
     labels_source,
     printable,
     shorten,
@@ -39,10 +40,6 @@ BASELINE_HEADERS = ("baseline", "delta", "change")
 """Columns added before the verdict when the run has a baseline."""
 FLIPS_SHOWN = 10
 """Flipped questions listed per set and metric on the terminal (the rest are counted)."""
-
-
-def format_interval(interval: tuple[float, float] | list[float] | None) -> str:
-    return "n/a" if interval is None else f"{interval[0]:.2f}-{interval[1]:.2f}"
 
 
 def format_change(change: MetricChange | None) -> str:
