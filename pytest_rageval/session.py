@@ -71,6 +71,16 @@ class RagSession:
         return self.config.stash.get(DEFERRED_KEY, False)
 
     @property
+    def metrics_seen(self) -> set[str]:
+        """Every metric the run's sets were judged on (its workers' too)."""
+        return self._metrics_seen
+
+    @property
+    def started_runner(self) -> Runner | None:
+        """The runner, when the run has started it (None: nothing was asked)."""
+        return self._runner
+
+    @property
     def runner(self) -> Runner:
         """The process's one runner, started on first use."""
         if self._runner is None:

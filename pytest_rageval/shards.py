@@ -213,17 +213,17 @@ class ShardRun:
             "deselected": 0,
         }
         settings = self.settings
-        seen = sorted(session._metrics_seen)
+        seen = sorted(session.metrics_seen)
         where = settings.thresholds_where
         unused = {redact(n) for n in unused_thresholds(settings.thresholds, where, seen)}
-        runner = session._runner
+        runner = session.started_runner
         text = settings.report_text
         return parts.part_document(
             self.shard,
             fingerprint=collected["fingerprint"],
             sizes=collected["sizes"],
             gates={**collected["gates"], **{n: g.to_json() for n, g in session.gates.items()}},
-            records=[json_report._limit_text(r, text) for r in session.records],
+            records=[json_report.limit_text(r, text) for r in session.records],
             positions={(name, qid): at for name, qid, at in collected["positions"]},
             run={
                 "settings": settings.to_json(),

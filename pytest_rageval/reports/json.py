@@ -43,7 +43,7 @@ def json_report(
                     summary.rates.items(), summary.verdicts().values(), strict=True
                 )
             },
-            "questions": [_limit_text(q, text) for q in summary.questions],
+            "questions": [limit_text(q, text) for q in summary.questions],
         }
         if summary.sampling is not None:
             entry["sample"] = summary.sampling.to_json()
@@ -86,7 +86,9 @@ def _limit_response(response: str | None, mode: str) -> str | None:
     return None if mode == "none" else response if mode == "full" else clip(response)
 
 
-def _limit_text(record: Mapping[str, Any], mode: str) -> dict[str, Any]:
+def limit_text(record: Mapping[str, Any], mode: str) -> dict[str, Any]:
+    """A question's record as a report keeps it: ``text`` ``full``, ``truncate`` or
+    ``none`` of its response and contexts (a shard's part keeps them the same way)."""
     if mode == "full":
         return dict(record)
     limited = dict(record)
