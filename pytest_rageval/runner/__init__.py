@@ -30,12 +30,12 @@ from pytest_rageval.results import TaskTimeout as TaskTimeout
 from pytest_rageval.results import describe as describe
 from pytest_rageval.results import error_source as error_source
 from pytest_rageval.runner import engines
-from pytest_rageval.runner.backlog import Backlog, window
 from pytest_rageval.runner.engines import Answered as Answered
 from pytest_rageval.runner.loop import BLOCKED_AFTER as BLOCKED_AFTER
 from pytest_rageval.runner.loop import LoopThread
 from pytest_rageval.runner.pipeline import Pipeline, blocking_judge
 from pytest_rageval.runner.policy import CallPolicy
+from pytest_rageval.runner.starter import Queued, Starter
 from pytest_rageval.runner.threads import DaemonThreads as DaemonThreads
 
 T = TypeVar("T")
@@ -104,9 +104,7 @@ class Runner:
         self._stopped: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pipeline = Pipeline(self, self._policy, self._executor, self._tasks)
-        self._backlog: Backlog[tuple[int, Any, Question, Any, Any, int, Any, Any]] = Backlog(
-            window(workers)
-        )
+        self._starter = Starter(self._pipeline, workers, lambda: self._stopped is not None)
         self._warned: set[object] = set()
 
     # -- the loop thread -----------------------------------------------------------------
@@ -177,7 +175,7 @@ class Runner:
             self._stopped = reason
         for task in list(self._tasks):
             task.cancel()
-        self._start_backlog()  # each finishes at once, "not evaluated: <reason>"
+        self._starter.start(self._loop)  # each finishes at once, "not evaluated: <reason>"
 
     def close(self) -> None:
         """Cancel what is still running and stop the loop thread. Safe to call twice."""
@@ -185,12 +183,7 @@ class Runner:
             loop, self._loop, self._closed = self._loop, None, True
         if loop is None:
             return
-
-        def drain() -> None:  # never started: their waiters learn they were cancelled
-            for *_, deliver, _wanted in self._backlog.drain():
-                deliver(None)
-
-        self._thread.close(drain, lambda: self._executor.shutdown(wait=False))
+        self._thread.close(self._starter.drain, lambda: self._executor.shutdown(wait=False))
 
     # -- questions -----------------------------------------------------------------------
 
@@ -239,7 +232,7 @@ class Runner:
         extra = eval_kwargs if eval_kwargs is not None else [None] * len(questions)
         engines = answers if answers is not None else [query_engine] * len(questions)
         queued = [
-            (
+            Queued(
                 next(self._order),
                 engine,
                 question,
@@ -252,52 +245,7 @@ class Runner:
             for (key, question), kwargs, engine in zip(questions, extra, engines, strict=True)
         ]
         loop = self.loop
-
-        def start() -> None:
-            self._backlog.push(queued)
-            self._start_backlog()
-
-        loop.call_soon_threadsafe(start)
-
-    def _start_backlog(self) -> None:
-        """Start queued questions while fewer than two per worker are running (all of
-        them once the run is stopped: each then finishes at once as not evaluated)."""
-        loop = self._loop
-        withdrawn = True
-        while withdrawn:  # a withdrawn question frees its place in the window at once
-            withdrawn = False
-            for item in self._backlog.take(stopped=self._stopped is not None):
-                order, engine, question, evaluators, kwargs, repeat, deliver, wanted = item
-                if wanted is not None and self._stopped is None and not wanted():
-                    self._backlog.finished()
-                    deliver(None)
-                    withdrawn = True
-                    continue
-                assert loop is not None
-                self._start(loop, order, engine, question, evaluators, kwargs, repeat, deliver)
-
-    def _start(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        order: int,
-        engine: Any,
-        question: Question,
-        evaluators: Any,
-        kwargs: Any,
-        repeat: int,
-        deliver: Callable[[Any], None],
-    ) -> None:
-        coroutine = self._pipeline.run_question(order, engine, question, evaluators, kwargs, repeat)
-        task = loop.create_task(coroutine)
-        task.add_done_callback(functools.partial(self._finished, deliver))
-
-    def _finished(self, deliver: Callable[[Any], None], task: asyncio.Task[QuestionResult]) -> None:
-        self._backlog.finished()
-        if task.cancelled():
-            deliver(None)
-        else:
-            deliver(task.exception() or task.result())
-        self._start_backlog()
+        loop.call_soon_threadsafe(self._starter.push, loop, queued)
 
     def evaluate(
         self,
