@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import os
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 import pytest
@@ -46,7 +48,7 @@ def rag_judge_llm(request: pytest.FixtureRequest) -> Iterator[Any]:
     llm, client = judges.default_judge(spec, session.settings.timeout)
     yield llm
     if client is not None:  # on the loop its connections live on
-        session.close_on_runner(client.aclose())
+        _close_on_runner(session.started_runner, client.aclose())
 
 
 @pytest.fixture(scope="session")
@@ -104,3 +106,14 @@ def _placeholder() -> Any:
     from pytest_rageval.questions import Question
 
     return Question(query="(not evaluated)")
+
+
+def _close_on_runner(runner: Runner | None, closing: Awaitable[Any]) -> None:
+    """Await ``closing`` (a client's ``aclose()``) on the runner's loop, where its
+    connections live; closes the coroutine unawaited when the runner never started."""
+    if runner is None or runner.closed:
+        if inspect.iscoroutine(closing):
+            closing.close()
+        return
+    with contextlib.suppress(Exception):
+        runner.submit(closing).result(timeout=10)

@@ -222,8 +222,11 @@ class ShardRun:
             self.shard,
             fingerprint=collected["fingerprint"],
             sizes=collected["sizes"],
-            gates={**collected["gates"], **{n: g.to_json() for n, g in session.gates.items()}},
-            records=[json_report.limit_text(r, text) for r in session.records],
+            gates={
+                **collected["gates"],
+                **{n: g.to_json() for n, g in session.end.recorded.gates.items()},
+            },
+            records=[json_report.limit_text(r, text) for r in session.end.recorded.records],
             positions={(name, qid): at for name, qid, at in collected["positions"]},
             run={
                 "settings": settings.to_json(),
@@ -234,17 +237,17 @@ class ShardRun:
                     "digest": parts.baseline_digest(settings.baseline),
                 },
                 "versions": document.versions(settings.judge.model),
-                "complete": session.complete,
-                "stopped": session.stopped,
+                "complete": session.end.complete,
+                "stopped": session.end.stopped,
                 "exitstatus": exitstatus,
                 "others_failed": self.unrecorded_failures,
                 # the thresholds no evaluator provided are said by the merge, which
                 # knows every shard's metrics
-                "notices": [n for n in session.notices() if n not in unused],
+                "notices": [n for n in session.end.notices() if n not in unused],
                 "metrics": seen,
-                "counts": session.totals.run_counts(runner),
-                "usage": _raw_usage(session.totals.usage, own_usage(runner)),
-                "cache": session.cache_stats(),
+                "counts": session.end.totals.run_counts(runner),
+                "usage": _raw_usage(session.end.totals.usage, own_usage(runner)),
+                "cache": session.end.cache_stats(),
                 "timing": {"wall_seconds": round(time.monotonic() - self._started, 3)},
                 "deselected": collected["deselected"],
             },
@@ -252,7 +255,7 @@ class ShardRun:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         session = self.config.stash[SESSION_KEY]
-        records = session.records
+        records = session.end.recorded.records
         terminalreporter.write_sep("=", f"rag shard {self.shard}")
         judged = sum(record["outcome"] == "judged" for record in records)
         final = sum(record["outcome"] in ("failed", "error") for record in records)

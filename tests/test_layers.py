@@ -36,7 +36,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("the session, hooks that delegate", ("session",)),
-    ("set work", ("sets", "submit", "callphase", "interrupts", "calibration", "recorded")),
+    (
+        "set work",
+        ("ending", "sets", "submit", "callphase", "interrupts", "calibration", "recorded"),
+    ),
     ("reports: build, write, render", ("reports", "parts")),
     ("the xdist protocol", ("xdist",)),
     ("what the run counted", ("totals",)),
