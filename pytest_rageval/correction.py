@@ -399,6 +399,30 @@ def ppi_rate(
 
     Raises :class:`UncorrectableError` when fewer than ``MIN_PPI_LABELS`` questions are
     labelled, and ``ValueError`` when no question is left unlabelled."""
+    y, f, u = _ppi_split(judge, human, folds)
+    z = _z(confidence)
+    if folds == 1:
+        estimate, var, lam = _ppi_fit(y, f, u)
+    else:
+        estimate, var, lam = _ppi_cross_fit(y, f, u, folds)
+    half = z * math.sqrt(var)
+    return PPIRate(
+        estimate=_clip(estimate),
+        lower=_clip(estimate - half),
+        upper=_clip(estimate + half),
+        lam=lam,
+        labelled=len(y),
+        unlabelled=len(u),
+        folds=folds,
+        confidence=confidence,
+    )
+
+
+def _ppi_split(
+    judge: Sequence[bool | float], human: Sequence[bool | float | None], folds: int
+) -> tuple[list[float], list[float], list[float]]:
+    """``(Y, f, u)``: the human labels, the judge's verdicts on the labelled questions and
+    on the unlabelled ones, once they are enough for PPI++ with ``folds`` folds."""
     if len(judge) != len(human):
         raise ValueError(
             f"judge ({len(judge)}) and human ({len(human)}) must cover the same questions"
@@ -426,33 +450,35 @@ def ppi_rate(
         raise ValueError("every question is labelled: the labels' mean needs no judge")
     if 2 * folds > n:
         raise ValueError(f"folds ({folds}) must leave at least 2 labels in each fold of {n}")
-    z = _z(confidence)
+    return y, f, u
+
+
+def _ppi_fit(
+    y: Sequence[float], f: Sequence[float], u: Sequence[float]
+) -> tuple[float, float, float]:
+    """ppi_py's single-sample ``(estimate, variance, lambda)``: lambda from every label."""
+    n, big_n = len(y), len(u)
+    lam = _lam(y, f, u)
+    estimate = lam * _mean(u) + _mean([a - lam * b for a, b in zip(y, f, strict=True)])
+    var = lam**2 * _var(u) / big_n + _var([a - lam * b for a, b in zip(y, f, strict=True)]) / n
+    return estimate, var, lam
+
+
+def _ppi_cross_fit(
+    y: Sequence[float], f: Sequence[float], u: Sequence[float], folds: int
+) -> tuple[float, float, float]:
+    """``(estimate, variance, lambda)`` with each fold's lambda estimated on the other
+    folds (the i-th label in fold ``i mod folds``), weighted by the folds' sizes."""
+    n, big_n = len(y), len(u)
     mu = _mean(u)
-    var_u = _var(u)
-    if folds == 1:
-        lam = _lam(y, f, u)
-        estimate = lam * mu + _mean([a - lam * b for a, b in zip(y, f, strict=True)])
-        var = lam**2 * var_u / big_n + _var([a - lam * b for a, b in zip(y, f, strict=True)]) / n
-    else:
-        idx = [list(range(k, n, folds)) for k in range(folds)]
-        estimate = var = lam = 0.0
-        for fold in idx:
-            rest = sorted(set(range(n)) - set(fold))
-            lam_k = _lam([y[i] for i in rest], [f[i] for i in rest], u)
-            r = [y[i] - lam_k * f[i] for i in fold]
-            w = len(fold) / n
-            estimate += w * (lam_k * mu + _mean(r))
-            var += w * w * _var(r) / len(fold)
-            lam += w * lam_k
-        var += lam**2 * var_u / big_n
-    half = z * math.sqrt(var)
-    return PPIRate(
-        estimate=_clip(estimate),
-        lower=_clip(estimate - half),
-        upper=_clip(estimate + half),
-        lam=lam,
-        labelled=n,
-        unlabelled=big_n,
-        folds=folds,
-        confidence=confidence,
-    )
+    estimate = var = lam = 0.0
+    for fold in [list(range(k, n, folds)) for k in range(folds)]:
+        rest = sorted(set(range(n)) - set(fold))
+        lam_k = _lam([y[i] for i in rest], [f[i] for i in rest], u)
+        r = [y[i] - lam_k * f[i] for i in fold]
+        w = len(fold) / n
+        estimate += w * (lam_k * mu + _mean(r))
+        var += w * w * _var(r) / len(fold)
+        lam += w * lam_k
+    var += lam**2 * _var(u) / big_n
+    return estimate, var, lam

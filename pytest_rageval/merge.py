@@ -63,45 +63,17 @@ def merge(run: Run, baseline: Baseline | None) -> Merged:
     summaries = decide(run)
     settings = first["settings"]
     documents = [part.document for part in run.parts]
-    complete = all(d["complete"] for d in documents)
-    stopped = next((d["stopped"] for d in documents if d["stopped"]), None)
-    metrics: set[str] = set()
-    notices: list[str] = []
-    totals = Totals()
-    for part in documents:
-        metrics.update(part["metrics"])
-        notices.extend(n for n in part["notices"] if n not in notices)
-        totals.add(
-            WorkerOutput(
-                records=[],
-                gates={},
-                notices=[],
-                metrics=[],
-                stopped=None,
-                complete=True,
-                counts=part["counts"],
-                usage=part["usage"],
-                cache=part["cache"],
-            )
-        )
-    if metrics:
-        notices.extend(
-            unused_thresholds(settings.get("thresholds") or {}, first["thresholds_where"], metrics)
-        )
-    failing = any(
-        record["outcome"] in ("failed", "error") for s in summaries for record in s.questions
-    )
-    failing = failing or any(s.unheld() for s in summaries)
-    failing = failing or any(d["others_failed"] or d["exitstatus"] not in (0, 1) for d in documents)
-    exitstatus = 1 if failing else 0
+    notices = _notices(first, documents)
+    totals = _totals(documents)
+    exitstatus = _exitstatus(summaries, documents)
     prices = {model: (float(i), float(o)) for model, (i, o) in first["prices"].items()}
     document = report_document.assemble(
         summaries,
         text=settings.get("report_text") or "truncate",
         baseline=baseline,
         exitstatus=exitstatus,
-        complete=complete,
-        stopped=stopped,
+        complete=all(d["complete"] for d in documents),
+        stopped=next((d["stopped"] for d in documents if d["stopped"]), None),
         notices=notices,
         settings=settings,
         versions=first["versions"],
@@ -123,21 +95,55 @@ def merge(run: Run, baseline: Baseline | None) -> Merged:
     return Merged(summaries, document, lines, exitstatus)
 
 
+def _notices(first: Mapping[str, Any], documents: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The parts' notices, each once, then the thresholds no merged set's metric used."""
+    metrics: set[str] = set()
+    notices: list[str] = []
+    for part in documents:
+        metrics.update(part["metrics"])
+        notices.extend(n for n in part["notices"] if n not in notices)
+    if metrics:
+        thresholds = first["settings"].get("thresholds") or {}
+        notices.extend(unused_thresholds(thresholds, first["thresholds_where"], metrics))
+    return notices
+
+
+def _totals(documents: Iterable[Mapping[str, Any]]) -> Totals:
+    """The parts' counts, usage and cache counts, added up as a controller adds workers'."""
+    totals = Totals()
+    for part in documents:
+        totals.add(
+            WorkerOutput(
+                records=[],
+                gates={},
+                notices=[],
+                metrics=[],
+                stopped=None,
+                complete=True,
+                counts=part["counts"],
+                usage=part["usage"],
+                cache=part["cache"],
+            )
+        )
+    return totals
+
+
+def _exitstatus(summaries: Sequence[SetSummary], documents: Sequence[Mapping[str, Any]]) -> int:
+    """1 when a question fails or errors, a set fails where no question carries it, or a
+    shard failed outside the evaluation; else 0."""
+    failing = any(
+        record["outcome"] in ("failed", "error") for s in summaries for record in s.questions
+    )
+    failing = failing or any(s.unheld() for s in summaries)
+    failing = failing or any(d["others_failed"] or d["exitstatus"] not in (0, 1) for d in documents)
+    return 1 if failing else 0
+
+
 def _cache(totals: Totals, stats: Sequence[Mapping[str, Any] | None]) -> dict[str, Any] | None:
-    """The cache's counts of every part, as ``Totals.cache_stats`` gives them for xdist."""
+    """The cache's counts of every part (None when no part had a cache), under the first
+    cache's mode and path."""
     first = next((s for s in stats if s is not None), None)
-    if first is None:
-        return None
-    return {
-        "mode": first["mode"],
-        "path": first["path"],
-        "metrics": {
-            m: {"hits": totals.hits[m], "misses": totals.misses[m]}
-            for m in sorted(set(totals.hits) | set(totals.misses))
-        },
-        "replayed": totals.cache_counters["replayed"],
-        "recorded": totals.cache_counters["recorded"],
-    }
+    return None if first is None else totals.cache_report(first["mode"], first["path"])
 
 
 def junit_xml(summaries: Iterable[SetSummary]) -> str:

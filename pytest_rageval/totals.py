@@ -116,12 +116,27 @@ class Totals:
         """Verdict cache hits and misses per metric (None without a cache)."""
         if cache is None:
             return None
-        stats = cache.stats()
-        for counter in ("replayed", "recorded"):
-            stats[counter] += self.cache_counters[counter]
-        hits = self.hits + cache.hits
-        misses = self.misses + cache.misses
-        stats["metrics"] = {
-            m: {"hits": hits[m], "misses": misses[m]} for m in sorted(set(hits) | set(misses))
+        own = cache.stats()
+        return self.cache_report(own["mode"], own["path"], own)
+
+    def cache_report(
+        self, mode: str, path: str, own: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The workers' verdict cache counts, plus ``own`` (this process's
+        ``VerdictCache.stats()``, when it has a cache), in that shape."""
+        hits, misses = Counter(self.hits), Counter(self.misses)
+        counters = Counter(self.cache_counters)
+        if own is not None:
+            for metric, seen in own["metrics"].items():
+                hits[metric] += seen["hits"]
+                misses[metric] += seen["misses"]
+            counters.update(replayed=own["replayed"], recorded=own["recorded"])
+        return {
+            "mode": mode,
+            "path": path,
+            "metrics": {
+                m: {"hits": hits[m], "misses": misses[m]} for m in sorted(set(hits) | set(misses))
+            },
+            "replayed": counters["replayed"],
+            "recorded": counters["recorded"],
         }
-        return stats

@@ -20,7 +20,6 @@ from pytest_rageval.gate.rates import MetricRate as MetricRate
 from pytest_rageval.gate.rates import Tally as Tally
 from pytest_rageval.gate.sampled import Sampling, replay
 from pytest_rageval.stats import EPSILON
-from pytest_rageval.thresholds import threshold_for
 from pytest_rageval.verdicts import MetricResult, Outcome
 
 
@@ -106,22 +105,16 @@ class Gate:
     def sampled_rates(self, sampling: Sampling, *, bounds: bool = True) -> dict[str, MetricRate]:
         """A sequential set's rates: counts over the questions judged, decisions from
         ``sampling`` (``bounds``: with the interval at the stopping point)."""
-        rates = {}
-        for metric in sampling.metrics:
-            n, passed, invalid, errors = sampling.counted(metric)
-            rates[metric] = MetricRate(
-                n=n,
-                passed=passed,
-                threshold=threshold_for(self.thresholds, metric),
-                invalid=invalid,
-                errors=errors,
-                max_invalid=self.max_invalid,
+        tally = self.tally({})  # the threshold, max_invalid and drop gate; no counts
+        return {
+            metric: tally.rate_from(
+                metric,
+                *sampling.counted(metric),
                 confidence=sampling.level,
-                baseline=(self.baselines or {}).get(metric) if self.drops else None,
-                max_drop=self.max_drop if self.drops else None,
                 sampled=sampling.sampled(metric, with_bounds=bounds),
             )
-        return rates
+            for metric in sampling.metrics
+        }
 
 
 def newly_failing(

@@ -226,6 +226,34 @@ class Tally:
     def rate(self, metric: str) -> MetricRate:
         seen, passed, invalid, errors = self._counts.get(metric, [0, 0, 0, 0])
         n = max(self.expected.get(metric, 0), seen)
+        return self.rate_from(
+            metric,
+            n,
+            passed,
+            invalid,
+            errors,
+            pending=n - seen,
+            confidence=self.confidence,
+            corrected=self.calibration.of(metric) if self.calibration is not None else None,
+            labelled=self._own_labels(metric),
+        )
+
+    def rate_from(
+        self,
+        metric: str,
+        n: int,
+        passed: int,
+        invalid: int,
+        errors: int,
+        *,
+        confidence: float | None,
+        pending: int = 0,
+        sampled: Sampled | None = None,
+        corrected: Calibrated | None = None,
+        labelled: OwnLabels | None = None,
+    ) -> MetricRate:
+        """``metric``'s rate from these counts, against this tally's threshold,
+        ``max_invalid`` and drop gate (a sequential set's rates come from here too)."""
         return MetricRate(
             n=n,
             passed=passed,
@@ -233,12 +261,13 @@ class Tally:
             invalid=invalid,
             errors=errors,
             max_invalid=self.max_invalid,
-            pending=n - seen,
-            confidence=self.confidence,
+            pending=pending,
+            confidence=confidence,
             baseline=self.baselines.get(metric),
             max_drop=self.max_drop,
-            corrected=self.calibration.of(metric) if self.calibration is not None else None,
-            labelled=self._own_labels(metric),
+            sampled=sampled,
+            corrected=corrected,
+            labelled=labelled,
         )
 
     def _own_labels(self, metric: str) -> OwnLabels | None:
