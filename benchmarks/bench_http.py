@@ -11,6 +11,10 @@ on its default transport, as a user's app would be. For each worker count:
   it (aiohttp transport);
 - pytest-rageval, judge on httpx: the same with the openai SDK's default transport (the
   judge before it moved to aiohttp);
+- pytest-rageval, apredict path: the default judge with the lean path off
+  (``lean.ENABLED = False``), each judgement through llama-index's ``apredict`` chain.
+  The server records every request body: both rows must send the same bodies, byte for
+  byte (compared as sorted lists, since the order of concurrent requests varies);
 - BatchEvalRunner: llama-index's runner, judge on the default transport;
 - pytest-rageval, judges without CPU: judges that only wait one latency, so what is left
   is the app and the runner: the gap to the pytest-rageval row is the judge client's own
@@ -43,18 +47,30 @@ from llama_index.core.evaluation import BatchEvalRunner, FaithfulnessEvaluator, 
 from llama_index.llms.openai import OpenAI
 
 import pytest_rageval
-from pytest_rageval import BatchRunner, judges
+from pytest_rageval import BatchRunner, judges, lean
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 SERVER = """
-import sys, time
+import hashlib, sys, time
 sys.path.insert(0, {tests!r})
 from openai_server import serve
 with serve() as (url, state):
     state.delay = {latency!r}
     print(url, flush=True)
-    sys.stdin.read()  # until the benchmark closes our stdin
+    for line in sys.stdin:  # until the benchmark closes our stdin
+        with state.lock:
+            bodies, state.bodies = sorted(state.bodies), []
+        print(len(bodies), hashlib.sha256(b"\\n".join(bodies)).hexdigest(), flush=True)
 """
+
+
+def bodies_since(server: subprocess.Popen[str]) -> str:
+    """The count and digest of the request bodies the server received since last asked
+    (sorted: the order of concurrent requests varies)."""
+    assert server.stdin is not None and server.stdout is not None
+    server.stdin.write("bodies\n")
+    server.stdin.flush()
+    return server.stdout.readline().strip()
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
@@ -107,11 +123,15 @@ def run(kind: str, index: Any, url: str, queries: list[str], workers: int) -> An
         with BatchRunner({}, workers=workers) as runner:
             runner.evaluate_queries(app, queries=queries)
         return None
-    if kind == "pytest-rageval":
-        judge, client = judges.default_judge(judges.JudgeSpec("openai", "gpt-4o-mini"), 120)
-        with BatchRunner(evaluators(judge), workers=workers) as runner:
-            results = runner.evaluate_queries(app, queries=queries)
-            runner.runner.submit(client.aclose()).result()
+    if kind in ("pytest-rageval", "pytest-rageval, apredict path"):
+        lean.ENABLED = kind == "pytest-rageval"
+        try:
+            judge, client = judges.default_judge(judges.JudgeSpec("openai", "gpt-4o-mini"), 120)
+            with BatchRunner(evaluators(judge), workers=workers) as runner:
+                results = runner.evaluate_queries(app, queries=queries)
+                runner.runner.submit(client.aclose()).result()
+        finally:
+            lean.ENABLED = True
         return results
     judge = OpenAI(model="gpt-4o-mini", max_retries=0)
     if kind == "pytest-rageval, judge on httpx":
@@ -156,11 +176,14 @@ def main() -> None:
             "app alone",
             "pytest-rageval, judges without CPU",
             "pytest-rageval",
+            "pytest-rageval, apredict path",
             "pytest-rageval, judge on httpx",
             "BatchEvalRunner",
         )
         for kind in kinds:  # warm up imports, tokenizers and the server
             run(kind, index, url, queries[:8], 4)
+        bodies_since(server)
+        same_bodies = 0
         print(
             f"# {args.queries} queries x (app + faithfulness + relevancy) over HTTP, "
             f"{args.latency * 1000:g} ms a request | python {platform.python_version()} | "
@@ -183,17 +206,27 @@ def main() -> None:
             cpu_of: dict[str, float] = {}
             missing: dict[str, int] = {}
             reference = None
+            sent: dict[str, str] = {}
             for _ in range(args.repeat):
                 for kind in kinds:
                     wall, cpu = time.perf_counter(), time.process_time()
                     results = run(kind, index, url, queries, workers)
                     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                    sent[kind] = bodies_since(server)
                     missing[kind] = max(missing.get(kind, 0), unjudged(results))
                     if results is not None and not unjudged(results):
                         if reference is None:
                             reference = verdicts(results)
                         elif verdicts(results) != reference:
                             raise SystemExit(f"{kind} gave different verdicts at {workers} workers")
+                    if kind == "pytest-rageval, apredict path":
+                        if sent[kind] != sent["pytest-rageval"]:
+                            raise SystemExit(
+                                f"the lean and apredict paths sent different request bodies "
+                                f"at {workers} workers: {sent['pytest-rageval']} against "
+                                f"{sent[kind]} (count, sha256 of the sorted bodies)"
+                            )
+                        same_bodies += int(sent[kind].split()[0])
                     if wall < best.get(kind, float("inf")):
                         best[kind] = wall
                         calls = len(queries) * (1 if kind == "app alone" else 3)
@@ -208,6 +241,10 @@ def main() -> None:
             speedup = best["BatchEvalRunner"] / best["pytest-rageval"]
             label = f"speed-up over BatchEvalRunner (best of {args.repeat})"
             print(f"| {workers} | {label} | | | | {speedup:.2f}x | | |")
+        print(
+            f"\nrequest bodies: the lean and apredict paths sent the same {same_bodies:,} "
+            f"bodies, byte for byte (sorted, sha256)"
+        )
     finally:
         assert server.stdin is not None
         server.stdin.close()
