@@ -197,13 +197,22 @@ def assemble(parts: Iterable[Part]) -> Run:
     parts = sorted(parts, key=lambda part: part.index)
     if not parts:
         raise PartError("no shard reports given")
+    _check_one_run(parts)
+    _check_every_shard(parts)
+    placed, where, gates = _gather(parts)
+    _check_sizes(parts[0].document["sizes"], where)
+    placed.sort(key=lambda entry: (entry[0], entry[1]))
+    return Run(parts, [record for *_, record in placed], gates)
+
+
+def _check_one_run(parts: Sequence[Part]) -> None:
+    """:class:`PartError` unless every part is split as the first and from its run."""
     first = parts[0]
-    count = first.count
     for part in parts:
-        if part.count != count:
+        if part.count != first.count:
             raise PartError(
                 f"{part.path}: shard {part.index}/{part.count}, but {first.path} is "
-                f"{first.index}/{count}: parts of runs split differently"
+                f"{first.index}/{first.count}: parts of runs split differently"
             )
         if part.document["fingerprint"] != first.document["fingerprint"]:
             raise PartError(
@@ -211,6 +220,11 @@ def assemble(parts: Iterable[Part]) -> Run:
                 "question files, the baseline or the commit differ); merge the parts of "
                 "one run"
             )
+
+
+def _check_every_shard(parts: Sequence[Part]) -> None:
+    """:class:`PartError` unless every shard of the run is given, each once."""
+    count = parts[0].count
     seen: dict[int, str] = {}
     for part in parts:
         if part.index in seen:
@@ -224,6 +238,14 @@ def assemble(parts: Iterable[Part]) -> Run:
             f"shard {', '.join(f'{i}/{count}' for i in missing)} missing: "
             f"{len(parts)} of {count} parts given ({', '.join(p.path for p in parts)})"
         )
+
+
+def _gather(
+    parts: Sequence[Part],
+) -> tuple[list[tuple[int, int, dict[str, Any]]], dict[tuple[str, str], str], dict[str, Gate]]:
+    """The parts' records, each with its place in the run's order and its place among the
+    parts, which part each question came from, and every set's gate; :class:`PartError`
+    when a question is in two parts."""
     placed: list[tuple[int, int, dict[str, Any]]] = []
     where: dict[tuple[str, str], str] = {}
     gates: dict[str, Gate] = {}
@@ -240,7 +262,11 @@ def assemble(parts: Iterable[Part]) -> Run:
                 )
             where[key] = part.path
             placed.append((entry["position"], len(placed), record))
-    sizes: dict[str, int] = first.document["sizes"]
+    return placed, where, gates
+
+
+def _check_sizes(sizes: Mapping[str, int], where: Mapping[tuple[str, str], str]) -> None:
+    """:class:`PartError` unless the parts hold every question of every set (``sizes``)."""
     found: dict[str, int] = {}
     for name, _ in where:
         found[name] = found.get(name, 0) + 1
@@ -250,5 +276,3 @@ def assemble(parts: Iterable[Part]) -> Run:
                 f"{name}: {found.get(name, 0)} of its {size} questions are in the parts; a "
                 "shard lost some (was its report written before it finished?)"
             )
-    placed.sort(key=lambda entry: (entry[0], entry[1]))
-    return Run(parts, [record for *_, record in placed], gates)

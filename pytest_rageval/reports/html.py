@@ -32,99 +32,22 @@ def _x(value: float | None) -> float | None:
 
 def view(document: Mapping[str, Any]) -> dict[str, Any]:
     """What the template shows, computed here so that the template only lays it out."""
+    with_baseline = document.get("baseline") is not None
     sets: list[dict[str, Any]] = []
     questions: list[dict[str, Any]] = []
-    total = ok = 0
     for entry in document.get("sets", []):
-        base = entry.get("baseline") or {}
-        changes = base.get("metrics", {})
-        metrics = []
-        for name, rate in entry["metrics"].items():
-            total += 1
-            ok += rate["verdict"] == "ok"
-            change = changes.get(name)
-            interval = rate.get("interval")
-            baseline_rate = change["baseline_pass_rate"] if change else None
-            delta = change["delta"] if change else None
-            metrics.append(
-                {
-                    "name": name,
-                    "n": f"{rate['n']}{judged_of(rate)}",
-                    "passed": rate["passed"],
-                    "invalid": rate["invalid"],
-                    "errors": rate["errors"],
-                    "verdict": rate["verdict"],
-                    "rate_text": format_fraction(rate["pass_rate"]),
-                    "interval_text": (format_interval(interval)),
-                    "threshold_text": format_fraction(rate["threshold"]),
-                    "baseline_text": format_fraction(baseline_rate) if change else "none",
-                    "delta_text": format_delta(delta, rate.get("max_drop")) if change else "n/a",
-                    "change_text": (
-                        f"{change['change']} (p={change['p_value']:.2g})" if change else "n/a"
-                    ),
-                    "rate_x": _x(rate["pass_rate"]),
-                    "low_x": _x(interval[0]) if interval else None,
-                    "high_x": _x(interval[1]) if interval else None,
-                    "threshold_x": _x(rate["threshold"]),
-                    "baseline_x": _x(baseline_rate),
-                    "corrected": (
-                        f"{name}: {corrected_line(rate)}, labels {labels_source(rate)}"
-                        if rate.get("corrected")
-                        else None
-                    ),
-                }
-            )
-        sets.append(
-            {
-                "id": printable(entry["id"]),
-                "metrics": metrics,
-                "no_baseline": document.get("baseline") is not None and not base.get("found"),
-                "sampled": sampled_line(entry["sample"]) if entry.get("sample") else None,
-            }
-        )
-        down = {n: set(c["pass_to_fail"]) for n, c in changes.items()}
-        up = {n: set(c["fail_to_pass"]) for n, c in changes.items()}
-        new = set(base.get("new", ()))
-        before = base.get("responses") or {}
-        for record in entry.get("questions", []):
-            judged = []
-            for name, metric in record.get("metrics", {}).items():
-                flip = "down" if record["id"] in down.get(name, ()) else None
-                flip = "up" if record["id"] in up.get(name, ()) else flip
-                judged.append(
-                    {
-                        "name": name,
-                        "result": metric.get("result"),
-                        "feedback": _shown(
-                            metric.get("error") or metric.get("reason") or metric.get("feedback")
-                        ),
-                        "flip": flip,
-                    }
-                )
-            questions.append(
-                {
-                    "set": printable(entry["id"]),
-                    "id": printable(record["id"]),
-                    "outcome": record.get("outcome"),
-                    "query": _shown(record.get("query")),
-                    "response": _shown(record.get("response")),
-                    "baseline_response": _shown(before.get(record["id"])),
-                    "has_baseline_response": record["id"] in before,
-                    "contexts": _contexts(record),
-                    "metrics": judged,
-                    "flipped": any(m["flip"] for m in judged),
-                    "new": record["id"] in new,
-                }
-            )
+        sets.append(_set_view(entry, with_baseline))
+        questions += _question_views(entry)
     # what a reviewer reads first: questions that flipped or fail the run, then those
     # tolerated, then the rest, each group in the report's order (a stable sort)
     questions.sort(key=_first)
     for rank, question in enumerate(questions):
         question["rank"] = rank
+    metrics = [metric for shown in sets for metric in shown["metrics"]]
     return {
         "status": "passed" if passed(document) else "FAILED",
-        "ok": ok,
-        "total": total,
+        "ok": sum(metric["verdict"] == "ok" for metric in metrics),
+        "total": len(metrics),
         "baseline": document.get("baseline"),
         "versions": document.get("versions") or {},
         "timing": document.get("timing") or {},
@@ -135,6 +58,107 @@ def view(document: Mapping[str, Any]) -> dict[str, Any]:
         "outcomes": sorted({q["outcome"] for q in questions if q["outcome"]}),
         "chart": CHART,
     }
+
+
+def _set_view(entry: Mapping[str, Any], with_baseline: bool) -> dict[str, Any]:
+    """A set's row group: each metric's rates and chart, and the set's notes."""
+    base = entry.get("baseline") or {}
+    changes = base.get("metrics", {})
+    metrics = [
+        _metric_view(name, rate, changes.get(name)) for name, rate in entry["metrics"].items()
+    ]
+    return {
+        "id": printable(entry["id"]),
+        "metrics": metrics,
+        "no_baseline": with_baseline and not base.get("found"),
+        "sampled": sampled_line(entry["sample"]) if entry.get("sample") else None,
+    }
+
+
+def _metric_view(
+    name: str, rate: Mapping[str, Any], change: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """One metric's row: its rate, interval and threshold, the change since the baseline
+    (``change``; None without one) as text, and where each sits on the chart."""
+    interval = rate.get("interval")
+    baseline_rate = change["baseline_pass_rate"] if change else None
+    delta = change["delta"] if change else None
+    return {
+        "name": name,
+        "n": f"{rate['n']}{judged_of(rate)}",
+        "passed": rate["passed"],
+        "invalid": rate["invalid"],
+        "errors": rate["errors"],
+        "verdict": rate["verdict"],
+        "rate_text": format_fraction(rate["pass_rate"]),
+        "interval_text": (format_interval(interval)),
+        "threshold_text": format_fraction(rate["threshold"]),
+        "baseline_text": format_fraction(baseline_rate) if change else "none",
+        "delta_text": format_delta(delta, rate.get("max_drop")) if change else "n/a",
+        "change_text": (f"{change['change']} (p={change['p_value']:.2g})" if change else "n/a"),
+        "rate_x": _x(rate["pass_rate"]),
+        "low_x": _x(interval[0]) if interval else None,
+        "high_x": _x(interval[1]) if interval else None,
+        "threshold_x": _x(rate["threshold"]),
+        "baseline_x": _x(baseline_rate),
+        "corrected": (
+            f"{name}: {corrected_line(rate)}, labels {labels_source(rate)}"
+            if rate.get("corrected")
+            else None
+        ),
+    }
+
+
+def _question_views(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A set's questions, each with what the baseline said of it: its earlier answer,
+    whether it is new, and each metric's flip."""
+    base = entry.get("baseline") or {}
+    changes = base.get("metrics", {})
+    down = {n: set(c["pass_to_fail"]) for n, c in changes.items()}
+    up = {n: set(c["fail_to_pass"]) for n, c in changes.items()}
+    new = set(base.get("new", ()))
+    before = base.get("responses") or {}
+    questions = []
+    for record in entry.get("questions", []):
+        judged = _judged(record, down, up)
+        questions.append(
+            {
+                "set": printable(entry["id"]),
+                "id": printable(record["id"]),
+                "outcome": record.get("outcome"),
+                "query": _shown(record.get("query")),
+                "response": _shown(record.get("response")),
+                "baseline_response": _shown(before.get(record["id"])),
+                "has_baseline_response": record["id"] in before,
+                "contexts": _contexts(record),
+                "metrics": judged,
+                "flipped": any(m["flip"] for m in judged),
+                "new": record["id"] in new,
+            }
+        )
+    return questions
+
+
+def _judged(
+    record: Mapping[str, Any], down: Mapping[str, set[str]], up: Mapping[str, set[str]]
+) -> list[dict[str, Any]]:
+    """Each metric's result on a question, its feedback, and its flip since the baseline
+    (``down``: pass to fail, ``up``: fail to pass, None: neither)."""
+    judged = []
+    for name, metric in record.get("metrics", {}).items():
+        flip = "down" if record["id"] in down.get(name, ()) else None
+        flip = "up" if record["id"] in up.get(name, ()) else flip
+        judged.append(
+            {
+                "name": name,
+                "result": metric.get("result"),
+                "feedback": _shown(
+                    metric.get("error") or metric.get("reason") or metric.get("feedback")
+                ),
+                "flip": flip,
+            }
+        )
+    return judged
 
 
 def _first(question: Mapping[str, Any]) -> int:

@@ -114,92 +114,114 @@ def encode(value: Any, write: Callable[[str], object]) -> None:
     rather than by :mod:`json` because ``indent`` turns off json's C encoder: its Python
     one took 7 s over 100,000 questions, and a strict copy of the document and its whole
     text held at once cost 500 MB more."""
-    pieces: list[str] = []
-    append = pieces.append
-    breaks = ["\n"]
-    string = _string
+    encoder = _Encoder(write)
+    text = _scalar(value)
+    if text is None:
+        encoder.nested(value, 0)
+    else:
+        encoder.pieces.append(text)
+    encoder.flush()
 
-    def newline(level: int) -> str:
+
+def _scalar(item: Any) -> str | None:
+    """``item``'s JSON text, or None when it is a list or mapping."""
+    kind = type(item)
+    if kind is str:
+        return _string(item)
+    if item is None:
+        return "null"
+    if item is True:
+        return "true"
+    if item is False:
+        return "false"
+    if kind is int:
+        return int.__repr__(item)
+    if kind is float:
+        return float.__repr__(item) if math.isfinite(item) else "null"
+    if kind is dict or kind is list or isinstance(item, (Mapping, list, tuple)):
+        return None
+    if isinstance(item, str):
+        return _string(item)
+    if isinstance(item, int):
+        return int.__repr__(item)
+    if isinstance(item, float):
+        return float.__repr__(item) if math.isfinite(item) else "null"
+    raise TypeError(f"Object of type {kind.__name__} is not JSON serializable")
+
+
+class _Encoder:
+    """One :func:`encode`: the pieces not yet written, and the line break (with its
+    indent) of each depth."""
+
+    def __init__(self, write: Callable[[str], object]) -> None:
+        self.write = write
+        self.pieces: list[str] = []
+        self.breaks = ["\n"]
+
+    def flush(self) -> None:
+        # a string's text is never cut between pieces, so each is made valid on its own
+        self.write(well_formed("".join(self.pieces)))
+        self.pieces.clear()
+
+    def newline(self, level: int) -> str:
+        breaks = self.breaks
         while len(breaks) <= level:
             breaks.append("\n" + "  " * len(breaks))
         return breaks[level]
 
-    def scalar(item: Any) -> str | None:
-        """``item``'s text, or None when it is a list or mapping."""
-        kind = type(item)
-        if kind is str:
-            return string(item)
-        if item is None:
-            return "null"
-        if item is True:
-            return "true"
-        if item is False:
-            return "false"
-        if kind is int:
-            return int.__repr__(item)
-        if kind is float:
-            return float.__repr__(item) if math.isfinite(item) else "null"
-        if kind is dict or kind is list or isinstance(item, (Mapping, list, tuple)):
-            return None
-        if isinstance(item, str):
-            return string(item)
-        if isinstance(item, int):
-            return int.__repr__(item)
-        if isinstance(item, float):
-            return float.__repr__(item) if math.isfinite(item) else "null"
-        raise TypeError(f"Object of type {kind.__name__} is not JSON serializable")
-
-    def nested(item: Any, level: int) -> None:
-        inner = newline(level + 1)
+    def nested(self, item: Any, level: int) -> None:
+        """A list or mapping at depth ``level``, written out when the pieces pile up."""
         if type(item) is dict or isinstance(item, Mapping):
             if not item:
-                append("{}")
+                self.pieces.append("{}")
                 return
-            opening = "{" + inner
-            for key, member in item.items():
-                name = string(key if type(key) is str else str(key))
-                # the common kinds first, without a call
-                if type(member) is str:
-                    append(f"{opening}{name}: {string(member)}")
-                elif member is None:
-                    append(f"{opening}{name}: null")
-                else:
-                    text = scalar(member)
-                    if text is None:
-                        append(f"{opening}{name}: ")
-                        nested(member, level + 1)
-                    else:
-                        append(f"{opening}{name}: {text}")
-                opening = "," + inner
-            append(newline(level) + "}")
+            self.mapping(item, level)
         else:
             if not item:
-                append("[]")
+                self.pieces.append("[]")
                 return
-            opening = "[" + inner
-            for member in item:
-                if type(member) is str:
-                    append(opening + string(member))
-                else:
-                    text = scalar(member)
-                    if text is None:
-                        append(opening)
-                        nested(member, level + 1)
-                    else:
-                        append(opening + text)
-                opening = "," + inner
-            append(newline(level) + "]")
-        if len(pieces) > _FLUSH:
-            write(well_formed("".join(pieces)))
-            pieces.clear()
+            self.sequence(item, level)
+        if len(self.pieces) > _FLUSH:
+            self.flush()
 
-    text = scalar(value)
-    if text is None:
-        nested(value, 0)
-    else:
-        append(text)
-    # a string's text is never cut between pieces, so each is made valid on its own
-    write(well_formed("".join(pieces)))
+    def mapping(self, item: Mapping[Any, Any], level: int) -> None:
+        append = self.pieces.append
+        string = _string
+        inner = self.newline(level + 1)
+        opening = "{" + inner
+        for key, member in item.items():
+            name = string(key if type(key) is str else str(key))
+            # the common kinds first, without a call
+            if type(member) is str:
+                append(f"{opening}{name}: {string(member)}")
+            elif member is None:
+                append(f"{opening}{name}: null")
+            else:
+                text = _scalar(member)
+                if text is None:
+                    append(f"{opening}{name}: ")
+                    self.nested(member, level + 1)
+                else:
+                    append(f"{opening}{name}: {text}")
+            opening = "," + inner
+        append(self.newline(level) + "}")
+
+    def sequence(self, item: Any, level: int) -> None:
+        append = self.pieces.append
+        inner = self.newline(level + 1)
+        opening = "[" + inner
+        for member in item:
+            if type(member) is str:
+                append(opening + _string(member))
+            else:
+                text = _scalar(member)
+                if text is None:
+                    append(opening)
+                    self.nested(member, level + 1)
+                else:
+                    append(opening + text)
+            opening = "," + inner
+        append(self.newline(level) + "]")
 
 
 def dumps(document: Mapping[str, Any]) -> str:

@@ -69,85 +69,124 @@ def render_markdown(
     ok = sum(m["verdict"] == "ok" for entry in sets for m in entry["metrics"].values())
     status = "passed" if passed(document) else "FAILED"
     lines = [f"### pytest-rageval: {status} ({ok} of {metrics} set metrics ok)", ""]
-    header = ["set", "metric", "pass rate", "95% CI", "threshold"]
-    if with_baseline:
-        header += ["baseline", "delta", "change"]
-    header += ["invalid", "errors", "verdict"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for entry in sets:
-        changes = (entry.get("baseline") or {}).get("metrics", {})
-        for name, rate in entry["metrics"].items():
-            interval = rate.get("interval")
-            row = [
-                inert(entry["id"], table=True),
-                inert(name, table=True),
-                f"{format_fraction(rate['pass_rate'])} ({rate['passed']}/{rate['n']}"
-                f"{judged_of(rate)})",
-                format_interval(interval),
-                format_fraction(rate["threshold"]),
-            ]
-            if with_baseline:
-                change = changes.get(name)
-                if change is None:
-                    row += ["none", "n/a", "n/a"]
-                else:
-                    delta = change["delta"]
-                    row += [
-                        format_fraction(change["baseline_pass_rate"]),
-                        format_delta(delta, rate.get("max_drop")),
-                        f"{change['change']} (p={change['p_value']:.2g})",
-                    ]
-            verdict = str(rate["verdict"])
-            mark = "✅" if verdict == "ok" else "❌"
-            shown = verdict if _VERDICT.fullmatch(verdict) else inert(verdict, table=True)
-            row += [str(rate["invalid"]), str(rate["errors"]), f"{mark} {shown}"]
-            lines.append("| " + " | ".join(row) + " |")
+    lines += _table(sets, with_baseline)
     budget = [FLIP_LINES]
     listed: set[tuple[str, str]] = set()
     if with_baseline:
         lines += ["", f"**Since the baseline** ({inert(document['baseline'])})", ""]
         lines += _flips(sets, html, budget, listed)
-    failing = _failing(sets, budget, listed)
-    if failing:
-        lines += ["", "**Failed questions**", "", *failing]
-    problems = [
+    lines += _section("**Failed questions**", _failing(sets, budget, listed))
+    lines += _section("**Invalid judgements and errors**", _problems(sets))
+    lines += _section(
+        "**Corrected for the judge** (the gate compares the corrected rate)", _corrected(sets)
+    )
+    lines += _section(
+        "**Sequential sets** (questions judged in a random order until certain)",
+        _sampled(sets, with_baseline),
+    )
+    lines += _section("**Errors and warnings**", _notices(document))
+    return well_formed(_relative("\n".join(lines) + "\n", root))
+
+
+def _section(heading: str, items: list[str]) -> list[str]:
+    """A list under its heading, or nothing when the list is empty."""
+    return ["", heading, "", *items] if items else []
+
+
+def _table(sets: list[Mapping[str, Any]], with_baseline: bool) -> list[str]:
+    """The table of every set's metrics, with the baseline's columns when there is one."""
+    header = ["set", "metric", "pass rate", "95% CI", "threshold"]
+    if with_baseline:
+        header += ["baseline", "delta", "change"]
+    header += ["invalid", "errors", "verdict"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for entry in sets:
+        changes = (entry.get("baseline") or {}).get("metrics", {})
+        for name, rate in entry["metrics"].items():
+            change = changes.get(name) if with_baseline else None
+            row = _row(entry["id"], name, rate, change, with_baseline)
+            lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _row(
+    set_id: object,
+    name: str,
+    rate: Mapping[str, Any],
+    change: Mapping[str, Any] | None,
+    with_baseline: bool,
+) -> list[str]:
+    """One metric's cells: its rates, the ``change`` since the baseline (columns only
+    ``with_baseline``; None: the baseline lacks it) and its verdict."""
+    row = [
+        inert(set_id, table=True),
+        inert(name, table=True),
+        f"{format_fraction(rate['pass_rate'])} ({rate['passed']}/{rate['n']}{judged_of(rate)})",
+        format_interval(rate.get("interval")),
+        format_fraction(rate["threshold"]),
+    ]
+    if with_baseline:
+        if change is None:
+            row += ["none", "n/a", "n/a"]
+        else:
+            row += [
+                format_fraction(change["baseline_pass_rate"]),
+                format_delta(change["delta"], rate.get("max_drop")),
+                f"{change['change']} (p={change['p_value']:.2g})",
+            ]
+    verdict = str(rate["verdict"])
+    mark = "✅" if verdict == "ok" else "❌"
+    shown = verdict if _VERDICT.fullmatch(verdict) else inert(verdict, table=True)
+    row += [str(rate["invalid"]), str(rate["errors"]), f"{mark} {shown}"]
+    return row
+
+
+def _problems(sets: list[Mapping[str, Any]]) -> list[str]:
+    """A line for each set and metric with invalid judgements or errors."""
+    return [
         f"- {inert(entry['id'])} {inert(name)}: {rate['invalid']} invalid, {rate['errors']} errors"
         for entry in sets
         for name, rate in entry["metrics"].items()
         if rate["invalid"] or rate["errors"]
     ]
-    if problems:
-        lines += ["", "**Invalid judgements and errors**", "", *problems]
-    corrected = [
+
+
+def _corrected(sets: list[Mapping[str, Any]]) -> list[str]:
+    """A line for each set and metric whose rate is corrected for the judge."""
+    return [
         f"- {inert(entry['id'])} {inert(name)}: {corrected_line(rate)}, labels "
         f"{inert(labels_source(rate))}"
         for entry in sets
         for name, rate in entry["metrics"].items()
         if rate.get("corrected")
     ]
-    if corrected:
-        lines += ["", "**Corrected for the judge** (the gate compares the corrected rate)"]
-        lines += ["", *corrected]
+
+
+def _sampled(sets: list[Mapping[str, Any]], with_baseline: bool) -> list[str]:
+    """A line for each sequential set: how far its sampling went."""
     compared = "; only the questions asked were compared with the baseline"
-    sampled = [
+    return [
         f"- {inert(entry['id'])}: {inert(sampled_line(entry['sample']))}"
         f"{compared if with_baseline else ''}"
         for entry in sets
         if entry.get("sample")
     ]
-    if sampled:
-        lines += ["", "**Sequential sets** (questions judged in a random order until certain)"]
-        lines += ["", *sampled]
+
+
+def _notices(document: Mapping[str, Any]) -> list[str]:
+    """The run's notices, after why it stopped early if it did."""
     notices = [f"- {inert(notice)}" for notice in document.get("notices", [])]
     if document.get("stopped"):
         notices.insert(0, f"- the run stopped early: {inert(document['stopped'])}")
-    if notices:
-        lines += ["", "**Errors and warnings**", "", *notices]
-    text = "\n".join(lines) + "\n"
+    return notices
+
+
+def _relative(text: str, root: str | None) -> str:
+    """``text`` with the paths under ``root`` relative to it."""
     if root and len(root.rstrip(os.sep)) > 1:
         # inside code spans, where every path is: the relative path shows the same way
         text = text.replace(root.rstrip(os.sep) + os.sep, "")
-    return well_formed(text)
+    return text
 
 
 def _flips(
