@@ -7,10 +7,13 @@ from pathlib import Path
 # numpy (under llama-index) cannot be imported twice in one process, and in-process
 # pytester runs restore sys.modules afterwards: import it once, here, for good. The same
 # for the openai SDK and its aiohttp transport, which the default judge uses: imported
-# anew in each run, its client classes would differ from the ones it checks against.
+# anew in each run, its client classes would differ from the ones it checks against. Its
+# resources and types load lazily, on the default judge's first request: some 500 pydantic
+# modules (0.7 s) that each in-process run would otherwise import again.
 import llama_index.core
 import llama_index.llms.openai  # noqa: F401
-import openai  # noqa: F401
+import openai.resources
+import openai.types  # noqa: F401
 import pytest
 
 # nltk (llama-index's sentence splitter, rouge-score) imports scipy, whose C extensions,
@@ -18,6 +21,7 @@ import pytest
 # gone afterwards and the reference tests' `from scipy.stats import binom` fails
 # (which test ran first on an xdist worker decides it: a flaky failure)
 import scipy.stats  # noqa: F401
+import tiktoken_ext.openai_public  # noqa: F401
 from openai_server import FakeOpenAI, serve
 from qfiles import session_fixtures
 
