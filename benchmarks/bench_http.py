@@ -16,6 +16,11 @@ on its default transport, as a user's app would be. For each worker count:
   The server records every request body: both rows must send the same bodies, byte for
   byte (compared as sorted lists, since the order of concurrent requests varies);
 - BatchEvalRunner: llama-index's runner, judge on the default transport;
+- app + SDK judge requests: no runner and no llama-index judge: one asyncio program asks
+  the app and sends each question's two judge prompts (llama-index's own templates)
+  straight through ``AsyncOpenAI.chat.completions.create`` on the aiohttp transport,
+  ``workers`` at a time. The least any runner that sends its judges' requests through
+  the openai SDK on one event loop can take on this machine;
 - pytest-rageval, judges without CPU: judges that only wait one latency, so what is left
   is the app and the runner: the gap to the pytest-rageval row is the judge client's own
   CPU (the openai SDK and llama-index's wrappers), which the plugin does not control.
@@ -112,12 +117,52 @@ def evaluators(llm: Any) -> dict[str, Any]:
 LATENCY = 0.05
 
 
+async def sdk_alone(app: Any, url: str, queries: list[str], workers: int) -> None:
+    """The app, then each question's two judge requests straight through the SDK."""
+    from llama_index.core.evaluation.faithfulness import DEFAULT_EVAL_TEMPLATE as FAITH
+    from llama_index.core.evaluation.relevancy import DEFAULT_EVAL_TEMPLATE as RELEVANT
+    from openai import AsyncOpenAI, DefaultAioHttpClient
+
+    client = AsyncOpenAI(
+        api_key="sk-bench", base_url=url, max_retries=0, http_client=DefaultAioHttpClient()
+    )
+    slots = asyncio.Semaphore(workers)
+
+    async def judge(prompt: str) -> str | None:
+        async with slots:
+            answer = await client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": prompt}],
+                temperature=0.0,
+            )
+        return answer.choices[0].message.content
+
+    async def one(query: str) -> None:
+        async with slots:
+            response = await app.aquery(query)
+        context = "\n\n".join(node.get_content() for node in response.source_nodes)
+        await asyncio.gather(
+            judge(FAITH.format(query_str=str(response), context_str=context)),
+            judge(
+                RELEVANT.format(
+                    query_str=f"Question: {query}\nResponse: {response}", context_str=context
+                )
+            ),
+        )
+
+    await asyncio.gather(*(one(query) for query in queries))
+    await client.close()
+
+
 def run(kind: str, index: Any, url: str, queries: list[str], workers: int) -> Any:
     app = build_app(index, url)
     if kind == "pytest-rageval, judges without CPU":
         sleepers = {name: SleepOnlyJudge(LATENCY) for name in ("faithfulness", "relevancy")}
         with BatchRunner(sleepers, workers=workers) as runner:
             runner.evaluate_queries(app, queries=queries)
+        return None
+    if kind == "app + SDK judge requests":
+        asyncio.run(sdk_alone(app, url, queries, workers))
         return None
     if kind == "app alone":
         with BatchRunner({}, workers=workers) as runner:
@@ -174,6 +219,7 @@ def main() -> None:
         queries = [f"What property does the volcano {i} have?" for i in range(args.queries)]
         kinds = (
             "app alone",
+            "app + SDK judge requests",
             "pytest-rageval, judges without CPU",
             "pytest-rageval",
             "pytest-rageval, apredict path",
@@ -238,6 +284,10 @@ def main() -> None:
                     f"| {workers} | {kind} | {best[kind]:.2f} | {ideal:.2f} | {floor:.2f} | "
                     f"{best[kind] / floor:.2f}x | {cpu_of[kind]:.2f} | {missing[kind]} |"
                 )
+            sdk = best["pytest-rageval"] / best["app + SDK judge requests"]
+            print(
+                f"| {workers} | pytest-rageval / app + SDK judge requests | | | | {sdk:.2f}x | | |"
+            )
             speedup = best["BatchEvalRunner"] / best["pytest-rageval"]
             label = f"speed-up over BatchEvalRunner (best of {args.repeat})"
             print(f"| {workers} | {label} | | | | {speedup:.2f}x | | |")
