@@ -29,9 +29,9 @@ from pytest_rageval.correction import (
     check_labels,
     correct,
     lee_interval,
-    ppi_rate,
     rogan_gladen,
 )
+from pytest_rageval.ppi import ppi_rate
 
 # --- Lee et al., transcribed ------------------------------------------------------------
 

@@ -58,6 +58,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "foundations",
         (
             "sequential",
+            "ppi",
             "correction",
             "stats",
             "baseline",

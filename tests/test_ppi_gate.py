@@ -19,7 +19,7 @@ from pathlib import Path
 import llama_index.core  # noqa: F401  (numpy once per process: see conftest)
 import pytest
 
-from pytest_rageval.correction import ppi_rate
+from pytest_rageval.ppi import ppi_rate
 
 APP = """
 import pytest

@@ -10,7 +10,7 @@ bound, with the threshold. The per-question verdicts stay the judge's.
 Where the set's own questions carry labels of the answers the app still gives
 (``labels`` and ``labelled_response_sha256`` in the data file), a metric's rate carries
 an :class:`OwnLabels` instead (``MetricRate.labelled``): prediction-powered inference
-(:func:`pytest_rageval.correction.ppi_rate`, PPI++ with lambda cross-fitted on 2 folds)
+(:func:`pytest_rageval.ppi.ppi_rate`, PPI++ with lambda cross-fitted on 2 folds)
 is exact for that population, so it replaces the labels file's correction.
 """
 
@@ -24,12 +24,11 @@ from pytest_rageval.correction import (
     CONFIDENCE,
     Corrected,
     Labels,
-    PPIRate,
     Uncorrectable,
     UncorrectableError,
     correct,
-    ppi_rate,
 )
+from pytest_rageval.ppi import PPIRate, ppi_rate
 from pytest_rageval.stats import wilson
 
 
