@@ -16,10 +16,11 @@ on its default transport, as a user's app would be. For each worker count:
   The server records every request body: both rows must send the same bodies, byte for
   byte (compared as sorted lists, since the order of concurrent requests varies);
 - BatchEvalRunner: llama-index's runner, judge on the default transport;
-- app + SDK judge requests: no runner and no llama-index judge: one asyncio program asks
-  the app and sends each question's two judge prompts (llama-index's own templates)
-  straight through ``AsyncOpenAI.chat.completions.create`` on the aiohttp transport,
-  ``workers`` at a time. The least any runner that sends its judges' requests through
+- app + SDK judge requests: no runner and no llama-index judge: ``workers`` coroutines on
+  one loop each take a question, ask the app, and send its two judge prompts
+  (llama-index's own templates) one after the other straight through
+  ``AsyncOpenAI.chat.completions.create`` on the aiohttp transport: every slot is always
+  busy, with no scheduling of any kind. The least any runner that sends its judges' requests through
   the openai SDK on one event loop can take on this machine;
 - pytest-rageval, judges without CPU: judges that only wait one latency, so what is left
   is the app and the runner: the gap to the pytest-rageval row is the judge client's own
@@ -126,31 +127,26 @@ async def sdk_alone(app: Any, url: str, queries: list[str], workers: int) -> Non
     client = AsyncOpenAI(
         api_key="sk-bench", base_url=url, max_retries=0, http_client=DefaultAioHttpClient()
     )
-    slots = asyncio.Semaphore(workers)
 
     async def judge(prompt: str) -> str | None:
-        async with slots:
-            answer = await client.chat.completions.create(
-                model="gpt-4o-mini",
-                messages=[{"role": "user", "content": prompt}],
-                temperature=0.0,
-            )
+        answer = await client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": prompt}],
+            temperature=0.0,
+        )
         return answer.choices[0].message.content
 
-    async def one(query: str) -> None:
-        async with slots:
+    async def worker(todo: list[str]) -> None:
+        while todo:  # each worker takes one question through the app and both judges
+            query = todo.pop()
             response = await app.aquery(query)
-        context = "\n\n".join(node.get_content() for node in response.source_nodes)
-        await asyncio.gather(
-            judge(FAITH.format(query_str=str(response), context_str=context)),
-            judge(
-                RELEVANT.format(
-                    query_str=f"Question: {query}\nResponse: {response}", context_str=context
-                )
-            ),
-        )
+            context = "\n\n".join(node.get_content() for node in response.source_nodes)
+            await judge(FAITH.format(query_str=str(response), context_str=context))
+            relevancy_query = f"Question: {query}\nResponse: {response}"
+            await judge(RELEVANT.format(query_str=relevancy_query, context_str=context))
 
-    await asyncio.gather(*(one(query) for query in queries))
+    todo = list(reversed(queries))
+    await asyncio.gather(*(worker(todo) for _ in range(workers)))
     await client.close()
 
 
