@@ -189,28 +189,6 @@ def properties(record: Mapping[str, Any]) -> list[tuple[str, object]]:
     return found
 
 
-def run(
-    paths: Sequence[str],
-    *,
-    out: str | None,
-    markdown_out: str | None,
-    html_out: str | None,
-    junit_out: str | None,
-    baseline_path: str | None,
-) -> int:
-    """``rageval merge``: 0 when the merged run passes its gate, 1 when it fails, and
-    :class:`PartError` (exit 2) for parts that are not one complete run."""
-    with _uncollected():
-        return _run(
-            paths,
-            out=out,
-            markdown_out=markdown_out,
-            html_out=html_out,
-            junit_out=junit_out,
-            baseline_path=baseline_path,
-        )
-
-
 @contextlib.contextmanager
 def _uncollected() -> Iterator[None]:
     """No cyclic garbage collection meanwhile: the parts' records (millions of objects,
@@ -225,7 +203,8 @@ def _uncollected() -> Iterator[None]:
             gc.enable()
 
 
-def _run(
+@_uncollected()
+def run(
     paths: Sequence[str],
     *,
     out: str | None,
@@ -234,6 +213,8 @@ def _run(
     junit_out: str | None,
     baseline_path: str | None,
 ) -> int:
+    """``rageval merge``: 0 when the merged run passes its gate, 1 when it fails, and
+    :class:`PartError` (exit 2) for parts that are not one complete run."""
     merged_run = assemble(read_part(Path(path)) for path in paths)
     ran_against = merged_run.first["baseline"]
     baseline = None
