@@ -10,6 +10,27 @@ import pytest
 
 Text = str | Callable[[int], str]
 
+PREFIX_APP = """
+import pytest
+from llama_index.core.base.response.schema import Response
+from pytest_rageval.evaluators import ContainsEvaluator
+
+class App:
+    def query(self, q):
+        return Response(response="yes" if q.startswith("pass") else "no", source_nodes=[])
+
+@pytest.fixture(scope="session")
+def rag_query_engine():
+    return App()
+
+@pytest.fixture(scope="session")
+def rag_evaluators():
+    return {"contains": ContainsEvaluator()}
+"""
+"""A conftest whose app answers "yes" to a query starting with "pass" and "no" to any other,
+judged by ``contains`` (the local metric): a question passes when its reference is in the
+answer."""
+
 
 def _text(value: Text, i: int) -> str:
     return value(i) if callable(value) else value.format(i=i)

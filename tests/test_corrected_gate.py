@@ -19,24 +19,7 @@ from pathlib import Path
 
 import llama_index.core  # noqa: F401  (numpy once per process: see conftest)
 import pytest
-
-APP = """
-import pytest
-from llama_index.core.base.response.schema import Response
-from pytest_rageval.evaluators import ContainsEvaluator
-
-class App:
-    def query(self, q):
-        return Response(response="yes" if q.startswith("pass") else "no", source_nodes=[])
-
-@pytest.fixture(scope="session")
-def rag_query_engine():
-    return App()
-
-@pytest.fixture(scope="session")
-def rag_evaluators():
-    return {"contains": ContainsEvaluator()}
-"""
+from qfiles import PREFIX_APP
 
 
 def labels_file(
@@ -71,7 +54,7 @@ def question_file(n: int, passing: int, head: str = "") -> str:
 
 @pytest.fixture
 def labelled(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeconftest(APP)
+    pytester.makeconftest(PREFIX_APP)
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     (pytester.path / "labels.yaml").write_text(labels_file())
     return pytester

@@ -18,26 +18,9 @@ from pathlib import Path
 
 import llama_index.core  # noqa: F401  (numpy once per process: see conftest)
 import pytest
+from qfiles import PREFIX_APP
 
 from pytest_rageval.ppi import ppi_rate
-
-APP = """
-import pytest
-from llama_index.core.base.response.schema import Response
-from pytest_rageval.evaluators import ContainsEvaluator
-
-class App:
-    def query(self, q):
-        return Response(response="yes" if q.startswith("pass") else "no", source_nodes=[])
-
-@pytest.fixture(scope="session")
-def rag_query_engine():
-    return App()
-
-@pytest.fixture(scope="session")
-def rag_evaluators():
-    return {"contains": ContainsEvaluator()}
-"""
 
 YES = hashlib.sha256(b"yes").hexdigest()
 NO = hashlib.sha256(b"no").hexdigest()
@@ -69,7 +52,7 @@ def question_file(head: str = "", labelled: int = 40, stale: tuple[int, ...] = (
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeconftest(APP)
+    pytester.makeconftest(PREFIX_APP)
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     return pytester
 
