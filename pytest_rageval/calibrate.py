@@ -1,14 +1,6 @@
 """``rageval calibrate``: does the judge agree with people? (no pytest here)
 
-A labels file holds hand-judged cases::
-
-    cases:
-      - query: How long do refunds take?
-        response: Refunds take 5 days.
-        contexts: [Refunds are processed within 5 business days.]
-        reference: Within 5 business days.      # optional (correctness, token metrics)
-        labels: {faithfulness: true, relevancy: true}
-
+A labels file holds hand-judged cases (its format: :mod:`pytest_rageval.questions.labels`).
 Each labelled metric is judged as the plugin judges it (the same strict reading of the
 judge's answer; an *invalid* verdict counts as not passing, as it does in the gate), and
 compared with the label: accuracy, Cohen's kappa and the confusion matrix per metric, and
