@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_rageval.gcpause import paused
 from pytest_rageval.keys import QUESTION_FILE_KEY, QUESTION_KEY
 from pytest_rageval.questions import QuestionFileError, is_question_file, load_file
 from pytest_rageval.text import printable
@@ -73,12 +73,14 @@ def rag_data_question(request: pytest.FixtureRequest) -> None:
 class RagFile(pytest.File):
     """A question set file; its questions become :class:`RagItem` items."""
 
-    def collect(self) -> Iterator[RagItem]:
+    @paused()  # 10,000 questions and their items: many objects, none in a cycle
+    def collect(self) -> list[RagItem]:
         question_file = load_file(self.path, display=self.nodeid)
         _collecting(self.path, self.nodeid)
         # every item of a file runs the same function under the same node, so they share
         # one fixture closure (as pytest's own parametrized items do): worked out once
         fixtureinfo = None
+        items = []
         for question in question_file.questions:
             item = RagItem.from_parent(
                 self,
@@ -89,7 +91,8 @@ class RagFile(pytest.File):
             fixtureinfo = getattr(item, "_fixtureinfo", None)
             item.stash[QUESTION_KEY] = question
             item.stash[QUESTION_FILE_KEY] = question_file
-            yield item
+            items.append(item)
+        return items
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, QuestionFileError):

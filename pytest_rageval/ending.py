@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_rageval.gcpause import paused
 from pytest_rageval.keys import DEFERRED_KEY
 from pytest_rageval.recorded import Recorded
 from pytest_rageval.redaction import redact
@@ -70,6 +71,7 @@ class RunEnd:
         if runner is not None:
             runner.stop(reason, wait=wait)
 
+    @paused()  # the summaries and reports of every record: many objects, no cycles
     def finish(self, session: pytest.Session, exitstatus: int) -> None:
         """At the session's end: why it stopped, what is missing, the exit status, and
         the worker's payload or the run's reports."""
@@ -188,6 +190,7 @@ class RunEnd:
             )
         return [redact(notice) for notice in notices]
 
+    @paused()
     def terminal_summary(self, terminalreporter: Any) -> None:
         """The ``rag evaluation`` section and the run's last lines."""
         if not self.recorded.records or self.deferred:

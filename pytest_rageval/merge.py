@@ -9,10 +9,8 @@ Markdown, the HTML and the terminal table are rendered by the plugin's own rende
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from xml.etree import ElementTree
 from pytest_rageval.baseline import Baseline, BaselineError
 from pytest_rageval.baseline import load as load_baseline
 from pytest_rageval.gate import newly_failing, outcome
+from pytest_rageval.gcpause import paused
 from pytest_rageval.parts import PartError, Run, assemble, baseline_digest, read_part
 from pytest_rageval.reports import document as report_document
 from pytest_rageval.reports import html, markdown, terminal
@@ -189,21 +188,7 @@ def properties(record: Mapping[str, Any]) -> list[tuple[str, object]]:
     return found
 
 
-@contextlib.contextmanager
-def _uncollected() -> Iterator[None]:
-    """No cyclic garbage collection meanwhile: the parts' records (millions of objects,
-    none in a cycle) would be scanned again and again as the merge makes more, a
-    quarter of its time at 100,000 questions."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-@_uncollected()
+@paused()  # the parts' records: millions of objects, none in a cycle
 def run(
     paths: Sequence[str],
     *,

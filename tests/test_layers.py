@@ -69,6 +69,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "text",
             "thresholds",
             "redaction",
+            "gcpause",
         ),
     ),
 ]
