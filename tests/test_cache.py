@@ -136,6 +136,31 @@ def test_a_foreign_sqlite_file_is_set_aside(tmp_path: Path) -> None:
     assert "set aside" in store.notices[0] and "someone else 7" in store.notices[0]
 
 
+def test_a_flush_of_many_rows_writes_each_of_them(tmp_path: Path) -> None:
+    # rows go in as statements of many rows each: more rows than one statement holds,
+    # for both tables, each read back from a fresh cache on the same file
+    n = 1234
+    store = VerdictCache(tmp_path)
+    for i in range(n):
+        store.put("faithfulness", f"k{i}", {"passing": i % 3 == 0, "feedback": f"why {i} \u00e9"})
+        store.record(f"r{i}", f"answer {i}", [f"context {i}", "'; DROP TABLE verdicts; --"])
+    store.flush()
+    again = VerdictCache(tmp_path)
+    assert again.info()["verdicts"] == n
+    for i in (0, 1, 248, 249, 250, 997, n - 1):
+        assert again.get("faithfulness", f"k{i}") == {
+            "passing": i % 3 == 0,
+            "feedback": f"why {i} \u00e9",
+        }
+        assert again.recall(f"r{i}") == (
+            f"answer {i}",
+            [f"context {i}", "'; DROP TABLE verdicts; --"],
+            None,
+        )
+    with sqlite3.connect(tmp_path / "verdicts.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM recordings").fetchone() == (n,)
+
+
 # -- the key: one test per part ----------------------------------------------------------
 
 BASE: dict[str, Any] = {
