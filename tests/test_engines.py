@@ -135,3 +135,61 @@ def test_calls_queued_behind_a_hung_call_get_another_thread() -> None:
     finally:
         release.set()
         threads.shutdown(wait=False)
+
+
+def test_fast_calls_queued_together_wake_the_loop_a_few_times_not_once_each() -> None:
+    """A thread runs the fast calls queued behind the one it finished before it wakes
+    the loop: each wake-up is one more thread taking the GIL from pytest's main thread."""
+    threads = DaemonThreads(name="test-sync")
+    wakes = [0]
+    hand_back = threads._hand_back
+
+    def counted() -> None:
+        wakes[0] += 1
+        hand_back()
+
+    threads._hand_back = counted  # type: ignore[method-assign]
+
+    def app(n: int) -> int:
+        time.sleep(0.0005)  # lets go of the GIL, as any app does: the loop could run now
+        return n + 1
+
+    try:
+        assert run_calls(threads, app, list(range(200))) == list(range(1, 201))
+    finally:
+        threads.shutdown(wait=False)
+    # one wake-up per 5 ms of calls at most (SLOW_CALL), each call 0.5 ms and more
+    assert 1 <= wakes[0] <= 200 / 4, wakes
+
+
+def test_results_held_behind_a_call_that_hangs_are_handed_back() -> None:
+    """A thread holds the results of fast calls while it runs the next one queued; when
+    that one hangs, the loop's check hands them back."""
+    threads = DaemonThreads(name="test-sync")
+    go, release = threading.Event(), threading.Event()
+
+    def app(query: str) -> str:
+        if query == "first":
+            go.wait()
+        if query == "HANG":
+            release.wait()
+        return f"Answer: {query}"
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        first, second = threads.call(loop, app, "first"), threads.call(loop, app, "second")
+        hung = threads.call(loop, app, "HANG")
+        await asyncio.sleep(0.01)  # all three queued, the one thread busy with the first
+        go.set()
+        answers = await asyncio.wait_for(asyncio.gather(first, second), timeout=2)
+        hung.cancel()
+        return list(answers)
+
+    try:
+        started = time.monotonic()
+        assert asyncio.run(main()) == ["Answer: first", "Answer: second"]
+        assert time.monotonic() - started < 1
+        assert not release.is_set()
+    finally:
+        release.set()
+        threads.shutdown(wait=False)

@@ -43,7 +43,11 @@ class DaemonThreads(concurrent.futures.Executor):
 
     :meth:`call` hands results back to an event loop in batches: one wake-up of the loop
     for all the calls that finished since its last one, instead of one per call (with a
-    fast sync app, the loop's wake-ups were a fifth of its time).
+    fast sync app, the loop's wake-ups were a fifth of its time). A thread with more
+    fast calls queued runs them before it wakes the loop, as long as the first result
+    it holds is under :data:`SLOW_CALL` old: each wake-up is one more thread taking the
+    GIL from pytest's main thread. A result held behind a call that then hangs is handed
+    back by the loop's check every :data:`STALLED` seconds.
     """
 
     def __init__(self, name: str = "rageval-sync", max_idle: int = 64) -> None:
@@ -62,6 +66,10 @@ class DaemonThreads(concurrent.futures.Executor):
         self._shutdown = False
         self._checking: asyncio.AbstractEventLoop | None = None
         self._finished: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        self._held_since = 0.0
+        """When the oldest of ``_finished`` finished (monotonic seconds)."""
+        self._running = 0
+        """Calls running in a thread now."""
         self._wake_pending = False
 
     def call(self, loop: asyncio.AbstractEventLoop, fn: Callable[[Any], T], arg: Any) -> Any:
@@ -90,9 +98,18 @@ class DaemonThreads(concurrent.futures.Executor):
             value, ok = run(fn, arg), True
         except BaseException as exc:
             value, ok = exc, False
+        now = time.monotonic()
         with self._lock:
+            if not self._finished:
+                self._held_since = now
             self._finished.append((future, ok, value))
-            wake, self._wake_pending = not self._wake_pending, True
+            wake = not self._wake_pending and (
+                not self._pending  # nothing more queued: hand back now
+                or self._mean > SLOW_CALL
+                or now - self._held_since >= SLOW_CALL
+            )
+            if wake:
+                self._wake_pending = True
         if wake:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(self._hand_back)
@@ -110,14 +127,19 @@ class DaemonThreads(concurrent.futures.Executor):
                 future.set_exception(value)
 
     def _check(self, loop: asyncio.AbstractEventLoop) -> None:
-        """On the loop, every :data:`STALLED` seconds while calls wait: a thread more for
-        each call that has waited that long (the threads ahead of it are busy)."""
+        """On the loop, every :data:`STALLED` seconds while calls wait or run: a thread
+        more for each call that has waited that long (the threads ahead of it are busy),
+        and the results held that long handed back."""
         now = time.monotonic()
         with self._lock:
             stalled = sum(1 for queued, _ in self._pending if now - queued >= STALLED)
             wakes = [self._take_thread() for _ in range(stalled)]
-            waiting = bool(self._pending) and not self._shutdown
+            held = bool(self._finished) and now - self._held_since >= STALLED
+            waiting = bool(self._pending or self._running or self._finished)
+            waiting = waiting and not self._shutdown
         self._start(wakes)
+        if held:  # results a thread holds while it runs a call that takes long
+            self._hand_back()
         if waiting:
             loop.call_later(STALLED, self._check, loop)
         else:
@@ -171,6 +193,7 @@ class DaemonThreads(concurrent.futures.Executor):
             with self._lock:
                 if self._pending:
                     run = self._pending.popleft()[1]
+                    self._running += 1
                 else:
                     self._awake -= 1
                     if self._shutdown or self._idle >= self._max_idle:
@@ -185,7 +208,9 @@ class DaemonThreads(concurrent.futures.Executor):
             run()
             took = time.perf_counter() - started
             del run
-            self._mean += (took - self._mean) / 8
+            with self._lock:
+                self._running -= 1
+                self._mean += (took - self._mean) / 8
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
