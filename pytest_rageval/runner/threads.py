@@ -94,12 +94,16 @@ class DaemonThreads(concurrent.futures.Executor):
     ) -> None:
         if future.cancelled():  # abandoned before it started (a racy read, on purpose)
             return
+        started = time.perf_counter()
         try:
             value, ok = run(fn, arg), True
         except BaseException as exc:
             value, ok = exc, False
-        now = time.monotonic()
+        took, now = time.perf_counter() - started, time.monotonic()
         with self._lock:
+            # counted before the loop can see the result: the calls it queues next are
+            # then placed knowing how long this one took
+            self._mean += (took - self._mean) / 8
             if not self._finished:
                 self._held_since = now
             self._finished.append((future, ok, value))
@@ -152,11 +156,14 @@ class DaemonThreads(concurrent.futures.Executor):
 
         def run() -> None:
             if future.set_running_or_notify_cancel():
+                started = time.perf_counter()
                 try:
                     result = fn(*args, **kwargs)
                 except BaseException as exc:
+                    self._took(time.perf_counter() - started)
                     future.set_exception(exc)
                 else:
+                    self._took(time.perf_counter() - started)
                     future.set_result(result)
 
         self._queue(run)
@@ -204,13 +211,15 @@ class DaemonThreads(concurrent.futures.Executor):
                 if not self._wake.get():  # parked until there is work, or shutdown
                     return
                 continue
-            started = time.perf_counter()
             run()
-            took = time.perf_counter() - started
             del run
             with self._lock:
                 self._running -= 1
-                self._mean += (took - self._mean) / 8
+
+    def _took(self, seconds: float) -> None:
+        """A call took ``seconds``: into the moving average."""
+        with self._lock:
+            self._mean += (seconds - self._mean) / 8
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
