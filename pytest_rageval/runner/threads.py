@@ -68,8 +68,6 @@ class DaemonThreads(concurrent.futures.Executor):
         self._finished: list[tuple[asyncio.Future[Any], bool, Any]] = []
         self._held_since = 0.0
         """When the oldest of ``_finished`` finished (monotonic seconds)."""
-        self._running = 0
-        """Calls running in a thread now."""
         self._wake_pending = False
 
     def call(self, loop: asyncio.AbstractEventLoop, fn: Callable[[Any], T], arg: Any) -> Any:
@@ -99,11 +97,11 @@ class DaemonThreads(concurrent.futures.Executor):
             value, ok = run(fn, arg), True
         except BaseException as exc:
             value, ok = exc, False
-        took, now = time.perf_counter() - started, time.monotonic()
+        # counted before the loop can see the result: the calls it queues next are then
+        # placed knowing how long this one took
+        self._took(time.perf_counter() - started)
+        now = time.monotonic()
         with self._lock:
-            # counted before the loop can see the result: the calls it queues next are
-            # then placed knowing how long this one took
-            self._mean += (took - self._mean) / 8
             if not self._finished:
                 self._held_since = now
             self._finished.append((future, ok, value))
@@ -139,7 +137,7 @@ class DaemonThreads(concurrent.futures.Executor):
             stalled = sum(1 for queued, _ in self._pending if now - queued >= STALLED)
             wakes = [self._take_thread() for _ in range(stalled)]
             held = bool(self._finished) and now - self._held_since >= STALLED
-            waiting = bool(self._pending or self._running or self._finished)
+            waiting = bool(self._pending or self._awake or self._finished)
             waiting = waiting and not self._shutdown
         self._start(wakes)
         if held:  # results a thread holds while it runs a call that takes long
@@ -157,14 +155,16 @@ class DaemonThreads(concurrent.futures.Executor):
         def run() -> None:
             if future.set_running_or_notify_cancel():
                 started = time.perf_counter()
+                value: Any
                 try:
-                    result = fn(*args, **kwargs)
+                    value, ok = fn(*args, **kwargs), True
                 except BaseException as exc:
-                    self._took(time.perf_counter() - started)
-                    future.set_exception(exc)
+                    value, ok = exc, False
+                self._took(time.perf_counter() - started)
+                if ok:
+                    future.set_result(value)
                 else:
-                    self._took(time.perf_counter() - started)
-                    future.set_result(result)
+                    future.set_exception(value)
 
         self._queue(run)
         return future
@@ -200,7 +200,6 @@ class DaemonThreads(concurrent.futures.Executor):
             with self._lock:
                 if self._pending:
                     run = self._pending.popleft()[1]
-                    self._running += 1
                 else:
                     self._awake -= 1
                     if self._shutdown or self._idle >= self._max_idle:
@@ -213,8 +212,6 @@ class DaemonThreads(concurrent.futures.Executor):
                 continue
             run()
             del run
-            with self._lock:
-                self._running -= 1
 
     def _took(self, seconds: float) -> None:
         """A call took ``seconds``: into the moving average."""
