@@ -21,7 +21,7 @@ from llama_index.core.evaluation import (
 )
 from llama_index.core.query_engine import CustomQueryEngine
 
-from pytest_rageval import BatchRunner, Question, Runner, retry
+from pytest_rageval import BatchRunner, ContainsEvaluator, Question, Runner, retry
 
 
 @pytest.fixture
@@ -120,6 +120,38 @@ def test_sync_callables_and_non_applicable_metrics(runner: Runner) -> None:
     assert results[0].applicable == ("faithfulness", "relevancy", "correctness")
     assert results[1].skipped == ("correctness",)
     assert results[0].evaluations["correctness"].score == 5.0
+
+
+def test_local_evaluators_take_no_slot_and_no_pacing() -> None:
+    """--rag-rpm paces requests to an LLM; a string check is judged at once, and does not
+    wait for a slot behind the app's calls."""
+    judged_at: list[float] = []
+    slow_done: list[float] = []
+
+    class Timed(ContainsEvaluator):
+        async def aevaluate(self, *args: Any, **kwargs: Any) -> Any:
+            judged_at.append(time.monotonic())
+            return await super().aevaluate(*args, **kwargs)
+
+    def app(query: str) -> str:
+        if query == "SLOW":  # holds the only slot while the first answer is judged
+            time.sleep(0.5)
+            slow_done.append(time.monotonic())
+        return f"{query} yes"
+
+    runner = Runner(1, rpm=6, timeout=5)  # paced, a request would start every 10 s
+    try:
+        results = runner.evaluate(
+            app,
+            [Question(query=q, reference="yes") for q in ("Q1", "SLOW", "Q3")],
+            {"contains": Timed()},
+        )
+    finally:
+        runner.close()
+    assert [r.evaluations["contains"].passing for r in results] == [True, True, True]
+    assert max(judged_at) - min(judged_at) < 5  # unpaced: not 10 s apart
+    assert judged_at[0] < slow_done[0]
+    assert runner.counts["judge_calls"] == 3  # still counted as evaluator calls
 
 
 def test_batch_runner_is_a_drop_in_for_batch_eval_runner() -> None:

@@ -15,6 +15,10 @@ class _OfflineEvaluator(BaseEvaluator):
     rageval_cache = False
     """Not worth the verdict cache: judging locally costs less than looking it up."""
 
+    rageval_local = True
+    """Judged on the spot, with no slot of the runner's throttle: the slots, pacing,
+    time-out and retries are for waiting on an LLM, and these never wait."""
+
     requires_reference = False
     requires_reference_contexts = False
 

@@ -211,7 +211,15 @@ class Pipeline:
         meter = usage.Meter()
         metered = usage.metering(meter)
         try:
-            evaluation = await self.policy.attempts((order, 1), call, self.host.retries, paced=True)
+            if getattr(evaluator, "rageval_local", False):
+                # no slot: with a fast sync app, waiting behind its calls for one cost a
+                # trip round the loop per question
+                self.policy.limits.counts["judge_calls"] += 1
+                evaluation = await call()
+            else:
+                evaluation = await self.policy.attempts(
+                    (order, 1), call, self.host.retries, paced=True
+                )
             if self.host.reask and engines.unreadable(evaluation):
                 evaluation = await self.policy.attempts(
                     (order, 1), call, self.host.retries, paced=True
