@@ -63,7 +63,8 @@ def write_project(folder: Path, questions: int) -> None:
 
 
 def run(folder: Path, workers: int, xdist: int, questions: int) -> float:
-    args = (f"--rag-workers={workers}", "-n", str(xdist))
+    # every run judges afresh: with the verdict cache on, a repeat would only ask the app
+    args = (f"--rag-workers={workers}", "-n", str(xdist), "--rag-cache=off")
     return run_pytest(folder, *args, expect=f"{questions} passed").wall
 
 

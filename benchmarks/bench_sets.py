@@ -62,7 +62,8 @@ def write(folder: Path, files: int, per_file: int, latency: float) -> None:
 
 
 def run(folder: Path, workers: int) -> float:
-    return run_pytest(folder, f"--rag-workers={workers}").wall
+    # every run judges afresh: with the verdict cache on, a repeat would only ask the app
+    return run_pytest(folder, f"--rag-workers={workers}", "--rag-cache=off").wall
 
 
 def main() -> None:
