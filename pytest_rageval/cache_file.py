@@ -17,6 +17,8 @@ FILE_NAME = "verdicts.sqlite3"
 MODES = ("on", "off", "refresh", "readonly")
 """``on`` reads and writes, ``refresh`` writes without reading, ``readonly`` reads without
 writing (and creates nothing), ``off`` does nothing."""
+BUSY_TIMEOUT = 30.0
+"""Seconds a connection waits for another process's lock before it gives up."""
 
 
 class NotACache(sqlite3.DatabaseError):
@@ -76,10 +78,10 @@ def _check(db: sqlite3.Connection) -> bool:
 def open_for_writing(folder: Path, path: Path) -> sqlite3.Connection:
     """The cache file opened for writing, made (with its tables) when it is new."""
     folder.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, check_same_thread=False, isolation_level=None)
     try:
-        db.execute("PRAGMA busy_timeout = 30000")
-        db.execute("PRAGMA journal_mode = WAL")
+        db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        _wal(db)
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("BEGIN IMMEDIATE")  # two xdist workers may make the file at once
         try:
@@ -107,6 +109,24 @@ def open_for_writing(folder: Path, path: Path) -> sqlite3.Connection:
     return db
 
 
+def _wal(db: sqlite3.Connection) -> None:
+    """Switch ``db`` to the WAL journal. Two processes switching a new file at once (xdist
+    workers starting together) can be told "database is locked" at once: SQLite does not
+    wait for a lock it would take while holding another, as that could deadlock. So try
+    again, for as long as the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    pause = 0.001
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
 def open_for_reading(path: Path) -> sqlite3.Connection | None:
     """The file opened read-only; None when it holds nothing yet. In a folder this
     process may not write, a WAL database can only be opened as immutable."""
@@ -114,7 +134,11 @@ def open_for_reading(path: Path) -> sqlite3.Connection | None:
     failed: sqlite3.Error | None = None
     for how in ("mode=ro", "immutable=1"):
         db = sqlite3.connect(
-            f"{uri}?{how}", uri=True, timeout=30, check_same_thread=False, isolation_level=None
+            f"{uri}?{how}",
+            uri=True,
+            timeout=BUSY_TIMEOUT,
+            check_same_thread=False,
+            isolation_level=None,
         )
         try:
             if _check(db):

