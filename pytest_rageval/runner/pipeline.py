@@ -212,18 +212,19 @@ class Pipeline:
         metered = usage.metering(meter)
         try:
             if getattr(evaluator, "rageval_local", False):
-                # no slot: with a fast sync app, waiting behind its calls for one cost a
-                # trip round the loop per question
+                # no slot (with a fast sync app, waiting behind its calls for one cost a
+                # trip round the loop per question), and never asked again: it would
+                # answer the same
                 self.policy.limits.counts["judge_calls"] += 1
                 evaluation = await call()
             else:
                 evaluation = await self.policy.attempts(
                     (order, 1), call, self.host.retries, paced=True
                 )
-            if self.host.reask and engines.unreadable(evaluation):
-                evaluation = await self.policy.attempts(
-                    (order, 1), call, self.host.retries, paced=True
-                )
+                if self.host.reask and engines.unreadable(evaluation):
+                    evaluation = await self.policy.attempts(
+                        (order, 1), call, self.host.retries, paced=True
+                    )
             evaluation = engines.well_formed_evaluation(evaluation)
         finally:
             usage.reset(metered)
