@@ -92,16 +92,12 @@ class DaemonThreads(concurrent.futures.Executor):
     ) -> None:
         if future.cancelled():  # abandoned before it started (a racy read, on purpose)
             return
-        started = time.perf_counter()
-        try:
-            value, ok = run(fn, arg), True
-        except BaseException as exc:
-            value, ok = exc, False
-        # counted before the loop can see the result: the calls it queues next are then
-        # placed knowing how long this one took
-        self._took(time.perf_counter() - started)
+        value, ok, took = _timed(run, fn, arg)
         now = time.monotonic()
         with self._lock:
+            # counted before the loop can see the result: the calls it queues next are
+            # then placed knowing how long this one took
+            self._took(took)
             if not self._finished:
                 self._held_since = now
             self._finished.append((future, ok, value))
@@ -154,13 +150,9 @@ class DaemonThreads(concurrent.futures.Executor):
 
         def run() -> None:
             if future.set_running_or_notify_cancel():
-                started = time.perf_counter()
-                value: Any
-                try:
-                    value, ok = fn(*args, **kwargs), True
-                except BaseException as exc:
-                    value, ok = exc, False
-                self._took(time.perf_counter() - started)
+                value, ok, took = _timed(fn, *args, **kwargs)
+                with self._lock:
+                    self._took(took)
                 if ok:
                     future.set_result(value)
                 else:
@@ -214,9 +206,8 @@ class DaemonThreads(concurrent.futures.Executor):
             del run
 
     def _took(self, seconds: float) -> None:
-        """A call took ``seconds``: into the moving average."""
-        with self._lock:
-            self._mean += (seconds - self._mean) / 8
+        """A call took ``seconds``: into the moving average (with the lock held)."""
+        self._mean += (seconds - self._mean) / 8
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
@@ -224,3 +215,14 @@ class DaemonThreads(concurrent.futures.Executor):
             idle, self._idle = self._idle, 0
         for _ in range(idle):
             self._wake.put(False)
+
+
+def _timed(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> tuple[Any, bool, float]:
+    """``fn(*args, **kwargs)``: its value (or the exception it raised), whether it
+    returned, and the seconds it took."""
+    started = time.perf_counter()
+    try:
+        value, ok = fn(*args, **kwargs), True
+    except BaseException as exc:
+        value, ok = exc, False
+    return value, ok, time.perf_counter() - started
