@@ -215,8 +215,7 @@ class Pipeline:
                 # no slot (with a fast sync app, waiting behind its calls for one cost a
                 # trip round the loop per question), and never asked again: it would
                 # answer the same
-                self.policy.limits.counts["judge_calls"] += 1
-                evaluation = await call()
+                evaluation = await self.policy.local(call)
             else:
                 evaluation = await self.policy.attempts(
                     (order, 1), call, self.host.retries, paced=True

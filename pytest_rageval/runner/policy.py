@@ -89,6 +89,12 @@ class CallPolicy:
             await asyncio.sleep(waited)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def local(self, make: Callable[[], Awaitable[T]]) -> T:
+        """A judgement that waits on nothing (an evaluator with ``rageval_local``):
+        counted, with no slot, pacing, time-out or retry, which are for waiting on an LLM."""
+        self.limits.counts["judge_calls"] += 1
+        return await make()
+
     def _gave_up(
         self,
         failure: retry.Transient | None,
